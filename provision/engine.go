@@ -1,0 +1,429 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config configures an Engine. Store is required; every other field has a
+// default.
+type Config struct {
+	// Store persists users, groups, members and links. Required.
+	Store Store
+	// Tenants are declared up front; more can be set with SetTenant.
+	Tenants []Tenant
+	// Logger receives the engine's diagnostics. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now. Times are stored in UTC.
+	Now func() time.Time
+	// OnChange, when set, runs inside the transaction of every change, with
+	// the transaction's Store, so the host's own writes commit (or roll
+	// back) together with the directory change. An error aborts the change.
+	OnChange func(ctx context.Context, tx Store, c Change) error
+	// Audit, when set, receives refusals (a login denied, a write refused)
+	// that change nothing and so have no Event.
+	Audit func(ctx context.Context, r Refusal)
+	// MaxRetries bounds the retries of a change that met a version
+	// conflict (when the caller did not pin a version). Default 8.
+	MaxRetries int
+	// ScanLimit bounds how many resources a filter the store cannot answer
+	// from an index may scan. Default 10,000.
+	ScanLimit int
+	// PollInterval is how often Consume looks for new events when nothing
+	// woke it. Default 1s.
+	PollInterval time.Duration
+}
+
+// Refusal is a request the engine or an adapter refused without changing
+// anything: it goes to slog and Config.Audit, not to the event log.
+type Refusal struct {
+	Time   time.Time
+	Origin Origin
+	// Action is what was attempted ("jit.login", "user.update", ...).
+	Action string
+	// Reason says why it was refused, for an administrator.
+	Reason string
+	// Err is the error the caller got.
+	Err error
+}
+
+// Engine applies lifecycle intents (create, update, deactivate, reactivate,
+// delete, membership changes) from every adapter to the Store, in one
+// transaction per intent together with its events. It is the only writer.
+// An Engine is safe for concurrent use.
+type Engine struct {
+	store    Store
+	searcher Searcher
+	events   EventLog
+	kv       KV
+	locker   Locker
+
+	log          *slog.Logger
+	now          func() time.Time
+	onChange     func(context.Context, Store, Change) error
+	audit        func(context.Context, Refusal)
+	maxRetries   int
+	scanLimit    int
+	pollInterval time.Duration
+
+	mu      sync.RWMutex
+	tenants map[string]*Tenant
+	wake    chan struct{}
+	// subs are the best-effort subscribers (Consume without an EventLog).
+	subs map[*subscriber]struct{}
+
+	localLocks *localLocker
+	localKV    *localKV
+}
+
+// NewEngine validates cfg and returns an Engine. It detects the Store's
+// optional capabilities once, and logs a warning for each one it lacks.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("provision: Config.Store is required")
+	}
+	e := &Engine{
+		store:        cfg.Store,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		onChange:     cfg.OnChange,
+		audit:        cfg.Audit,
+		maxRetries:   cfg.MaxRetries,
+		scanLimit:    cfg.ScanLimit,
+		pollInterval: cfg.PollInterval,
+		tenants:      map[string]*Tenant{},
+		wake:         make(chan struct{}),
+		subs:         map[*subscriber]struct{}{},
+		localLocks:   newLocalLocker(),
+		localKV:      newLocalKV(),
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.maxRetries < 0 || e.scanLimit < 0 || e.pollInterval < 0 {
+		return nil, errors.New("provision: Config.MaxRetries, ScanLimit and PollInterval must not be negative")
+	}
+	if e.maxRetries == 0 {
+		e.maxRetries = 8
+	}
+	if e.scanLimit == 0 {
+		e.scanLimit = 10000
+	}
+	if e.pollInterval == 0 {
+		e.pollInterval = time.Second
+	}
+	e.searcher, _ = cfg.Store.(Searcher)
+	e.events, _ = cfg.Store.(EventLog)
+	e.kv, _ = cfg.Store.(KV)
+	e.locker, _ = cfg.Store.(Locker)
+	if e.events == nil {
+		e.log.Warn("provision: the store has no EventLog: events are best-effort, delivered only to consumers running in this process")
+	}
+	if e.kv == nil {
+		e.log.Warn("provision: the store has no KV: replay cache, cursors and plans are kept in process memory, not shared by replicas")
+	}
+	if e.locker == nil {
+		e.log.Warn("provision: the store has no Locker: locks are local to this process")
+	}
+	for _, t := range cfg.Tenants {
+		if err := e.SetTenant(t); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Store returns the engine's Store, for the host's own reads. Writes must
+// go through the engine.
+func (e *Engine) Store() Store { return e.store }
+
+// SetTenant declares t, or replaces the tenant with the same ID.
+func (e *Engine) SetTenant(t Tenant) error {
+	if err := validateTenant(t); err != nil {
+		return err
+	}
+	t.Connections = slices.Clone(t.Connections)
+	t.VerifiedDomains = slices.Clone(t.VerifiedDomains)
+	e.mu.Lock()
+	e.tenants[t.ID] = &t
+	e.mu.Unlock()
+	return nil
+}
+
+// RemoveTenant forgets the tenant: every later call for it fails with
+// ErrUnknownTenant. Its data stays in the Store.
+func (e *Engine) RemoveTenant(id string) {
+	e.mu.Lock()
+	delete(e.tenants, id)
+	e.mu.Unlock()
+}
+
+// Tenant returns the declared tenant with id.
+func (e *Engine) Tenant(id string) (Tenant, error) {
+	e.mu.RLock()
+	t, ok := e.tenants[id]
+	e.mu.RUnlock()
+	if !ok {
+		return Tenant{}, fmt.Errorf("%w: %q", ErrUnknownTenant, id)
+	}
+	c := *t
+	c.Connections = slices.Clone(t.Connections)
+	return c, nil
+}
+
+// Tenants returns the declared tenants, ordered by ID.
+func (e *Engine) Tenants() []Tenant {
+	e.mu.RLock()
+	out := make([]Tenant, 0, len(e.tenants))
+	for _, t := range e.tenants {
+		out = append(out, *t)
+	}
+	e.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Tenant) int { return compareStrings(a.ID, b.ID) })
+	return out
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func validateTenant(t Tenant) error {
+	if t.ID == "" {
+		return &ValidationError{Field: "tenant.id", Reason: "required"}
+	}
+	seen := map[string]bool{}
+	for _, c := range t.Connections {
+		switch {
+		case c.ID == "":
+			return &ValidationError{Field: "connection.id", Reason: "required"}
+		case c.ID == APIConnection:
+			return &ValidationError{Field: "connection.id", Reason: fmt.Sprintf("%q is reserved for the admin API", APIConnection)}
+		case seen[c.ID]:
+			return &ValidationError{Field: "connection.id", Reason: fmt.Sprintf("%q is declared twice in tenant %q", c.ID, t.ID)}
+		}
+		seen[c.ID] = true
+		switch c.Kind {
+		case KindSCIM, KindSAML, KindLDAP:
+		default:
+			return &ValidationError{Field: "connection.kind", Reason: fmt.Sprintf("connection %q has unknown kind %q", c.ID, c.Kind)}
+		}
+		for _, m := range c.Match {
+			switch m {
+			case MatchNone, MatchUserName, MatchEmail:
+			case MatchPairedExternalID:
+				if c.PairedWith == "" {
+					return &ValidationError{Field: "connection.pairedWith", Reason: fmt.Sprintf("connection %q matches on a paired externalId but names no PairedWith", c.ID)}
+				}
+			default:
+				return &ValidationError{Field: "connection.match", Reason: fmt.Sprintf("connection %q has unknown match rule %q", c.ID, m)}
+			}
+		}
+	}
+	for _, c := range t.Connections {
+		if c.PairedWith != "" && !seen[c.PairedWith] {
+			return &ValidationError{Field: "connection.pairedWith", Reason: fmt.Sprintf("connection %q is paired with undeclared connection %q", c.ID, c.PairedWith)}
+		}
+	}
+	return nil
+}
+
+// scope is what every call resolves first: the tenant and the calling
+// connection (a pseudo-connection of KindAPI for admin calls).
+type scope struct {
+	origin Origin
+	tenant *Tenant
+	conn   Connection
+}
+
+func (s scope) isAdmin() bool { return s.conn.Kind == KindAPI }
+
+func (e *Engine) scope(o Origin) (scope, error) {
+	e.mu.RLock()
+	t, ok := e.tenants[o.TenantID]
+	e.mu.RUnlock()
+	if !ok {
+		return scope{}, fmt.Errorf("%w: %q", ErrUnknownTenant, o.TenantID)
+	}
+	id := o.connection()
+	o.ConnectionID = id
+	if id == APIConnection {
+		return scope{origin: o, tenant: t, conn: Connection{ID: APIConnection, Kind: KindAPI}}, nil
+	}
+	for _, c := range t.Connections {
+		if c.ID == id {
+			if c.Disabled {
+				return scope{}, fmt.Errorf("%w: connection %q of tenant %q is disabled", ErrForbidden, id, t.ID)
+			}
+			return scope{origin: o, tenant: t, conn: c}, nil
+		}
+	}
+	return scope{}, fmt.Errorf("%w: tenant %q has no connection %q", ErrForbidden, t.ID, id)
+}
+
+func (s scope) connectionByID(id string) (Connection, bool) {
+	if id == APIConnection {
+		return Connection{ID: APIConnection, Kind: KindAPI}, true
+	}
+	for _, c := range s.tenant.Connections {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	return Connection{}, false
+}
+
+// mayWrite decides whether the calling connection may change a resource
+// owned by owner; adopt is true when the write also moves ownership to the
+// caller.
+func (s scope) mayWrite(owner string) (adopt bool, err error) {
+	if owner == s.conn.ID || s.isAdmin() {
+		return false, nil
+	}
+	oc, known := s.connectionByID(owner)
+	if !known {
+		// The owning connection is no longer declared: its resources are
+		// orphans that a directory may adopt.
+		oc = Connection{ID: owner, Kind: KindAPI}
+	}
+	var ok bool
+	if s.tenant.Adopt != nil {
+		ok = s.tenant.Adopt(s.conn, oc)
+	} else {
+		ok = s.conn.Kind == KindSCIM && (oc.Kind == KindSAML || oc.Kind == KindAPI)
+	}
+	if !ok {
+		return false, &OwnerError{Owner: owner, Writer: s.conn.ID}
+	}
+	return true, nil
+}
+
+func (s scope) matchRules() []MatchRule {
+	if len(s.conn.Match) > 0 {
+		return s.conn.Match
+	}
+	if s.conn.Kind == KindSCIM {
+		return []MatchRule{MatchUserName}
+	}
+	return nil
+}
+
+// recorder collects the changes of one transaction.
+type recorder struct {
+	changes []Change
+}
+
+func (r *recorder) add(c Change) { r.changes = append(r.changes, c) }
+
+// atomically runs fn in one Store transaction together with the OnChange
+// hook and the events of the changes fn recorded, retrying version
+// conflicts unless pinned.
+func (e *Engine) atomically(ctx context.Context, s scope, pinned bool, fn func(ctx context.Context, tx Store, rec *recorder) error) error {
+	var appended []Event
+	var committed []Change
+	var err error
+	for attempt := 0; ; attempt++ {
+		appended, committed = nil, nil
+		err = e.store.Atomically(ctx, func(ctx context.Context, tx Store) error {
+			rec := &recorder{}
+			if err := fn(ctx, tx, rec); err != nil {
+				return err
+			}
+			if len(rec.changes) == 0 {
+				return nil
+			}
+			if e.onChange != nil {
+				for _, c := range rec.changes {
+					if err := e.onChange(ctx, tx, c); err != nil {
+						return fmt.Errorf("provision: OnChange: %w", err)
+					}
+				}
+			}
+			evs := make([]Event, 0, len(rec.changes))
+			now := e.now().UTC()
+			for _, c := range rec.changes {
+				evs = append(evs, eventOf(c, now))
+			}
+			if el, ok := tx.(EventLog); ok {
+				out, err := el.AppendEvents(ctx, s.tenant.ID, evs)
+				if err != nil {
+					return fmt.Errorf("provision: append events: %w", err)
+				}
+				evs = out
+			}
+			appended, committed = evs, rec.changes
+			return nil
+		})
+		if err == nil || pinned || !errors.Is(err, ErrVersionConflict) || attempt >= e.maxRetries {
+			break
+		}
+		e.log.DebugContext(ctx, "provision: retrying after a version conflict", "tenant", s.tenant.ID, "attempt", attempt+1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(committed) > 0 {
+		e.afterCommit(appended)
+	}
+	return nil
+}
+
+func eventOf(c Change, now time.Time) Event {
+	ev := Event{
+		Kind:          c.Kind,
+		TenantID:      c.Origin.TenantID,
+		ConnectionID:  c.Origin.ConnectionID,
+		Actor:         c.Origin.Actor,
+		RequestID:     c.Origin.RequestID,
+		Time:          now,
+		Fields:        c.Fields,
+		User:          c.UserAfter,
+		Group:         c.GroupAfter,
+		PreviousUser:  c.UserBefore,
+		PreviousGroup: c.GroupBefore,
+		Members:       c.Members,
+	}
+	if ev.User != nil {
+		u := cloneUser(*ev.User)
+		u.ExternalID = ""
+		ev.User = &u
+	}
+	if ev.PreviousUser != nil {
+		u := cloneUser(*ev.PreviousUser)
+		u.ExternalID = ""
+		ev.PreviousUser = &u
+	}
+	return ev
+}
+
+func (e *Engine) refuse(ctx context.Context, o Origin, action, reason string, err error) {
+	e.log.InfoContext(ctx, "provision: refused", "tenant", o.TenantID, "connection", o.ConnectionID, "action", action, "reason", reason)
+	if e.audit != nil {
+		e.audit(ctx, Refusal{Time: e.now().UTC(), Origin: o, Action: action, Reason: reason, Err: err})
+	}
+}
+
+// Refuse records a refusal made by an adapter (a login denied, a token
+// rejected): it changes nothing, and goes to slog and Config.Audit.
+func (e *Engine) Refuse(ctx context.Context, o Origin, action, reason string, err error) {
+	e.refuse(ctx, o, action, reason, err)
+}
