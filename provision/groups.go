@@ -1,0 +1,467 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// CreateGroup creates a group of o's tenant owned by o's connection, with
+// the given members (user IDs of the tenant). A retried create (same
+// connection, ExternalID and displayName) returns the existing group and
+// emits nothing. A displayName already used by a group of the same owner
+// is a *ConflictError; an unknown member id is a *MembersError and nothing
+// is created. Emits group.created, then group.members_added when members
+// were given.
+func (e *Engine) CreateGroup(ctx context.Context, o Origin, g Group, members []string) (Group, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return Group{}, err
+	}
+	if err := validateGroup(g); err != nil {
+		return Group{}, err
+	}
+	members = dedupe(members)
+	var out Group
+	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
+		tid := s.tenant.ID
+		if g.ExternalID != "" {
+			l, err := tx.GetLink(ctx, tid, ResourceGroup, s.conn.ID, g.ExternalID)
+			switch {
+			case err == nil:
+				ex, err := tx.GetGroup(ctx, tid, l.ResourceID)
+				if err != nil {
+					return err
+				}
+				if !strings.EqualFold(ex.DisplayName, g.DisplayName) {
+					return &ConflictError{Field: "externalId", Value: g.ExternalID, ExistingID: ex.ID, Owner: ex.Owner}
+				}
+				ex.ExternalID = g.ExternalID
+				out = ex
+				return nil
+			case !errors.Is(err, ErrNotFound):
+				return err
+			}
+		}
+		if err := e.checkNameFree(ctx, s, tx, g.DisplayName, ""); err != nil {
+			return err
+		}
+		if err := e.checkMembers(ctx, s, tx, members, false); err != nil {
+			return err
+		}
+		now := e.now().UTC()
+		ng := cloneGroup(g)
+		ng.ID, ng.ExternalID, ng.TenantID, ng.Owner = "", "", tid, s.conn.ID
+		ng.Version, ng.Created, ng.Modified = 0, now, now
+		created, err := tx.CreateGroup(ctx, ng)
+		if err != nil {
+			return err
+		}
+		if g.ExternalID != "" {
+			if err := tx.CreateLink(ctx, Link{TenantID: tid, Kind: ResourceGroup, ConnectionID: s.conn.ID, ExternalID: g.ExternalID, ResourceID: created.ID, Created: now}); err != nil {
+				return err
+			}
+		}
+		after := cloneGroup(created)
+		rec.add(Change{Kind: GroupCreated, Origin: s.origin, GroupAfter: &after})
+		if len(members) > 0 {
+			added, err := tx.AddMembers(ctx, tid, created.ID, members)
+			if err != nil {
+				return err
+			}
+			rec.add(Change{Kind: GroupMembersAdded, Origin: s.origin, GroupAfter: &after, Members: added})
+		}
+		created.ExternalID = g.ExternalID
+		out = created
+		return nil
+	})
+	if err != nil {
+		return Group{}, err
+	}
+	return out, nil
+}
+
+// checkNameFree refuses a displayName that another group of the same owner
+// (the calling connection) already has.
+func (e *Engine) checkNameFree(ctx context.Context, s scope, st Store, name, self string) error {
+	groups, err := st.GroupsByDisplayName(ctx, s.tenant.ID, name)
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if g.Owner == s.conn.ID && g.ID != self {
+			return &ConflictError{Field: "displayName", Value: name, ExistingID: g.ID, Owner: g.Owner}
+		}
+	}
+	return nil
+}
+
+// checkMembers refuses ids that are not live users of the tenant. For a
+// removal, deleted users are accepted (their memberships are already gone).
+func (e *Engine) checkMembers(ctx context.Context, s scope, st Store, ids []string, removal bool) error {
+	var unknown []string
+	for _, id := range ids {
+		u, err := st.GetUser(ctx, s.tenant.ID, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			unknown = append(unknown, id)
+		case err != nil:
+			return err
+		case u.IsDeleted() && !removal:
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return &MembersError{Unknown: unknown}
+	}
+	return nil
+}
+
+func dedupe(ids []string) []string {
+	if len(ids) < 2 {
+		return ids
+	}
+	seen := make(map[string]struct{}, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// UpdateGroup applies mutate to a copy of group id and stores it if
+// anything changed (group.updated); see UpdateUser for the rules. Members
+// change through AddMembers, RemoveMembers and ReplaceMembers.
+func (e *Engine) UpdateGroup(ctx context.Context, o Origin, id string, pre Precondition, mutate func(g *Group) error) (Group, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return Group{}, err
+	}
+	var out Group
+	err = e.atomically(ctx, s, pre.Version != 0, func(ctx context.Context, tx Store, rec *recorder) error {
+		cur, err := tx.GetGroup(ctx, s.tenant.ID, id)
+		if err != nil {
+			return err
+		}
+		if pre.Version != 0 && cur.Version != pre.Version {
+			return fmt.Errorf("%w: group %s is at version %d, not %d", ErrVersionConflict, id, cur.Version, pre.Version)
+		}
+		adopt, err := s.mayWrite(cur.Owner)
+		if err != nil {
+			return err
+		}
+		link, lerr := e.groupLinkOf(ctx, tx, s, id)
+		if lerr != nil && !errors.Is(lerr, ErrNotFound) {
+			return lerr
+		}
+		cur.ExternalID = link.ExternalID
+		next := cloneGroup(cur)
+		if err := mutate(&next); err != nil {
+			return err
+		}
+		owner := cur.Owner
+		if adopt && next.Owner == s.conn.ID {
+			owner = s.conn.ID
+		}
+		next.ID, next.TenantID, next.Owner = cur.ID, cur.TenantID, owner
+		next.Version, next.Created, next.Modified = cur.Version, cur.Created, cur.Modified
+		if err := validateGroup(next); err != nil {
+			return err
+		}
+		fields := GroupChanges(cur, next)
+		if owner != cur.Owner {
+			fields = append(fields, "owner")
+		}
+		if next.DisplayName != cur.DisplayName || owner != cur.Owner {
+			if err := e.checkNameFree(ctx, scope{origin: s.origin, tenant: s.tenant, conn: Connection{ID: owner}}, tx, next.DisplayName, id); err != nil {
+				return err
+			}
+		}
+		if next.ExternalID != cur.ExternalID && !s.isAdmin() {
+			if lerr == nil {
+				if err := tx.DeleteLink(ctx, s.tenant.ID, ResourceGroup, s.conn.ID, link.ExternalID); err != nil {
+					return err
+				}
+			}
+			if next.ExternalID != "" {
+				if err := tx.CreateLink(ctx, Link{TenantID: s.tenant.ID, Kind: ResourceGroup, ConnectionID: s.conn.ID, ExternalID: next.ExternalID, ResourceID: id, Created: e.now().UTC()}); err != nil {
+					return err
+				}
+			}
+		}
+		if len(fields) == 0 {
+			out = next
+			return nil
+		}
+		ext := next.ExternalID
+		next.ExternalID = ""
+		next.Modified = e.now().UTC()
+		stored, err := tx.UpdateGroup(ctx, next, cur.Version)
+		if err != nil {
+			return err
+		}
+		before, after := cloneGroup(cur), cloneGroup(stored)
+		before.ExternalID = ""
+		rec.add(Change{Kind: GroupUpdated, Origin: s.origin, Fields: fields, GroupBefore: &before, GroupAfter: &after})
+		stored.ExternalID = ext
+		out = stored
+		return nil
+	})
+	if err != nil {
+		return Group{}, err
+	}
+	return out, nil
+}
+
+func (e *Engine) groupLinkOf(ctx context.Context, st Store, s scope, id string) (Link, error) {
+	links, err := st.LinksOf(ctx, s.tenant.ID, ResourceGroup, id)
+	if err != nil {
+		return Link{}, err
+	}
+	for _, l := range links {
+		if l.ConnectionID == s.conn.ID {
+			return l, nil
+		}
+	}
+	return Link{}, fmt.Errorf("%w: no link of connection %q", ErrNotFound, s.conn.ID)
+}
+
+// DeleteGroup removes group id with its memberships and links
+// (group.deleted, whose Group is the last snapshot).
+func (e *Engine) DeleteGroup(ctx context.Context, o Origin, id string, pre Precondition) error {
+	s, err := e.scope(o)
+	if err != nil {
+		return err
+	}
+	return e.atomically(ctx, s, pre.Version != 0, func(ctx context.Context, tx Store, rec *recorder) error {
+		cur, err := tx.GetGroup(ctx, s.tenant.ID, id)
+		if err != nil {
+			return err
+		}
+		if pre.Version != 0 && cur.Version != pre.Version {
+			return fmt.Errorf("%w: group %s is at version %d, not %d", ErrVersionConflict, id, cur.Version, pre.Version)
+		}
+		if _, err := s.mayWrite(cur.Owner); err != nil {
+			return err
+		}
+		if err := tx.DeleteGroup(ctx, s.tenant.ID, id, cur.Version); err != nil {
+			return err
+		}
+		rec.add(Change{Kind: GroupDeleted, Origin: s.origin, GroupBefore: &cur, GroupAfter: &cur})
+		return nil
+	})
+}
+
+// GetGroup returns group id of o's tenant, with ExternalID as o's
+// connection knows it.
+func (e *Engine) GetGroup(ctx context.Context, o Origin, id string) (Group, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return Group{}, err
+	}
+	g, err := e.store.GetGroup(ctx, s.tenant.ID, id)
+	if err != nil {
+		return Group{}, err
+	}
+	return e.groupWithExternalID(ctx, s, g)
+}
+
+func (e *Engine) groupWithExternalID(ctx context.Context, s scope, g Group) (Group, error) {
+	if s.isAdmin() {
+		return g, nil
+	}
+	l, err := e.groupLinkOf(ctx, e.store, s, g.ID)
+	switch {
+	case err == nil:
+		g.ExternalID = l.ExternalID
+	case !errors.Is(err, ErrNotFound):
+		return Group{}, err
+	}
+	return g, nil
+}
+
+// ListGroups returns the groups of o's tenant that q selects and the
+// exact number of matches.
+func (e *Engine) ListGroups(ctx context.Context, o Origin, q Query) ([]Group, int, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return nil, 0, err
+	}
+	if q.Page.Offset < 0 || q.Page.Limit < 0 {
+		return nil, 0, &ValidationError{Field: "page", Reason: "negative offset or limit"}
+	}
+	groups, total, err := e.findGroups(ctx, s, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range groups {
+		if groups[i], err = e.groupWithExternalID(ctx, s, groups[i]); err != nil {
+			return nil, 0, err
+		}
+	}
+	return groups, total, nil
+}
+
+// AddMembers adds users to group id and returns those that were not
+// members yet (group.members_added lists them; nothing new, no event).
+// Every id must be a live user of the tenant, else *MembersError and
+// nothing is added. The cost does not depend on the group's size.
+func (e *Engine) AddMembers(ctx context.Context, o Origin, groupID string, userIDs []string) ([]string, error) {
+	mc, err := e.changeMembersBoth(ctx, o, groupID, dedupe(userIDs), nil)
+	return mc.Added, err
+}
+
+// RemoveMembers removes users from group id and returns those that were
+// members (group.members_removed). Ids of deleted users are accepted as
+// no-ops; unknown ids are a *MembersError and nothing is removed.
+func (e *Engine) RemoveMembers(ctx context.Context, o Origin, groupID string, userIDs []string) ([]string, error) {
+	mc, err := e.changeMembersBoth(ctx, o, groupID, nil, dedupe(userIDs))
+	return mc.Removed, err
+}
+
+// MembershipChange is the outcome of a membership update: the user IDs
+// that joined and left.
+type MembershipChange struct {
+	Added   []string
+	Removed []string
+}
+
+// ChangeMembers adds and removes members of group id in one transaction
+// (a SCIM PATCH with several operations). Validation is AddMembers' and
+// RemoveMembers'; nothing is applied if any id is unknown.
+func (e *Engine) ChangeMembers(ctx context.Context, o Origin, groupID string, add, remove []string) (MembershipChange, error) {
+	return e.changeMembersBoth(ctx, o, groupID, dedupe(add), dedupe(remove))
+}
+
+func (e *Engine) changeMembersBoth(ctx context.Context, o Origin, groupID string, add, remove []string) (MembershipChange, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return MembershipChange{}, err
+	}
+	var mc MembershipChange
+	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
+		mc = MembershipChange{}
+		g, err := tx.GetGroup(ctx, s.tenant.ID, groupID)
+		if err != nil {
+			return err
+		}
+		if _, err := s.mayWrite(g.Owner); err != nil {
+			return err
+		}
+		if err := e.checkMembers(ctx, s, tx, add, false); err != nil {
+			return err
+		}
+		if err := e.checkMembers(ctx, s, tx, remove, true); err != nil {
+			return err
+		}
+		return e.applyMembers(ctx, s, tx, rec, g, add, remove, &mc)
+	})
+	return mc, err
+}
+
+func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recorder, g Group, add, remove []string, mc *MembershipChange) error {
+	if len(remove) > 0 {
+		removed, err := tx.RemoveMembers(ctx, s.tenant.ID, g.ID, remove)
+		if err != nil {
+			return err
+		}
+		if len(removed) > 0 {
+			gc := cloneGroup(g)
+			rec.add(Change{Kind: GroupMembersRemoved, Origin: s.origin, GroupAfter: &gc, Members: removed})
+			mc.Removed = removed
+		}
+	}
+	if len(add) > 0 {
+		added, err := tx.AddMembers(ctx, s.tenant.ID, g.ID, add)
+		if err != nil {
+			return err
+		}
+		if len(added) > 0 {
+			gc := cloneGroup(g)
+			rec.add(Change{Kind: GroupMembersAdded, Origin: s.origin, GroupAfter: &gc, Members: added})
+			mc.Added = added
+		}
+	}
+	return nil
+}
+
+// ReplaceMembers makes the group's members exactly userIDs (a SCIM
+// replace of members, an LDAP group sync). Its cost is the group's size.
+func (e *Engine) ReplaceMembers(ctx context.Context, o Origin, groupID string, userIDs []string) (MembershipChange, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return MembershipChange{}, err
+	}
+	want := dedupe(userIDs)
+	var mc MembershipChange
+	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
+		mc = MembershipChange{}
+		g, err := tx.GetGroup(ctx, s.tenant.ID, groupID)
+		if err != nil {
+			return err
+		}
+		if _, err := s.mayWrite(g.Owner); err != nil {
+			return err
+		}
+		if err := e.checkMembers(ctx, s, tx, want, false); err != nil {
+			return err
+		}
+		cur, err := allMembers(ctx, tx, s.tenant.ID, groupID)
+		if err != nil {
+			return err
+		}
+		keep := make(map[string]struct{}, len(want))
+		for _, id := range want {
+			keep[id] = struct{}{}
+		}
+		var remove []string
+		for _, id := range cur {
+			if _, ok := keep[id]; !ok {
+				remove = append(remove, id)
+			}
+		}
+		return e.applyMembers(ctx, s, tx, rec, g, want, remove, &mc)
+	})
+	return mc, err
+}
+
+func allMembers(ctx context.Context, st Store, tenantID, groupID string) ([]string, error) {
+	var out []string
+	for off := 0; ; {
+		page, total, err := st.ListMembers(ctx, tenantID, groupID, Page{Offset: off, Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		off += len(page)
+		if len(page) == 0 || off >= total {
+			return out, nil
+		}
+	}
+}
+
+// ListMembers returns a page of the group's member user IDs and their
+// exact total.
+func (e *Engine) ListMembers(ctx context.Context, o Origin, groupID string, p Page) ([]string, int, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return nil, 0, err
+	}
+	if p.Offset < 0 || p.Limit < 0 {
+		return nil, 0, &ValidationError{Field: "page", Reason: "negative offset or limit"}
+	}
+	return e.store.ListMembers(ctx, s.tenant.ID, groupID, p)
+}
+
+// GroupsOfUser returns the IDs of the groups user id belongs to.
+func (e *Engine) GroupsOfUser(ctx context.Context, o Origin, userID string) ([]string, error) {
+	s, err := e.scope(o)
+	if err != nil {
+		return nil, err
+	}
+	return e.store.GroupsOfUser(ctx, s.tenant.ID, userID)
+}
