@@ -38,6 +38,11 @@ type Config struct {
 	// PollInterval is how often Consume looks for new events when nothing
 	// woke it. Default 1s.
 	PollInterval time.Duration
+	// EventRetention is how long Purge keeps events. Default 30 days.
+	EventRetention time.Duration
+	// TombstoneRetention is how long Purge keeps deleted users (and the
+	// personal data in their events). Default 30 days.
+	TombstoneRetention time.Duration
 }
 
 // Refusal is a request the engine or an adapter refused without changing
@@ -72,6 +77,9 @@ type Engine struct {
 	scanLimit    int
 	pollInterval time.Duration
 
+	eventRetention     time.Duration
+	tombstoneRetention time.Duration
+
 	mu      sync.RWMutex
 	tenants map[string]*Tenant
 	wake    chan struct{}
@@ -89,19 +97,21 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, errors.New("provision: Config.Store is required")
 	}
 	e := &Engine{
-		store:        cfg.Store,
-		log:          cfg.Logger,
-		now:          cfg.Now,
-		onChange:     cfg.OnChange,
-		audit:        cfg.Audit,
-		maxRetries:   cfg.MaxRetries,
-		scanLimit:    cfg.ScanLimit,
-		pollInterval: cfg.PollInterval,
-		tenants:      map[string]*Tenant{},
-		wake:         make(chan struct{}),
-		subs:         map[*subscriber]struct{}{},
-		localLocks:   newLocalLocker(),
-		localKV:      newLocalKV(),
+		store:              cfg.Store,
+		log:                cfg.Logger,
+		now:                cfg.Now,
+		onChange:           cfg.OnChange,
+		audit:              cfg.Audit,
+		maxRetries:         cfg.MaxRetries,
+		scanLimit:          cfg.ScanLimit,
+		pollInterval:       cfg.PollInterval,
+		eventRetention:     cfg.EventRetention,
+		tombstoneRetention: cfg.TombstoneRetention,
+		tenants:            map[string]*Tenant{},
+		wake:               make(chan struct{}),
+		subs:               map[*subscriber]struct{}{},
+		localLocks:         newLocalLocker(),
+		localKV:            newLocalKV(),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -109,8 +119,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
-	if e.maxRetries < 0 || e.scanLimit < 0 || e.pollInterval < 0 {
-		return nil, errors.New("provision: Config.MaxRetries, ScanLimit and PollInterval must not be negative")
+	if e.maxRetries < 0 || e.scanLimit < 0 || e.pollInterval < 0 || e.eventRetention < 0 || e.tombstoneRetention < 0 {
+		return nil, errors.New("provision: Config.MaxRetries, ScanLimit, PollInterval and the retentions must not be negative")
+	}
+	if e.eventRetention == 0 {
+		e.eventRetention = defaultRetention
+	}
+	if e.tombstoneRetention == 0 {
+		e.tombstoneRetention = defaultRetention
 	}
 	if e.maxRetries == 0 {
 		e.maxRetries = 8
