@@ -125,6 +125,15 @@ type Identity struct {
 	// Raw holds the attributes as the source sent them, for the audit trail
 	// and for host-specific mappings. The engine does not store it.
 	Raw map[string][]string
+	// Groups are the source's references to the groups the person is in,
+	// as a login sent them (group object ids, names or DNs), for access
+	// mapping. Nil means the source said nothing about groups; non-nil and
+	// empty means it said "no groups".
+	Groups []string
+	// GroupsUnknown says the source could not list the groups (Microsoft
+	// Entra ID's groups overage claim): the membership is unknown, not
+	// empty, and must be left as it is. Groups is nil then.
+	GroupsUnknown bool
 }
 
 // Name is a person's name, as SCIM's name complex attribute.

@@ -512,6 +512,10 @@ type ProvisionOptions struct {
 	// the user (an LDAP source that owns the user). Without it a
 	// deactivated or deleted user is refused with ErrDeprovisioned.
 	SetActive bool
+	// KeepRoles makes an update leave the user's roles as they are,
+	// ignoring the identity's (a login whose connection is not trusted to
+	// assign roles).
+	KeepRoles bool
 }
 
 // ProvisionResult says what ProvisionIdentity did.
@@ -629,6 +633,9 @@ func (e *Engine) provision(ctx context.Context, s scope, tx Store, rec *recorder
 			replaceUserAttrs(next, u)
 			next.ExternalID = u.ExternalID
 			next.Roles = mergeRoles(ex.Roles, u.Roles)
+			if opts.KeepRoles {
+				next.Roles = ex.Roles
+			}
 		}
 		next.Active = active
 		if mayActivate {
