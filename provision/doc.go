@@ -1,0 +1,51 @@
+// Package provision is the heart of idprov: the identity model, the Store
+// contract and the Engine that every protocol adapter (SCIM, SAML
+// just-in-time, LDAP) goes through.
+//
+// # The model
+//
+// A Tenant is one customer company of the host application. It has
+// Connections, its sources of identities: SCIM directories, SAML
+// connections, LDAP sources. What a connection says about a person is an
+// Identity, keyed by the connection's stable external id (never an e-mail
+// address). A Link ties (tenant, connection, external id) to the tenant's
+// User or Group; a user may have many links, one per connection. Users
+// carry the SCIM core and enterprise attributes plus free-form
+// Attributes; groups hold no members themselves: membership is a
+// separate relation, so a change to a 100,000-member group costs the same
+// as to a 10-member one.
+//
+// # The engine
+//
+// NewEngine takes a Config with a Store and the tenants. Each lifecycle
+// intent is one method (CreateUser, UpdateUser, DeactivateUser,
+// ReactivateUser, DeleteUser, CreateGroup, AddMembers, ...), called with an
+// Origin naming the tenant and the connection. The engine validates input,
+// resolves identities through links (ProvisionIdentity applies the
+// connection's match rules on first contact), enforces tenancy and
+// ownership (a connection changes only what it owns, unless the tenant's
+// adoption policy lets it take over), computes changed fields, and applies
+// the change in one Store transaction together with the host's OnChange
+// hook and the change's Events.
+//
+// The failure semantics are the same for every adapter: a change with no
+// changed field writes nothing and emits nothing; a retried create returns
+// the existing resource; unknown or foreign member ids are refused and
+// nothing is applied; a delete is a tombstone that no login brings back;
+// version conflicts are retried unless the caller pinned a version.
+//
+// # Events
+//
+// Every change emits Events (user.created, user.deactivated, ...), ordered
+// per tenant by Seq. With a Store that has the EventLog capability they
+// are appended in the same transaction as the change, and Consume delivers
+// them to a named consumer at least once, in order, resuming from a stored
+// cursor: the way to end a fired employee's sessions reliably.
+//
+// # Stores
+//
+// Store is small and typed; Searcher, EventLog, KV and Locker are optional
+// capabilities, each with a fallback documented on its interface.
+// store/memstore and store/sqlstore implement them all, and
+// store/storetest is the conformance suite any implementation runs.
+package provision
