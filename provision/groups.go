@@ -164,7 +164,7 @@ func (e *Engine) UpdateGroup(ctx context.Context, o Origin, id string, pre Preco
 			return err
 		}
 		owner := cur.Owner
-		if adopt && next.Owner == s.conn.ID {
+		if adopt {
 			owner = s.conn.ID
 		}
 		next.ID, next.TenantID, next.Owner = cur.ID, cur.TenantID, owner

@@ -116,7 +116,6 @@ func (e *Engine) claim(ctx context.Context, s scope, tx Store, rec *recorder, ex
 	}
 	return e.writeUser(ctx, s, tx, rec, ex, func(next *User) error {
 		replaceUserAttrs(next, u)
-		next.Owner = s.conn.ID
 		next.ExternalID = u.ExternalID
 		return nil
 	})
@@ -335,8 +334,13 @@ func (e *Engine) writeUser(ctx context.Context, s scope, tx Store, rec *recorder
 		return User{}, err
 	}
 	owner := cur.Owner
-	if next.Owner != cur.Owner && next.Owner == s.conn.ID && adopt {
-		owner = next.Owner
+	if adopt {
+		if !cur.Active {
+			// Nobody adopts a deprovisioned user: only its owner or an
+			// admin call brings it back.
+			return User{}, &OwnerError{Owner: cur.Owner, Writer: s.conn.ID}
+		}
+		owner = s.conn.ID
 	}
 	next.ID, next.TenantID, next.Owner = cur.ID, cur.TenantID, owner
 	next.Version, next.Created, next.Modified, next.Deleted = cur.Version, cur.Created, cur.Modified, cur.Deleted
