@@ -298,10 +298,10 @@ func (st *state) kvPut(tenantID, key string, value []byte, ttl time.Duration, on
 			delete(t.kv, key)
 		}
 	})
-	// Sweep expired keys once the writes outnumber the keys: amortized
+	// Sweep expired keys once the writes reach half the keys: amortized
 	// O(1) per write. Expired entries are invisible, so the sweep needs no
 	// undo.
-	if t.kvWrites++; t.kvWrites > 64 && t.kvWrites > len(t.kv) {
+	if t.kvWrites++; t.kvWrites > 64 && 2*t.kvWrites > len(t.kv) {
 		t.kvWrites = 0
 		for k, e := range t.kv {
 			if !e.live(now) {
