@@ -520,6 +520,11 @@ type ProvisionOptions struct {
 	// ignoring the identity's (a login whose connection is not trusted to
 	// assign roles).
 	KeepRoles bool
+	// DryRun computes what ProvisionIdentity would do and returns it
+	// (the user as it would be stored and the result) without applying
+	// anything: the transaction is rolled back, no event is emitted and no
+	// refusal is audited. An LDAP Plan uses it.
+	DryRun bool
 }
 
 // ProvisionResult says what ProvisionIdentity did.
@@ -570,16 +575,25 @@ func (e *Engine) ProvisionIdentity(ctx context.Context, o Origin, id Identity, o
 	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
 		var err error
 		out, res, err = e.provision(ctx, s, tx, rec, u, opts)
+		if err == nil && opts.DryRun {
+			return errDryRun
+		}
 		return err
 	})
+	if opts.DryRun && errors.Is(err, errDryRun) {
+		return out, res, nil
+	}
 	if err != nil {
-		if errors.Is(err, ErrDeprovisioned) {
+		if errors.Is(err, ErrDeprovisioned) && !opts.DryRun {
 			e.refuse(ctx, s.origin, "provision.identity", err.Error(), err)
 		}
 		return out, "", err
 	}
 	return out, res, nil
 }
+
+// errDryRun rolls back the transaction of a ProvisionOptions.DryRun call.
+var errDryRun = errors.New("provision: dry run")
 
 func (e *Engine) provision(ctx context.Context, s scope, tx Store, rec *recorder, u User, opts ProvisionOptions) (User, ProvisionResult, error) {
 	tid := s.tenant.ID
