@@ -1,0 +1,311 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/idprov/idprov/provision"
+)
+
+// EventTables is the event log of a Store (the tables {prefix}events,
+// {prefix}event_seq and {prefix}cursors) as a helper over any Querier,
+// so that a host with its own provision.Store on the same database gets a
+// correct provision.EventLog by passing its own *sql.Tx:
+//
+//	func (tx *myTx) AppendEvents(ctx context.Context, tenantID string, evs []provision.Event) ([]provision.Event, error) {
+//		return tx.events.Append(ctx, tx.sqlTx, tenantID, evs)
+//	}
+//
+// Create the tables once with (*Store).Migrate using the same dialect and
+// prefix (the Store need not be used otherwise).
+//
+// Sequence numbers come from a per-tenant counter row updated in the
+// caller's transaction: appends of one tenant serialize on that row until
+// commit, so committed events have strictly increasing Seq with no gap,
+// and a rollback gives its numbers back.
+type EventTables struct {
+	d      Dialect
+	prefix string
+	sqls   sync.Map
+}
+
+// NewEventTables returns the helper for the event tables of dialect d
+// and prefix (empty means DefaultTablePrefix).
+func NewEventTables(d Dialect, prefix string) (*EventTables, error) {
+	if !d.valid() {
+		return nil, fmt.Errorf("sqlstore: dialect must be Postgres or SQLite, not %v", d)
+	}
+	if prefix == "" {
+		prefix = DefaultTablePrefix
+	}
+	if !prefixRE.MatchString(prefix) {
+		return nil, fmt.Errorf("sqlstore: table prefix %q must match %s", prefix, prefixRE)
+	}
+	return &EventTables{d: d, prefix: prefix}, nil
+}
+
+func (t *EventTables) sql(query string) string {
+	if v, ok := t.sqls.Load(query); ok {
+		return v.(string)
+	}
+	out := strings.ReplaceAll(query, "{p}", t.prefix)
+	t.sqls.Store(query, out)
+	return out
+}
+
+// eventRowsPerInsert bounds one multi-row INSERT of events.
+const eventRowsPerInsert = 100
+
+// Append appends events of tenantID in q, which must be a transaction
+// (*sql.Tx, or a *sql.Conn inside BEGIN): see provision.EventLog's
+// AppendEvents. Events whose TenantID is empty get tenantID; another
+// tenant's event is an error. Times are stored in UTC to the microsecond,
+// and the returned events carry their stored form.
+func (t *EventTables) Append(ctx context.Context, q Querier, tenantID string, events []provision.Event) ([]provision.Event, error) {
+	if len(events) == 0 {
+		return []provision.Event{}, nil
+	}
+	out := make([]provision.Event, len(events))
+	for i, ev := range events {
+		if ev.TenantID == "" {
+			ev.TenantID = tenantID
+		}
+		if ev.TenantID != tenantID {
+			return nil, &provision.ValidationError{Field: "event.tenantId", Reason: fmt.Sprintf("event of tenant %q appended to tenant %q", ev.TenantID, tenantID)}
+		}
+		ev.Time = normTime(ev.Time)
+		for _, u := range []**provision.User{&ev.User, &ev.PreviousUser} {
+			if *u != nil {
+				n := normUser(**u)
+				*u = &n
+			}
+		}
+		for _, g := range []**provision.Group{&ev.Group, &ev.PreviousGroup} {
+			if *g != nil {
+				n := normGroup(**g)
+				*g = &n
+			}
+		}
+		out[i] = ev
+	}
+	var last int64
+	err := q.QueryRowContext(ctx, t.sql(`INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
+		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq`), tenantID, int64(len(out))).Scan(&last)
+	if err != nil {
+		return nil, mapErr("append events: reserve seq", err)
+	}
+	first := last - int64(len(out)) + 1
+	for start := 0; start < len(out); start += eventRowsPerInsert {
+		end := min(start+eventRowsPerInsert, len(out))
+		args := make([]any, 0, 6*(end-start))
+		for i := start; i < end; i++ {
+			out[i].Seq = first + int64(i)
+			doc, err := encodeEvent(out[i])
+			if err != nil {
+				return nil, err
+			}
+			var uid any
+			if out[i].User != nil {
+				uid = out[i].User.ID
+			} else if out[i].PreviousUser != nil {
+				uid = out[i].PreviousUser.ID
+			}
+			args = append(args, tenantID, out[i].Seq, encodeTime(t.d, out[i].Time), string(out[i].Kind), uid, doc)
+		}
+		_, err := q.ExecContext(ctx, t.sql("INSERT INTO {p}events (tenant_id, seq, time, kind, user_id, doc) VALUES "+placeholders(1, end-start, 6)), args...)
+		if err != nil {
+			return nil, mapErr("append events", err)
+		}
+	}
+	return out, nil
+}
+
+// List returns at most limit events of the tenant with Seq > after, in
+// Seq order.
+func (t *EventTables) List(ctx context.Context, q Querier, tenantID string, after int64, limit int) ([]provision.Event, error) {
+	if limit <= 0 {
+		return []provision.Event{}, nil
+	}
+	rows, err := q.QueryContext(ctx, t.sql("SELECT seq, doc FROM {p}events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"), tenantID, after, limit)
+	if err != nil {
+		return nil, mapErr("list events", err)
+	}
+	defer rows.Close()
+	out := make([]provision.Event, 0, min(limit, 256))
+	for rows.Next() {
+		var seq int64
+		var doc []byte
+		if err := rows.Scan(&seq, &doc); err != nil {
+			return nil, mapErr("list events", err)
+		}
+		ev, err := decodeEvent(doc)
+		if err != nil {
+			return nil, err
+		}
+		ev.Seq = seq
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr("list events", err)
+	}
+	return out, nil
+}
+
+// LastSeq returns the highest Seq assigned to the tenant (committed),
+// 0 when none. Purging events does not lower it.
+func (t *EventTables) LastSeq(ctx context.Context, q Querier, tenantID string) (int64, error) {
+	var seq int64
+	err := q.QueryRowContext(ctx, t.sql("SELECT seq FROM {p}event_seq WHERE tenant_id = $1"), tenantID).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return seq, mapErr("last seq", err)
+}
+
+// Cursor returns the consumer's stored cursor for the tenant, 0 when none.
+func (t *EventTables) Cursor(ctx context.Context, q Querier, tenantID, consumer string) (int64, error) {
+	var seq int64
+	err := q.QueryRowContext(ctx, t.sql("SELECT seq FROM {p}cursors WHERE tenant_id = $1 AND consumer = $2"), tenantID, consumer).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return seq, mapErr("cursor", err)
+}
+
+// SetCursor stores the consumer's cursor for the tenant.
+func (t *EventTables) SetCursor(ctx context.Context, q Querier, tenantID, consumer string, seq int64) error {
+	_, err := q.ExecContext(ctx, t.sql(`INSERT INTO {p}cursors (tenant_id, consumer, seq) VALUES ($1, $2, $3)
+		ON CONFLICT (tenant_id, consumer) DO UPDATE SET seq = excluded.seq`), tenantID, consumer, seq)
+	return mapErr("set cursor", err)
+}
+
+// Purge removes the tenant's events older than before and returns how
+// many it removed.
+func (t *EventTables) Purge(ctx context.Context, q Querier, tenantID string, before time.Time) (int, error) {
+	res, err := q.ExecContext(ctx, t.sql("DELETE FROM {p}events WHERE tenant_id = $1 AND time < $2"), tenantID, encodeTime(t.d, before))
+	if err != nil {
+		return 0, mapErr("purge events", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), mapErr("purge events", err)
+}
+
+// Redact replaces the user snapshots of userID's events with copies
+// holding only ID, TenantID and Deleted, and returns how many events
+// changed. Run it in a transaction.
+func (t *EventTables) Redact(ctx context.Context, q Querier, tenantID, userID string) (int, error) {
+	rows, err := q.QueryContext(ctx, t.sql("SELECT seq, doc FROM {p}events WHERE tenant_id = $1 AND user_id = $2 ORDER BY seq"), tenantID, userID)
+	if err != nil {
+		return 0, mapErr("redact events", err)
+	}
+	type change struct {
+		seq int64
+		doc string
+	}
+	var changes []change
+	for rows.Next() {
+		var seq int64
+		var doc []byte
+		if err := rows.Scan(&seq, &doc); err != nil {
+			rows.Close()
+			return 0, mapErr("redact events", err)
+		}
+		ev, err := decodeEvent(doc)
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ev.Seq = seq
+		redact := func(u *provision.User) *provision.User {
+			if u == nil || u.ID != userID {
+				return u
+			}
+			return &provision.User{ID: u.ID, TenantID: u.TenantID, Deleted: u.Deleted}
+		}
+		ev.User, ev.PreviousUser = redact(ev.User), redact(ev.PreviousUser)
+		nd, err := encodeEvent(ev)
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		old, err := decodeEvent(doc)
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		old.Seq = seq
+		od, _ := encodeEvent(old)
+		if nd != od {
+			changes = append(changes, change{seq, nd})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, mapErr("redact events", err)
+	}
+	for _, c := range changes {
+		if _, err := q.ExecContext(ctx, t.sql("UPDATE {p}events SET doc = $3 WHERE tenant_id = $1 AND seq = $2"), tenantID, c.seq, c.doc); err != nil {
+			return 0, mapErr("redact events", err)
+		}
+	}
+	return len(changes), nil
+}
+
+// AppendEvents implements provision.EventLog: in the transaction when s
+// is an Atomically Store, else in a transaction of its own.
+func (s *Store) AppendEvents(ctx context.Context, tenantID string, events []provision.Event) ([]provision.Event, error) {
+	var out []provision.Event
+	err := s.write(ctx, func(q Querier) error {
+		var err error
+		out, err = s.r.ev.Append(ctx, q, tenantID, events)
+		return err
+	})
+	return out, err
+}
+
+// ListEvents implements provision.EventLog.
+func (s *Store) ListEvents(ctx context.Context, tenantID string, after int64, limit int) ([]provision.Event, error) {
+	return s.r.ev.List(ctx, s.q, tenantID, after, limit)
+}
+
+// LastSeq implements provision.EventLog.
+func (s *Store) LastSeq(ctx context.Context, tenantID string) (int64, error) {
+	return s.r.ev.LastSeq(ctx, s.q, tenantID)
+}
+
+// Cursor implements provision.EventLog.
+func (s *Store) Cursor(ctx context.Context, tenantID, consumer string) (int64, error) {
+	return s.r.ev.Cursor(ctx, s.q, tenantID, consumer)
+}
+
+// SetCursor implements provision.EventLog.
+func (s *Store) SetCursor(ctx context.Context, tenantID, consumer string, seq int64) error {
+	return s.writeOne(ctx, func(q Querier) error { return s.r.ev.SetCursor(ctx, q, tenantID, consumer, seq) })
+}
+
+// PurgeEvents implements provision.EventLog.
+func (s *Store) PurgeEvents(ctx context.Context, tenantID string, before time.Time) (int, error) {
+	var n int
+	err := s.writeOne(ctx, func(q Querier) error {
+		var err error
+		n, err = s.r.ev.Purge(ctx, q, tenantID, before)
+		return err
+	})
+	return n, err
+}
+
+// RedactEvents implements provision.EventLog.
+func (s *Store) RedactEvents(ctx context.Context, tenantID, userID string) (int, error) {
+	var n int
+	err := s.write(ctx, func(q Querier) error {
+		var err error
+		n, err = s.r.ev.Redact(ctx, q, tenantID, userID)
+		return err
+	})
+	return n, err
+}

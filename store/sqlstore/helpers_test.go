@@ -1,0 +1,120 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
+
+	"github.com/idprov/idprov/provision"
+)
+
+// sqliteDSN is the DSN the package documentation recommends.
+func sqliteDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+}
+
+// openSQLiteDB opens a SQLite database in a new temporary directory.
+func openSQLiteDB(t testing.TB) (*sql.DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "idprov.db")
+	db, err := sql.Open("sqlite", sqliteDSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
+// newSQLite returns a migrated store on a new SQLite file.
+func newSQLite(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	db, _ := openSQLiteDB(t)
+	cfg.Dialect = SQLite
+	return migrated(t, db, cfg)
+}
+
+func migrated(t testing.TB, db *sql.DB, cfg Config) *Store {
+	t.Helper()
+	s, err := New(db, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// postgresDSN returns IDPROV_TEST_POSTGRES_DSN; without it the test is
+// skipped, or fails when CI=true.
+func postgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv("IDPROV_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("IDPROV_TEST_POSTGRES_DSN is not set, and CI=true: the PostgreSQL tests must run in CI")
+		}
+		t.Skip("IDPROV_TEST_POSTGRES_DSN is not set; skipping the PostgreSQL tests")
+	}
+	return dsn
+}
+
+// openPostgresDB opens a pool on the test database.
+func openPostgresDB(t testing.TB) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", postgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PingContext(context.Background()); err != nil {
+		db.Close()
+		t.Fatalf("PostgreSQL at IDPROV_TEST_POSTGRES_DSN: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// randomPrefix isolates a test's tables in a shared database.
+func randomPrefix() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:]) + "_"
+}
+
+// newPostgres returns a migrated store with tables of a random prefix,
+// dropped when the test ends.
+func newPostgres(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	db := openPostgresDB(t)
+	cfg.Dialect = Postgres
+	if cfg.TablePrefix == "" {
+		cfg.TablePrefix = randomPrefix()
+	}
+	s := migrated(t, db, cfg)
+	t.Cleanup(func() {
+		if err := s.dropTables(context.Background()); err != nil {
+			t.Errorf("drop tables: %v", err)
+		}
+	})
+	return s
+}
+
+// dialects runs fn once per dialect, as subtests "sqlite" and "postgres".
+func dialects(t *testing.T, fn func(t *testing.T, newStore func(t testing.TB) *Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		fn(t, func(t testing.TB) *Store { return newSQLite(t, Config{}) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		postgresDSN(t)
+		fn(t, func(t testing.TB) *Store { return newPostgres(t, Config{}) })
+	})
+}
+
+var _ provision.Store = (*Store)(nil)

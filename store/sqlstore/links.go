@@ -1,0 +1,108 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/idprov/idprov/provision"
+)
+
+func (s *Store) scanLink(row interface{ Scan(...any) error }) (provision.Link, error) {
+	var l provision.Link
+	var kind string
+	err := row.Scan(&l.TenantID, &kind, &l.ConnectionID, &l.ExternalID, &l.ResourceID, timeScanner{&l.Created})
+	l.Kind = provision.ResourceKind(kind)
+	return l, err
+}
+
+const linkCols = "tenant_id, kind, connection_id, external_id, resource_id, created"
+
+// GetLink implements provision.Store.
+func (s *Store) GetLink(ctx context.Context, tenantID string, kind provision.ResourceKind, connectionID, externalID string) (provision.Link, error) {
+	l, err := s.scanLink(s.q.QueryRowContext(ctx, s.r.sql("SELECT "+linkCols+" FROM {p}links WHERE tenant_id = $1 AND kind = $2 AND connection_id = $3 AND external_id = $4"),
+		tenantID, string(kind), connectionID, externalID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return provision.Link{}, fmt.Errorf("sqlstore: link %s %s/%s: %w", kind, connectionID, externalID, provision.ErrNotFound)
+	}
+	if err != nil {
+		return provision.Link{}, mapErr("get link", err)
+	}
+	return l, nil
+}
+
+// LinksOf implements provision.Store.
+func (s *Store) LinksOf(ctx context.Context, tenantID string, kind provision.ResourceKind, resourceID string) ([]provision.Link, error) {
+	rows, err := s.q.QueryContext(ctx, s.r.sql("SELECT "+linkCols+" FROM {p}links WHERE tenant_id = $1 AND kind = $2 AND resource_id = $3 ORDER BY connection_id"),
+		tenantID, string(kind), resourceID)
+	if err != nil {
+		return nil, mapErr("links of", err)
+	}
+	defer rows.Close()
+	out := []provision.Link{}
+	for rows.Next() {
+		l, err := s.scanLink(rows)
+		if err != nil {
+			return nil, mapErr("links of", err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr("links of", err)
+	}
+	return out, nil
+}
+
+// CreateLink implements provision.Store.
+func (s *Store) CreateLink(ctx context.Context, l provision.Link) error {
+	var table string
+	switch l.Kind {
+	case provision.ResourceUser:
+		table = "users"
+	case provision.ResourceGroup:
+		table = "groups"
+	default:
+		return &provision.ValidationError{Field: "link.kind", Reason: fmt.Sprintf("unknown resource kind %q", l.Kind)}
+	}
+	return s.write(ctx, func(q Querier) error {
+		var one int
+		err := q.QueryRowContext(ctx, s.r.sql("SELECT 1 FROM {p}"+table+" WHERE tenant_id = $1 AND id = $2"), l.TenantID, l.ResourceID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound(string(l.Kind), l.ResourceID)
+		}
+		if err != nil {
+			return mapErr("create link", err)
+		}
+		var got string
+		err = q.QueryRowContext(ctx, s.r.sql("INSERT INTO {p}links ("+linkCols+") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING resource_id"),
+			l.TenantID, string(l.Kind), l.ConnectionID, l.ExternalID, l.ResourceID, s.r.ts(l.Created)).Scan(&got)
+		if errors.Is(err, sql.ErrNoRows) {
+			ce := &provision.ConflictError{Field: "externalId", Value: l.ExternalID}
+			if ex, err := (&Store{r: s.r, q: q}).GetLink(ctx, l.TenantID, l.Kind, l.ConnectionID, l.ExternalID); err == nil {
+				ce.ExistingID = ex.ResourceID
+			} else {
+				ce.ExistingID = l.ResourceID // the resource already has a link of this connection
+			}
+			return fmt.Errorf("sqlstore: create link: %w", ce)
+		}
+		return mapErr("create link", err)
+	})
+}
+
+// DeleteLink implements provision.Store. A missing link is ErrNotFound.
+func (s *Store) DeleteLink(ctx context.Context, tenantID string, kind provision.ResourceKind, connectionID, externalID string) error {
+	return s.write(ctx, func(q Querier) error {
+		res, err := q.ExecContext(ctx, s.r.sql("DELETE FROM {p}links WHERE tenant_id = $1 AND kind = $2 AND connection_id = $3 AND external_id = $4"),
+			tenantID, string(kind), connectionID, externalID)
+		if err != nil {
+			return mapErr("delete link", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return mapErr("delete link", err)
+		} else if n == 0 {
+			return fmt.Errorf("sqlstore: link %s %s/%s: %w", kind, connectionID, externalID, provision.ErrNotFound)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,254 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/idprov/idprov/provision"
+)
+
+func (s *Store) queryUsers(ctx context.Context, op, query string, args ...any) ([]provision.User, error) {
+	rows, err := s.q.QueryContext(ctx, s.r.sql(query), args...)
+	if err != nil {
+		return nil, mapErr(op, err)
+	}
+	defer rows.Close()
+	var out []provision.User
+	for rows.Next() {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
+			return nil, mapErr(op, err)
+		}
+		u, err := decodeUser(doc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(op, err)
+	}
+	return out, nil
+}
+
+func (s *Store) queryUser(ctx context.Context, op, what string, query string, args ...any) (provision.User, error) {
+	var doc []byte
+	err := s.q.QueryRowContext(ctx, s.r.sql(query), args...).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return provision.User{}, notFound("user", what)
+	}
+	if err != nil {
+		return provision.User{}, mapErr(op, err)
+	}
+	return decodeUser(doc)
+}
+
+// GetUser implements provision.Store.
+func (s *Store) GetUser(ctx context.Context, tenantID, id string) (provision.User, error) {
+	return s.queryUser(ctx, "get user", id,
+		"SELECT doc FROM {p}users WHERE tenant_id = $1 AND id = $2", tenantID, id)
+}
+
+// UserByUserName implements provision.Store.
+func (s *Store) UserByUserName(ctx context.Context, tenantID, userName string) (provision.User, error) {
+	return s.queryUser(ctx, "user by userName", userName,
+		"SELECT doc FROM {p}users WHERE tenant_id = $1 AND user_name_lower = $2 AND deleted IS NULL", tenantID, fold(userName))
+}
+
+// UsersByEmail implements provision.Store.
+func (s *Store) UsersByEmail(ctx context.Context, tenantID, email string) ([]provision.User, error) {
+	return s.queryUsers(ctx, "users by email",
+		`SELECT u.doc FROM {p}user_emails e JOIN {p}users u ON u.tenant_id = e.tenant_id AND u.id = e.user_id
+		WHERE e.tenant_id = $1 AND e.email_lower = $2 AND u.tenant_id = $1 AND u.deleted IS NULL ORDER BY u.id`, tenantID, fold(email))
+}
+
+// ListUsers implements provision.Store. The order is by ID, which this
+// store assigns in creation order (UUID version 7).
+func (s *Store) ListUsers(ctx context.Context, tenantID string, p provision.Page) ([]provision.User, int, error) {
+	var total int
+	err := s.q.QueryRowContext(ctx, s.r.sql("SELECT count(*) FROM {p}users WHERE tenant_id = $1 AND deleted IS NULL"), tenantID).Scan(&total)
+	if err != nil {
+		return nil, 0, mapErr("count users", err)
+	}
+	if p.Limit <= 0 || p.Offset >= total {
+		return []provision.User{}, total, nil
+	}
+	us, err := s.queryUsers(ctx, "list users",
+		"SELECT doc FROM {p}users WHERE tenant_id = $1 AND deleted IS NULL ORDER BY id LIMIT $2 OFFSET $3", tenantID, p.Limit, max(p.Offset, 0))
+	if us == nil && err == nil {
+		us = []provision.User{}
+	}
+	return us, total, err
+}
+
+// CreateUser implements provision.Store.
+func (s *Store) CreateUser(ctx context.Context, u provision.User) (provision.User, error) {
+	if u.TenantID == "" {
+		return provision.User{}, &provision.ValidationError{Field: "tenantId", Reason: "required"}
+	}
+	u = normUser(u)
+	if u.ID == "" {
+		u.ID = newID()
+	}
+	u.Version = 1
+	doc, err := encodeUser(u)
+	if err != nil {
+		return provision.User{}, err
+	}
+	err = s.write(ctx, func(q Querier) error {
+		var id string
+		err := q.QueryRowContext(ctx, s.r.sql(`INSERT INTO {p}users
+			(tenant_id, id, user_name, user_name_lower, display_name_lower, owner, active, version, created, modified, deleted, doc)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			ON CONFLICT DO NOTHING RETURNING id`),
+			u.TenantID, u.ID, u.UserName, fold(u.UserName), fold(u.DisplayName), u.Owner, u.Active, u.Version,
+			s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return s.userConflict(ctx, q, u, true)
+		}
+		if err != nil {
+			return mapErr("create user", err)
+		}
+		return s.writeEmails(ctx, q, u, false)
+	})
+	if err != nil {
+		return provision.User{}, err
+	}
+	return u, nil
+}
+
+// userConflict explains why u could not be written: its ID (on create)
+// or its userName is taken.
+func (s *Store) userConflict(ctx context.Context, q Querier, u provision.User, create bool) error {
+	if create {
+		var one int
+		err := q.QueryRowContext(ctx, s.r.sql("SELECT 1 FROM {p}users WHERE tenant_id = $1 AND id = $2"), u.TenantID, u.ID).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("sqlstore: create user: %w", &provision.ConflictError{Field: "id", Value: u.ID, ExistingID: u.ID})
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return mapErr("create user", err)
+		}
+	}
+	var id, owner string
+	err := q.QueryRowContext(ctx, s.r.sql("SELECT id, owner FROM {p}users WHERE tenant_id = $1 AND user_name_lower = $2 AND deleted IS NULL AND id <> $3"),
+		u.TenantID, fold(u.UserName), u.ID).Scan(&id, &owner)
+	if err == nil {
+		return fmt.Errorf("sqlstore: write user: %w", &provision.ConflictError{Field: "userName", Value: u.UserName, ExistingID: id, Owner: owner})
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return mapErr("write user", err)
+	}
+	return fmt.Errorf("sqlstore: write user %q: %w", u.ID, provision.ErrAlreadyExists)
+}
+
+// writeEmails stores the folded e-mail addresses of u (replacing the old
+// ones on update).
+func (s *Store) writeEmails(ctx context.Context, q Querier, u provision.User, replace bool) error {
+	if replace {
+		if _, err := q.ExecContext(ctx, s.r.sql("DELETE FROM {p}user_emails WHERE tenant_id = $1 AND user_id = $2"), u.TenantID, u.ID); err != nil {
+			return mapErr("write emails", err)
+		}
+	}
+	var emails []string
+	for _, e := range u.Emails {
+		if e.Value != "" {
+			emails = append(emails, fold(e.Value))
+		}
+	}
+	emails = dedupe(emails)
+	if len(emails) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 3*len(emails))
+	for _, e := range emails {
+		args = append(args, u.TenantID, u.ID, e)
+	}
+	_, err := q.ExecContext(ctx, s.r.sql("INSERT INTO {p}user_emails (tenant_id, user_id, email_lower) VALUES "+placeholders(1, len(emails), 3)), args...)
+	return mapErr("write emails", err)
+}
+
+// UpdateUser implements provision.Store.
+func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersion int64) (provision.User, error) {
+	u = normUser(u)
+	u.Version = expectedVersion + 1
+	doc, err := encodeUser(u)
+	if err != nil {
+		return provision.User{}, err
+	}
+	err = s.write(ctx, func(q Querier) error {
+		var id string
+		err := q.QueryRowContext(ctx, s.r.sql(`UPDATE {p}users SET
+			user_name = $3, user_name_lower = $4, display_name_lower = $5, owner = $6, active = $7,
+			version = $8, created = $9, modified = $10, deleted = $11, doc = $12
+			WHERE tenant_id = $1 AND id = $2 AND version = $13
+			AND ($14 OR NOT EXISTS (SELECT 1 FROM {p}users o
+				WHERE o.tenant_id = $1 AND o.user_name_lower = $4 AND o.deleted IS NULL AND o.id <> $2))
+			RETURNING id`),
+			u.TenantID, u.ID, u.UserName, fold(u.UserName), fold(u.DisplayName), u.Owner, u.Active,
+			u.Version, s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc, expectedVersion, !u.Deleted.IsZero()).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			var v int64
+			err := q.QueryRowContext(ctx, s.r.sql("SELECT version FROM {p}users WHERE tenant_id = $1 AND id = $2"), u.TenantID, u.ID).Scan(&v)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return notFound("user", u.ID)
+			case err != nil:
+				return mapErr("update user", err)
+			case v != expectedVersion:
+				return fmt.Errorf("sqlstore: user %q is at version %d, not %d: %w", u.ID, v, expectedVersion, provision.ErrVersionConflict)
+			}
+			return s.userConflict(ctx, q, u, false)
+		}
+		if err != nil {
+			return mapErr("update user", err)
+		}
+		return s.writeEmails(ctx, q, u, true)
+	})
+	if err != nil {
+		return provision.User{}, err
+	}
+	return u, nil
+}
+
+// DeletedUsers implements provision.Store.
+func (s *Store) DeletedUsers(ctx context.Context, tenantID string, before time.Time, limit int) ([]provision.User, error) {
+	if limit <= 0 {
+		return []provision.User{}, nil
+	}
+	us, err := s.queryUsers(ctx, "deleted users",
+		"SELECT doc FROM {p}users WHERE tenant_id = $1 AND deleted IS NOT NULL AND deleted < $2 ORDER BY deleted, id LIMIT $3",
+		tenantID, s.r.ts(before), limit)
+	if us == nil && err == nil {
+		us = []provision.User{}
+	}
+	return us, err
+}
+
+// PurgeUser implements provision.Store.
+func (s *Store) PurgeUser(ctx context.Context, tenantID, id string) error {
+	return s.write(ctx, func(q Querier) error {
+		for _, del := range []string{
+			"DELETE FROM {p}members WHERE tenant_id = $1 AND user_id = $2",
+			"DELETE FROM {p}user_emails WHERE tenant_id = $1 AND user_id = $2",
+			"DELETE FROM {p}links WHERE tenant_id = $1 AND kind = 'user' AND resource_id = $2",
+		} {
+			if _, err := q.ExecContext(ctx, s.r.sql(del), tenantID, id); err != nil {
+				return mapErr("purge user", err)
+			}
+		}
+		res, err := q.ExecContext(ctx, s.r.sql("DELETE FROM {p}users WHERE tenant_id = $1 AND id = $2"), tenantID, id)
+		if err != nil {
+			return mapErr("purge user", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return mapErr("purge user", err)
+		} else if n == 0 {
+			return notFound("user", id)
+		}
+		return nil
+	})
+}
