@@ -26,7 +26,7 @@
 // the attribute satisfies it (SCIM's rule for multi-valued attributes); an
 // absent or empty attribute satisfies no comparison, ne included: use
 // "not (a eq b)" to include resources lacking a. Strings compare case
-// insensitively (by strings.ToLower) except caseExact attributes (id,
+// insensitively (folded by Fold) except caseExact attributes (id,
 // externalId, members.value, manager.value, meta.version); dateTime
 // attributes compare as instants (the filter value must be an RFC 3339
 // time); booleans allow eq and ne only (Entra's "True" and "False" strings

@@ -3,6 +3,7 @@ package filter
 import (
 	"cmp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Object is a resource seen by Eval: it hands out the values of its
@@ -132,10 +133,20 @@ func (c *Compare) Test(v Value) bool {
 	return false // co, sw, ew on a non-string
 }
 
-// Fold is the case folding of case-insensitive comparisons
-// (strings.ToLower). Stores that index case-insensitive attributes should
-// key their indexes by it, so an index lookup and Eval agree.
-func Fold(s string) string { return strings.ToLower(s) }
+// Fold is the case folding of case-insensitive comparisons:
+// strings.ToLower, of strings.ToUpper for non-ASCII text (so that the
+// Kelvin sign folds like "k", as strings.EqualFold has it). Stores that
+// index case-insensitive attributes should key their indexes by it, so an
+// index lookup and Eval agree. ASCII text already in lower case is
+// returned without allocating.
+func Fold(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return strings.ToLower(strings.ToUpper(s))
+		}
+	}
+	return strings.ToLower(s)
+}
 
 // CompareValues orders two attribute values for sorting: absent values
 // after present ones, then by kind, then by value (strings folded unless
