@@ -2,8 +2,8 @@
 // tests, demos and single-process tools.
 //
 // It implements the whole contract: the required provision.Store and the
-// optional capabilities provision.EventLog, provision.KV and
-// provision.Locker. Hand it to the engine:
+// optional capabilities provision.Searcher, provision.EventLog,
+// provision.KV and provision.Locker. Hand it to the engine:
 //
 //	engine, err := provision.NewEngine(provision.Config{
 //		Store:   memstore.New(),
