@@ -88,6 +88,10 @@ type Engine struct {
 
 	localLocks *localLocker
 	localKV    *localKV
+
+	// hub tells running consumers which tenants have new events, and
+	// remembers the consumer names seen (events.go).
+	hub consumerHub
 }
 
 // NewEngine validates cfg and returns an Engine. It detects the Store's

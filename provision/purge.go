@@ -14,6 +14,10 @@ type PurgeResult struct {
 	RedactedEvents int
 	// Events is how many events older than the retention were removed.
 	Events int
+	// Undelivered is how many of the removed events a consumer that ran on
+	// this engine (Consume) had not acknowledged yet: they are lost to it.
+	// Purge logs an error naming the consumer when it is not zero.
+	Undelivered int
 }
 
 // Purge enforces the tenant's retention: it removes the tombstones of users
@@ -51,7 +55,18 @@ func (e *Engine) Purge(ctx context.Context, tenantID string) (PurgeResult, error
 		}
 	}
 	if e.events != nil {
-		n, err := e.events.PurgeEvents(ctx, tenantID, now.Add(-e.eventRetention))
+		cutoff := now.Add(-e.eventRetention)
+		for _, name := range e.hub.consumerNames() {
+			n, err := e.undelivered(ctx, tenantID, name, cutoff)
+			if err != nil {
+				return res, fmt.Errorf("provision: purge events: %w", err)
+			}
+			if n > 0 {
+				e.log.ErrorContext(ctx, "provision: purging events a consumer has not had; raise Config.EventRetention or fix the consumer", "consumer", name, "tenant", tenantID, "events", n)
+				res.Undelivered += n
+			}
+		}
+		n, err := e.events.PurgeEvents(ctx, tenantID, cutoff)
 		if err != nil {
 			return res, fmt.Errorf("provision: purge events: %w", err)
 		}
@@ -61,3 +76,29 @@ func (e *Engine) Purge(ctx context.Context, tenantID string) (PurgeResult, error
 }
 
 const defaultRetention = 30 * 24 * time.Hour
+
+// undelivered counts the tenant's events older than cutoff after the
+// consumer's cursor.
+func (e *Engine) undelivered(ctx context.Context, tenantID, name string, cutoff time.Time) (int, error) {
+	cursor, err := e.events.Cursor(ctx, tenantID, name)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		evs, err := e.events.ListEvents(ctx, tenantID, cursor, 1000)
+		if err != nil {
+			return 0, err
+		}
+		for _, ev := range evs {
+			if !ev.Time.Before(cutoff) {
+				return n, nil
+			}
+			n++
+			cursor = ev.Seq
+		}
+		if len(evs) < 1000 {
+			return n, nil
+		}
+	}
+}
