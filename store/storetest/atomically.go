@@ -341,7 +341,7 @@ func testAtomically(t *testing.T, s *suite) {
 				t.Errorf("tx.UserByUserName of a user created in tx = %q, %v", u.ID, err)
 			}
 			if us, err := tx.UsersByEmail(ctx, tenantA, "new@example.com"); err != nil || len(us) != 1 {
-				t.Errorf("tx.UsersByEmail of a user created in tx = %v, %v", ids(us), err)
+				t.Errorf("tx.UsersByEmail of a user created in tx = %v, %v", idsOf(us), err)
 			}
 			if u, err := tx.GetUser(ctx, tenantA, f.u0.ID); err != nil || u.Version != 2 || u.Title != "changed in tx" {
 				t.Errorf("tx.GetUser of a user updated in tx: Version %d, Title %q, %v", u.Version, u.Title, err)
@@ -353,7 +353,7 @@ func testAtomically(t *testing.T, s *suite) {
 				t.Errorf("tx.ListUsers total = %d, %v; want 2 (u0 and the new user)", total, err)
 			}
 			if gs, err := tx.GroupsByDisplayName(ctx, tenantA, "G1"); err != nil || len(gs) != 1 {
-				t.Errorf("tx.GroupsByDisplayName of a group created in tx = %v, %v", ids(gs), err)
+				t.Errorf("tx.GroupsByDisplayName of a group created in tx = %v, %v", idsOf(gs), err)
 			}
 			if _, err := tx.GetGroup(ctx, tenantA, f.gDel.ID); !errors.Is(err, provision.ErrNotFound) {
 				t.Errorf("tx.GetGroup of a group deleted in tx: %v, want ErrNotFound", err)
@@ -518,7 +518,7 @@ func testAtomically(t *testing.T, s *suite) {
 		})
 		must(t, err, "Atomically")
 		if got := allUsers(t, st, tenantA); len(got) != 2 {
-			t.Errorf("after the transaction, users %v; want ada and grace", ids(got))
+			t.Errorf("after the transaction, users %v; want ada and grace", idsOf(got))
 		}
 		if got := allMembers(t, st, tenantA, g.ID); !slices.Equal(got, []string{u.ID}) {
 			t.Errorf("members = %v, want [%s]", got, u.ID)

@@ -44,7 +44,7 @@ func testConcurrency(t *testing.T, s *suite) {
 		const perWorker, batch = 40, 5
 		st := s.store(t)
 		g := createGroup(t, st, group(tenantA, "scim-okta", "Everyone"))
-		us := ids(createUsers(t, st, tenantA, "c", workers*perWorker))
+		us := idsOf(createUsers(t, st, tenantA, "c", workers*perWorker))
 		errs := make([]error, workers)
 		together(workers, func(w int) {
 			mine := us[w*perWorker : (w+1)*perWorker]

@@ -61,7 +61,7 @@ func testGroups(t *testing.T, s *suite) {
 		wantErr(t, err, provision.ErrNotFound, "GetGroup(unknown id)")
 		got, err := st.GroupsByDisplayName(t.Context(), tenantA, "Nobody")
 		if err != nil || len(got) != 0 {
-			t.Errorf("GroupsByDisplayName(unknown) = %v, %v; want no groups and no error", ids(got), err)
+			t.Errorf("GroupsByDisplayName(unknown) = %v, %v; want no groups and no error", idsOf(got), err)
 		}
 	})
 
@@ -101,10 +101,10 @@ func testGroups(t *testing.T, s *suite) {
 			t.Errorf("GetGroup after UpdateGroup (-want +got):\n%s", d)
 		}
 		if got, err := st.GroupsByDisplayName(t.Context(), tenantA, "engineering"); err != nil || len(got) != 0 {
-			t.Errorf("GroupsByDisplayName(old name) = %v, %v; want none", ids(got), err)
+			t.Errorf("GroupsByDisplayName(old name) = %v, %v; want none", idsOf(got), err)
 		}
 		if got, err := st.GroupsByDisplayName(t.Context(), tenantA, "r&d"); err != nil || len(got) != 1 || got[0].ID != orig.ID {
-			t.Errorf("GroupsByDisplayName(new name) = %v, %v; want [%s]", ids(got), err, orig.ID)
+			t.Errorf("GroupsByDisplayName(new name) = %v, %v; want [%s]", idsOf(got), err, orig.ID)
 		}
 		if got, err := st.UpdateGroup(t.Context(), next, 2); err != nil || got.Version != 3 {
 			t.Errorf("second UpdateGroup: Version %d, %v; want 3", got.Version, err)
@@ -170,10 +170,10 @@ func testGroups(t *testing.T, s *suite) {
 		_, err := st.GetGroup(t.Context(), tenantA, g.ID)
 		wantErr(t, err, provision.ErrNotFound, "GetGroup after DeleteGroup")
 		if got, err := st.GroupsByDisplayName(t.Context(), tenantA, "Engineering"); err != nil || len(got) != 0 {
-			t.Errorf("GroupsByDisplayName after DeleteGroup = %v, %v; want none", ids(got), err)
+			t.Errorf("GroupsByDisplayName after DeleteGroup = %v, %v; want none", idsOf(got), err)
 		}
 		if got, total, err := st.ListGroups(t.Context(), tenantA, provision.Page{Limit: 10}); err != nil || total != 1 || len(got) != 1 || got[0].ID != keep.ID {
-			t.Errorf("ListGroups after DeleteGroup = %v (total %d), %v; want [%s]", ids(got), total, err, keep.ID)
+			t.Errorf("ListGroups after DeleteGroup = %v (total %d), %v; want [%s]", idsOf(got), total, err, keep.ID)
 		}
 		if got, err := st.GroupsOfUser(t.Context(), tenantA, u.ID); err != nil || !slices.Equal(got, []string{keep.ID}) {
 			t.Errorf("GroupsOfUser after DeleteGroup = %v, %v; want [%s]: memberships go with the group", got, err, keep.ID)

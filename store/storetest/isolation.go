@@ -74,21 +74,21 @@ func testIsolation(t *testing.T, s *suite) {
 		_, err := st.UserByUserName(ctx, tenantB, "alice")
 		wantErr(t, err, provision.ErrNotFound, "UserByUserName(tenant B, tenant A's userName)")
 		if got, err := st.UsersByEmail(ctx, tenantB, "alice@example.com"); err != nil || len(got) != 0 {
-			t.Errorf("UsersByEmail(tenant B, tenant A's address) = %v, %v; want none", ids(got), err)
+			t.Errorf("UsersByEmail(tenant B, tenant A's address) = %v, %v; want none", idsOf(got), err)
 		}
-		if got, total, err := st.ListUsers(ctx, tenantB, provision.Page{Limit: 100}); err != nil || total != 1 || !slices.Equal(ids(got), []string{bob.ID}) {
-			t.Errorf("ListUsers(tenant B) = %v (total %d), %v; want only bob", ids(got), total, err)
+		if got, total, err := st.ListUsers(ctx, tenantB, provision.Page{Limit: 100}); err != nil || total != 1 || !slices.Equal(idsOf(got), []string{bob.ID}) {
+			t.Errorf("ListUsers(tenant B) = %v (total %d), %v; want only bob", idsOf(got), total, err)
 		}
 		if got, err := st.DeletedUsers(ctx, tenantB, baseTime.Add(1000*time.Hour), 100); err != nil || len(got) != 0 {
-			t.Errorf("DeletedUsers(tenant B) = %v, %v; want none", ids(got), err)
+			t.Errorf("DeletedUsers(tenant B) = %v, %v; want none", idsOf(got), err)
 		}
 		_, err = st.GetGroup(ctx, tenantB, f.group.ID)
 		wantErr(t, err, provision.ErrNotFound, "GetGroup(tenant B, tenant A's group)")
 		if got, err := st.GroupsByDisplayName(ctx, tenantB, "Engineering"); err != nil || len(got) != 0 {
-			t.Errorf("GroupsByDisplayName(tenant B, tenant A's name) = %v, %v; want none", ids(got), err)
+			t.Errorf("GroupsByDisplayName(tenant B, tenant A's name) = %v, %v; want none", idsOf(got), err)
 		}
 		if got, total, err := st.ListGroups(ctx, tenantB, provision.Page{Limit: 100}); err != nil || total != 0 || len(got) != 0 {
-			t.Errorf("ListGroups(tenant B) = %v (total %d), %v; want none", ids(got), total, err)
+			t.Errorf("ListGroups(tenant B) = %v (total %d), %v; want none", idsOf(got), total, err)
 		}
 		_, _, err = st.ListMembers(ctx, tenantB, f.group.ID, provision.Page{Limit: 100})
 		wantErr(t, err, provision.ErrNotFound, "ListMembers(tenant B, tenant A's group)")
@@ -186,12 +186,12 @@ func testIsolation(t *testing.T, s *suite) {
 				t.Errorf("UserByUserName(%s, alice) = %q, %v; want %q", c.tenant, got.ID, err, c.user.ID)
 			}
 			gs, err := st.GroupsByDisplayName(t.Context(), c.tenant, "engineering")
-			if err != nil || !slices.Equal(ids(gs), []string{c.group.ID}) {
-				t.Errorf("GroupsByDisplayName(%s) = %v, %v; want [%s]", c.tenant, ids(gs), err, c.group.ID)
+			if err != nil || !slices.Equal(idsOf(gs), []string{c.group.ID}) {
+				t.Errorf("GroupsByDisplayName(%s) = %v, %v; want [%s]", c.tenant, idsOf(gs), err, c.group.ID)
 			}
 			us, err := st.UsersByEmail(t.Context(), c.tenant, "alice@example.com")
-			if err != nil || !slices.Equal(ids(us), []string{c.user.ID}) {
-				t.Errorf("UsersByEmail(%s) = %v, %v; want [%s]", c.tenant, ids(us), err, c.user.ID)
+			if err != nil || !slices.Equal(idsOf(us), []string{c.user.ID}) {
+				t.Errorf("UsersByEmail(%s) = %v, %v; want [%s]", c.tenant, idsOf(us), err, c.user.ID)
 			}
 			l, err := st.GetLink(t.Context(), c.tenant, provision.ResourceUser, "scim-okta", "ext-1")
 			if err != nil || l.ResourceID != c.user.ID {

@@ -13,7 +13,7 @@ func testMembers(t *testing.T, s *suite) {
 	t.Run("AddListRemove", func(t *testing.T) {
 		st := s.store(t)
 		g := createGroup(t, st, group(tenantA, "scim-okta", "Engineering"))
-		us := ids(createUsers(t, st, tenantA, "m", 5))
+		us := idsOf(createUsers(t, st, tenantA, "m", 5))
 
 		added := addMembers(t, st, tenantA, g.ID, us[2], us[0], us[1])
 		if want := []string{us[2], us[0], us[1]}; !slices.Equal(added, want) {
@@ -86,7 +86,7 @@ func testMembers(t *testing.T, s *suite) {
 	t.Run("Unknown", func(t *testing.T) {
 		st := s.store(t)
 		g := createGroup(t, st, group(tenantA, "scim-okta", "Engineering"))
-		us := ids(createUsers(t, st, tenantA, "m", 3))
+		us := idsOf(createUsers(t, st, tenantA, "m", 3))
 		addMembers(t, st, tenantA, g.ID, us[0])
 
 		_, err := st.AddMembers(t.Context(), tenantA, "no-such-group", us)

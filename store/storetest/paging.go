@@ -75,7 +75,7 @@ func testPaging(t *testing.T, s *suite) {
 		createUsers(t, st, tenantB, "other", 5)
 		checkPaging(t, "ListUsers", want, func(p provision.Page) ([]string, int, error) {
 			us, total, err := st.ListUsers(t.Context(), tenantA, p)
-			return ids(us), total, err
+			return idsOf(us), total, err
 		})
 	})
 
@@ -94,7 +94,7 @@ func testPaging(t *testing.T, s *suite) {
 		createGroup(t, st, group(tenantB, "scim-okta", "other"))
 		checkPaging(t, "ListGroups", want, func(p provision.Page) ([]string, int, error) {
 			gs, total, err := st.ListGroups(t.Context(), tenantA, p)
-			return ids(gs), total, err
+			return idsOf(gs), total, err
 		})
 	})
 
@@ -102,7 +102,7 @@ func testPaging(t *testing.T, s *suite) {
 		st := s.store(t)
 		g := createGroup(t, st, group(tenantA, "scim-okta", "paged"))
 		other := createGroup(t, st, group(tenantA, "scim-okta", "other"))
-		us := ids(createUsers(t, st, tenantA, "member", pagedN+3))
+		us := idsOf(createUsers(t, st, tenantA, "member", pagedN+3))
 		// Added in several calls, out of creation order.
 		addMembers(t, st, tenantA, g.ID, us[10:pagedN]...)
 		addMembers(t, st, tenantA, g.ID, us[:10]...)

@@ -292,7 +292,7 @@ func createUsers(t *testing.T, st provision.Store, tenant, prefix string, n int)
 	return out
 }
 
-func ids[T provision.User | provision.Group](xs []T) []string {
+func idsOf[T provision.User | provision.Group](xs []T) []string {
 	out := make([]string, len(xs))
 	for i, x := range xs {
 		switch v := any(x).(type) {

@@ -42,12 +42,12 @@ func testTombstones(t *testing.T, s *suite) {
 		_, err = st.UserByUserName(t.Context(), tenantA, "ada")
 		wantErr(t, err, provision.ErrNotFound, "UserByUserName of a tombstone")
 		if got, err := st.UsersByEmail(t.Context(), tenantA, "ada@example.com"); err != nil || len(got) != 0 {
-			t.Errorf("UsersByEmail of a tombstone's address = %v, %v; want none", ids(got), err)
+			t.Errorf("UsersByEmail of a tombstone's address = %v, %v; want none", idsOf(got), err)
 		}
 		list, total, err := st.ListUsers(t.Context(), tenantA, provision.Page{Limit: 10})
 		must(t, err, "ListUsers")
-		if total != 1 || !slices.Equal(ids(list), []string{live.ID}) {
-			t.Errorf("ListUsers with a tombstone = %v (total %d), want only the live user (total 1)", ids(list), total)
+		if total != 1 || !slices.Equal(idsOf(list), []string{live.ID}) {
+			t.Errorf("ListUsers with a tombstone = %v (total %d), want only the live user (total 1)", idsOf(list), total)
 		}
 		dels, err := st.DeletedUsers(t.Context(), tenantA, at.Add(time.Second), 10)
 		must(t, err, "DeletedUsers")
@@ -139,7 +139,7 @@ func testTombstones(t *testing.T, s *suite) {
 		_, err := st.GetUser(t.Context(), tenantA, u.ID)
 		wantErr(t, err, provision.ErrNotFound, "GetUser after PurgeUser")
 		if got, err := st.DeletedUsers(t.Context(), tenantA, baseTime.Add(48*time.Hour), 10); err != nil || len(got) != 0 {
-			t.Errorf("DeletedUsers after PurgeUser = %v, %v; want none", ids(got), err)
+			t.Errorf("DeletedUsers after PurgeUser = %v, %v; want none", idsOf(got), err)
 		}
 		for _, l := range [][2]string{{"scim-okta", "ext-ada"}, {"ldap-corp", "uuid-ada"}} {
 			_, err := st.GetLink(t.Context(), tenantA, provision.ResourceUser, l[0], l[1])

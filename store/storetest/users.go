@@ -126,7 +126,7 @@ func testUsers(t *testing.T, s *suite) {
 		}
 		got, err = st.UsersByEmail(t.Context(), tenantA, "nobody@example.com")
 		if err != nil || len(got) != 0 {
-			t.Errorf("UsersByEmail(unknown) = %v, %v; want no users and no error", ids(got), err)
+			t.Errorf("UsersByEmail(unknown) = %v, %v; want no users and no error", idsOf(got), err)
 		}
 	})
 
@@ -163,10 +163,10 @@ func testUsers(t *testing.T, s *suite) {
 			t.Errorf("UserByUserName(new userName) = %q, %v; want %q", got.ID, err, orig.ID)
 		}
 		if got, err := st.UsersByEmail(t.Context(), tenantA, "ada@example.com"); err != nil || len(got) != 0 {
-			t.Errorf("UsersByEmail(removed address) = %v, %v; want none", ids(got), err)
+			t.Errorf("UsersByEmail(removed address) = %v, %v; want none", idsOf(got), err)
 		}
 		if got, err := st.UsersByEmail(t.Context(), tenantA, "countess@example.com"); err != nil || len(got) != 1 || got[0].ID != orig.ID {
-			t.Errorf("UsersByEmail(new address) = %v, %v; want [%s]", ids(got), err, orig.ID)
+			t.Errorf("UsersByEmail(new address) = %v, %v; want [%s]", idsOf(got), err, orig.ID)
 		}
 
 		next.Title = "Mathematician"
@@ -189,7 +189,7 @@ func testUsers(t *testing.T, s *suite) {
 		_, err := st.UpdateUser(t.Context(), u, 1)
 		wantErr(t, err, provision.ErrNotFound, "UpdateUser(unknown id)")
 		if got, _, err := st.ListUsers(t.Context(), tenantA, provision.Page{Limit: 10}); err != nil || len(got) != 0 {
-			t.Errorf("UpdateUser(unknown id) created a user: ListUsers = %v, %v", ids(got), err)
+			t.Errorf("UpdateUser(unknown id) created a user: ListUsers = %v, %v", idsOf(got), err)
 		}
 	})
 
