@@ -26,6 +26,7 @@ var capabilities = []capability{
 	{"EventLog", implements[provision.EventLog], testEventLog},
 	{"KV", implements[provision.KV], testKV},
 	{"Locker", implements[provision.Locker], testLocker},
+	{"Searcher", implements[provision.Searcher], testSearcher},
 }
 
 // eventLog returns a fresh store and its EventLog.
