@@ -1,0 +1,144 @@
+// Command saas-app is a runnable multi-tenant host of idprov: one tenant on
+// an in-memory store, with a SCIM 2.0 endpoint an identity provider
+// provisions into.
+//
+//	go run ./examples/saas-app -addr 127.0.0.1:8080 -tenant acme -scim-token SECRET
+//
+// On start it prints one line per endpoint ("scim: <base URL>",
+// "scim-token: <token>"); scripts and tests read them. Each feature lives
+// in its own file (scim.go, ...) and is listed in features below.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/store/memstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "saas-app:", err)
+		os.Exit(1)
+	}
+}
+
+// feature is one part of the app, in its own file. For each run, flags
+// registers its flags; setup runs before the engine exists (declare
+// connections on a.Tenant, choose a.Store, extend a.EngineConfig); start
+// runs after (mount handlers on a.Mux, print its lines, start background
+// work that ends with ctx).
+type feature interface {
+	flags(fs *flag.FlagSet)
+	setup(a *app) error
+	start(ctx context.Context, a *app) error
+}
+
+// features returns fresh instances of the app's features, in start order.
+func features() []feature {
+	return []feature{
+		&scimFeature{},
+		&samlFeature{},
+	}
+}
+
+// app is what the features share.
+type app struct {
+	// Addr and BaseURL are where the app listens ("http://127.0.0.1:8080").
+	Addr    string
+	BaseURL string
+	// Tenant is the one tenant of the demo; setup adds connections to it.
+	Tenant provision.Tenant
+	// Store is the engine's store: memstore unless a feature sets another.
+	Store provision.Store
+	// EngineConfig is handed to provision.NewEngine after every setup.
+	EngineConfig provision.Config
+	Engine       *provision.Engine
+	Mux          *http.ServeMux
+	Log          *slog.Logger
+	Stdout       io.Writer
+}
+
+// run parses args, serves until ctx ends, and shuts down cleanly.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("saas-app", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
+	tenant := fs.String("tenant", "acme", "the tenant's id")
+	feats := features()
+	for _, f := range feats {
+		f.flags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	a := &app{
+		Addr:    ln.Addr().String(),
+		BaseURL: "http://" + ln.Addr().String(),
+		Tenant:  provision.Tenant{ID: *tenant, Name: *tenant},
+		Mux:     http.NewServeMux(),
+		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Stdout:  stdout,
+	}
+	for _, f := range feats {
+		if err := f.setup(a); err != nil {
+			return err
+		}
+	}
+	if a.Store == nil {
+		a.Store = memstore.New()
+	}
+	cfg := a.EngineConfig
+	cfg.Store = a.Store
+	cfg.Tenants = append(cfg.Tenants, a.Tenant)
+	if cfg.Logger == nil {
+		cfg.Logger = a.Log
+	}
+	if a.Engine, err = provision.NewEngine(cfg); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, f := range feats {
+		if err := f.start(ctx, a); err != nil {
+			return err
+		}
+	}
+
+	srv := &http.Server{Handler: a.Mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	if err := srv.Shutdown(shutdown); err != nil {
+		return err
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

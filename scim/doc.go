@@ -1,0 +1,75 @@
+// Package scim is idprov's SCIM 2.0 server (RFC 7643, RFC 7644): an
+// http.Handler that Okta, Microsoft Entra ID and other identity providers
+// provision users and groups into, multi-tenant by bearer token.
+//
+// # Use
+//
+// Declare each customer's SCIM directory as a connection of its tenant to
+// the provision.Engine, give the handler the hashes of the directories'
+// bearer tokens, and mount it under any prefix:
+//
+//	engine, _ := provision.NewEngine(provision.Config{
+//		Store: memstore.New(),
+//		Tenants: []provision.Tenant{{ID: "acme", Connections: []provision.Connection{
+//			{ID: "okta", Kind: provision.KindSCIM},
+//		}}},
+//	})
+//	token, _ := scim.GenerateToken() // show it once to acme's Okta admin
+//	tokens, _ := scim.NewTokenSet(scim.Directory{
+//		TenantID: "acme", ConnectionID: "okta",
+//		TokenHashes: []scim.TokenHash{scim.HashToken(token)},
+//	})
+//	h, _ := scim.NewHandler(scim.Config{Engine: engine, Authenticator: tokens})
+//	mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", h))
+//
+// The identity provider's administrator enters the base URL
+// (https://app.example.com/scim/v2) and the token. The bearer token
+// selects the directory, and so the tenant and the connection every change
+// is made as: one tenant's token never reaches another tenant's data.
+//
+// Tokens are kept only as SHA-256 hashes (HashToken, TokenHash.String and
+// ParseTokenHash for configuration) and never logged. To rotate, Set the
+// directory with the old and the new hash, let the identity provider
+// switch, then Set it with the new hash only. A host that keeps
+// directories in its own database implements Authenticator instead.
+//
+// # What the handler does
+//
+// A thin front authenticates the request (401 with a SCIM error body),
+// applies the directory's rate limit (429 with Retry-After), limits the
+// body (413), folds endpoint names to their canonical case and drops
+// trailing slashes, and normalizes the dialects of Okta and Entra: "True"
+// and "False" strings for booleans, a bare-string enterprise manager,
+// attributes of extensions the server does not define (kept in
+// User.Attributes and Group.Attributes under their fully qualified names),
+// Entra's `emails[type eq "work"].value eq "x"` filters (parsed by
+// provision/filter). One elimity-com/scim Server per handler then routes,
+// validates bodies and PATCH operations against the schemas, and answers
+// the discovery endpoints (/ServiceProviderConfig, /ResourceTypes,
+// /Schemas). The resource handlers of this package apply PATCH operations
+// to the user or group and call the engine, which enforces tenancy and
+// ownership, computes the change, stores it and records its events.
+//
+// Semantics, as Okta and Entra expect them:
+//
+//   - POST answers 201 with the full resource, its id, meta and ETag; a
+//     taken userName (case-insensitive) or group displayName is 409 with
+//     scimType uniqueness; a retried create returns the existing resource.
+//   - PATCH accepts both Entra dialects and Okta's path-less replace (which
+//     merges: {"active":false} touches only active), every member add and
+//     remove style (idempotent), and value-path operations such as
+//     emails[type eq "work"].value, which create the element when absent.
+//     A user PATCH answers 200 with the user; a group PATCH answers 204.
+//   - PUT replaces the attributes the body's schemas cover; extension
+//     blocks it does not carry are kept, and so are active and externalId
+//     when absent.
+//   - active=false is a soft delete: the user is still returned by GET and
+//     filters. DELETE is the engine's tombstone: 204, then 404.
+//   - Lists are ListResponses with integer counts, Resources always an
+//     array, a stable order and count clamped to MaxResults; an unknown
+//     userName (Entra's Test Connection) is 200 with no resources.
+//   - A password is write-only: handed once to Config.SetPassword, never
+//     stored, returned or logged.
+//   - Every error is a SCIM Error body; store unavailability is 503 with
+//     Retry-After.
+package scim
