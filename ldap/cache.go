@@ -1,0 +1,171 @@
+package ldap
+
+import (
+	"hash/fnv"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// dirCache is the Syncer's view of the directory as of its last sync: it
+// resolves group member DNs and uids to user ids between full syncs. It
+// is valid only for the stored cursor whose token it carries; a cold or
+// stale cache makes the next sync a full one.
+type dirCache struct {
+	token string
+
+	mu     sync.Mutex
+	users  map[string]*userRec // by canonical id
+	byDN   map[string]*userRec // by dnKey
+	byUID  map[string]*userRec // by lower-cased MemberUIDAttribute value
+	groups map[string]*groupRec
+	gByDN  map[string]*groupRec
+}
+
+type userRec struct {
+	id, dn, uid string
+	// userID is the engine's user id; empty when the entry was skipped.
+	userID string
+}
+
+type groupRec struct {
+	id, dn, name string
+	memberDNs    []string // dnKeys
+	memberUIDs   []string // lower-cased
+	// groupID is the engine's group id; empty until applied.
+	groupID string
+	// applied is the hash of the member ids last applied.
+	applied uint64
+}
+
+func newDirCache() *dirCache {
+	return &dirCache{
+		users:  map[string]*userRec{},
+		byDN:   map[string]*userRec{},
+		byUID:  map[string]*userRec{},
+		groups: map[string]*groupRec{},
+		gByDN:  map[string]*groupRec{},
+	}
+}
+
+// putUser records (or moves, on rename) a user entry.
+func (c *dirCache) putUser(id, dn, uid, userID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	uid = strings.ToLower(uid)
+	r, ok := c.users[id]
+	if !ok {
+		r = &userRec{id: id}
+		c.users[id] = r
+	}
+	if r.dn != dn {
+		if c.byDN[r.dn] == r {
+			delete(c.byDN, r.dn)
+		}
+		r.dn = dn
+	}
+	if r.uid != uid {
+		if c.byUID[r.uid] == r {
+			delete(c.byUID, r.uid)
+		}
+		r.uid = uid
+	}
+	c.byDN[dn] = r
+	if uid != "" {
+		c.byUID[uid] = r
+	}
+	if userID != "" {
+		r.userID = userID
+	}
+}
+
+func (c *dirCache) dropUser(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.users[id]
+	if !ok {
+		return
+	}
+	delete(c.users, id)
+	if c.byDN[r.dn] == r {
+		delete(c.byDN, r.dn)
+	}
+	if c.byUID[r.uid] == r {
+		delete(c.byUID, r.uid)
+	}
+}
+
+func (c *dirCache) putGroup(g *groupRec) {
+	if old, ok := c.groups[g.id]; ok {
+		g.groupID, g.applied = old.groupID, old.applied
+		if c.gByDN[old.dn] == old {
+			delete(c.gByDN, old.dn)
+		}
+	}
+	c.groups[g.id] = g
+	c.gByDN[g.dn] = g
+}
+
+func (c *dirCache) dropGroup(id string) *groupRec {
+	g, ok := c.groups[id]
+	if !ok {
+		return nil
+	}
+	delete(c.groups, id)
+	if c.gByDN[g.dn] == g {
+		delete(c.gByDN, g.dn)
+	}
+	return g
+}
+
+// members returns the user ids of g's direct and nested members, sorted,
+// and how many nesting cycles it broke. Users that were skipped (no user
+// id) and DNs outside the scope are left out.
+func (c *dirCache) members(g *groupRec) ([]string, int) {
+	set := map[string]struct{}{}
+	visited := map[*groupRec]bool{}
+	onPath := map[*groupRec]bool{}
+	cycles := 0
+	var walk func(*groupRec)
+	walk = func(g *groupRec) {
+		visited[g], onPath[g] = true, true
+		for _, dn := range g.memberDNs {
+			if u, ok := c.byDN[dn]; ok {
+				if u.userID != "" {
+					set[u.userID] = struct{}{}
+				}
+				continue
+			}
+			if sub, ok := c.gByDN[dn]; ok {
+				switch {
+				case onPath[sub]:
+					cycles++
+				case !visited[sub]:
+					walk(sub)
+				}
+			}
+		}
+		for _, uid := range g.memberUIDs {
+			if u, ok := c.byUID[uid]; ok && u.userID != "" {
+				set[u.userID] = struct{}{}
+			}
+		}
+		onPath[g] = false
+	}
+	walk(g)
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out, cycles
+}
+
+func hashIDs(ids []string) uint64 {
+	h := fnv.New64a()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}

@@ -1,0 +1,437 @@
+package ldap
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	goldap "github.com/go-ldap/ldap/v3"
+
+	"github.com/idprov/idprov/provision"
+)
+
+// Config configures a Syncer for one LDAP connection of a tenant. Engine,
+// TenantID, ConnectionID, URL and UserBaseDN are required; every other
+// field has a default.
+type Config struct {
+	// Engine applies the changes. Required.
+	Engine *provision.Engine
+	// TenantID and ConnectionID name the connection (of kind
+	// provision.KindLDAP) that owns the users and groups this Syncer
+	// creates. Required.
+	TenantID     string
+	ConnectionID string
+
+	// URL is the server: ldap://host[:389] or ldaps://host[:636].
+	// Required.
+	URL string
+	// StartTLS upgrades an ldap:// connection to TLS before binding.
+	StartTLS bool
+	// TLSConfig is used for ldaps:// and StartTLS. Nil means the system
+	// roots and the URL's host as the server name. Certificates are
+	// verified unless the host's own TLSConfig says otherwise.
+	TLSConfig *tls.Config
+	// InsecurePlaintext allows an ldap:// URL without StartTLS: the bind
+	// password and every entry cross the network in clear. Without it
+	// such a Config is refused.
+	InsecurePlaintext bool
+	// BindDN and BindPassword are the sync account's credentials (a simple
+	// bind). An empty BindDN binds anonymously.
+	BindDN       string
+	BindPassword string
+
+	// UserBaseDN is where users are searched. Required.
+	UserBaseDN string
+	// UserFilter selects user entries. Default: the Mapping's UserFilter.
+	UserFilter string
+	// GroupBaseDN is where groups are searched; empty means groups are not
+	// synced.
+	GroupBaseDN string
+	// GroupFilter selects group entries. Default: the Mapping's
+	// GroupFilter.
+	GroupFilter string
+	// Scope of both searches: ScopeSubtree (the default) or ScopeOneLevel.
+	Scope Scope
+	// PageSize is the number of entries per page of a paged search.
+	// Default 500 (OpenLDAP's default size limit; Active Directory's cap
+	// is 1,000).
+	PageSize int
+
+	// DialTimeout bounds connecting, the TLS handshake and the bind.
+	// Default 10s.
+	DialTimeout time.Duration
+	// RequestTimeout bounds each LDAP request: one page of a paged
+	// search, or a whole syncrepl refresh. Default 2m.
+	RequestTimeout time.Duration
+
+	// Mapping says which attributes carry what. The zero Mapping means
+	// OpenLDAP().
+	Mapping Mapping
+
+	// Incremental chooses how SyncChanges (and Run between full syncs)
+	// finds changes. Default IncrementalAuto.
+	Incremental Incremental
+	// Interval is how often Run syncs changes. Default 5m.
+	Interval time.Duration
+	// FullInterval is how often Run runs a full sync, the only one that
+	// sees deletes when changes are polled by modifyTimestamp. Default 6h.
+	FullInterval time.Duration
+
+	// MaxDeactivations is the number of deactivations one sync may apply
+	// on its own; more are held as a HeldPlan until Confirm. Default 500;
+	// a negative value removes the limit.
+	MaxDeactivations int
+	// MaxDeactivationShare is the share (0..1) of the connection's users
+	// one sync may deactivate on its own; more are held (a single
+	// deactivation never is). Default 0.2; a negative value removes the
+	// limit.
+	MaxDeactivationShare float64
+	// Workers is the number of entries applied concurrently. Default 4.
+	Workers int
+
+	// OnReport, when set, receives the outcome of every round Run makes.
+	OnReport func(*Report, error)
+	// Logger receives the Syncer's diagnostics. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Scope is the search scope.
+type Scope int
+
+// The search scopes.
+const (
+	ScopeSubtree  Scope = iota // the base and everything below it
+	ScopeOneLevel              // the base's immediate children only
+)
+
+// Incremental is a way to find the changes since the previous sync.
+type Incremental string
+
+// The incremental sync strategies.
+const (
+	// IncrementalAuto uses syncrepl when the server's root DSE lists the
+	// RFC 4533 sync request control, modifyTimestamp otherwise.
+	IncrementalAuto Incremental = ""
+	// IncrementalSyncrepl uses RFC 4533 syncrepl refreshOnly with a stored
+	// cookie: adds, modifications, renames, moves and deletes.
+	IncrementalSyncrepl Incremental = "syncrepl"
+	// IncrementalModifyTimestamp polls entries whose modifyTimestamp is
+	// newer than the last sync's. It cannot see deletes: the periodic full
+	// sync does.
+	IncrementalModifyTimestamp Incremental = "modifyTimestamp"
+	// IncrementalNone makes every sync a full sync.
+	IncrementalNone Incremental = "none"
+)
+
+// Mapping says which LDAP attributes carry the identity, the user's
+// attributes, the disabled state and group membership. Attribute names are
+// matched case-insensitively. Start from a preset (OpenLDAP,
+// DirectoryServer389) and change what differs.
+type Mapping struct {
+	// ID is the server-assigned stable id: entryUUID (OpenLDAP, 389 with
+	// its plugin) or nsUniqueId (389). Never the DN, which changes on
+	// rename and move. It becomes the Link's ExternalID, in the canonical
+	// 8-4-4-4-12 lower-case form when it is 32 hex digits.
+	ID string
+	// UserName is required on every user entry (uid).
+	UserName string
+	// Email is the primary e-mail (mail); further values are kept as
+	// secondary addresses.
+	Email string
+	// GivenName, FamilyName, DisplayName, Title, Department,
+	// EmployeeNumber and Phone fill the User fields of the same name (an
+	// empty name leaves the field empty).
+	GivenName      string
+	FamilyName     string
+	DisplayName    string
+	Title          string
+	Department     string
+	EmployeeNumber string
+	Phone          string
+	// Attributes copies more LDAP attributes into User.Attributes: LDAP
+	// attribute name -> key. A single value is stored as a JSON string,
+	// several as an array.
+	Attributes map[string]string
+	// Disabled lists the rules that mark an entry disabled; any match
+	// disables it (the user is deactivated, and reactivated when no rule
+	// matches any more).
+	Disabled []DisabledRule
+
+	// UserFilter and GroupFilter are the default filters of the preset.
+	UserFilter  string
+	GroupFilter string
+	// GroupName is the group's display name (cn).
+	GroupName string
+	// DNMembers are the group attributes holding member DNs (member,
+	// uniqueMember). A member DN naming another group in the group scope
+	// nests it: its users are members too, cycles broken.
+	DNMembers []string
+	// UIDMembers are the group attributes holding bare user names
+	// (memberUid), resolved through MemberUIDAttribute.
+	UIDMembers []string
+	// MemberUIDAttribute is the user attribute that UIDMembers values name
+	// (uid).
+	MemberUIDAttribute string
+}
+
+// DisabledRule matches a disabled entry: Attribute present (Value empty),
+// or having a value equal to Value (case-insensitive).
+type DisabledRule struct {
+	Attribute string
+	Value     string
+}
+
+// OpenLDAP returns the mapping for OpenLDAP's inetOrgPerson entries:
+// entryUUID, uid -> userName, mail, givenName and sn, cn -> displayName,
+// title, departmentNumber -> department, employeeNumber, telephoneNumber;
+// a present pwdAccountLockedTime (ppolicy) means disabled; groups are
+// groupOfNames (member), groupOfUniqueNames (uniqueMember) and posixGroup
+// (memberUid) with cn as displayName.
+func OpenLDAP() Mapping {
+	return Mapping{
+		ID:                 "entryUUID",
+		UserName:           "uid",
+		Email:              "mail",
+		GivenName:          "givenName",
+		FamilyName:         "sn",
+		DisplayName:        "cn",
+		Title:              "title",
+		Department:         "departmentNumber",
+		EmployeeNumber:     "employeeNumber",
+		Phone:              "telephoneNumber",
+		Disabled:           []DisabledRule{{Attribute: "pwdAccountLockedTime"}},
+		UserFilter:         "(objectClass=inetOrgPerson)",
+		GroupFilter:        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
+		GroupName:          "cn",
+		DNMembers:          []string{"member", "uniqueMember"},
+		UIDMembers:         []string{"memberUid"},
+		MemberUIDAttribute: "uid",
+	}
+}
+
+// DirectoryServer389 returns the mapping for 389 Directory Server (and Red
+// Hat Directory Server, FreeIPA): OpenLDAP's with nsUniqueId as the id and
+// nsAccountLock=TRUE as disabled.
+func DirectoryServer389() Mapping {
+	m := OpenLDAP()
+	m.ID = "nsUniqueId"
+	m.Disabled = []DisabledRule{{Attribute: "nsAccountLock", Value: "TRUE"}}
+	return m
+}
+
+func (m Mapping) isZero() bool {
+	return m.ID == "" && m.UserName == "" && m.UserFilter == "" && len(m.DNMembers) == 0
+}
+
+// userAttributes lists the attributes a user search asks for.
+func (m Mapping) userAttributes() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(a string) {
+		if a != "" && !seen[strings.ToLower(a)] {
+			seen[strings.ToLower(a)] = true
+			out = append(out, a)
+		}
+	}
+	for _, a := range []string{m.ID, m.UserName, m.Email, m.GivenName, m.FamilyName, m.DisplayName,
+		m.Title, m.Department, m.EmployeeNumber, m.Phone, m.MemberUIDAttribute, "modifyTimestamp"} {
+		add(a)
+	}
+	for a := range m.Attributes {
+		add(a)
+	}
+	for _, r := range m.Disabled {
+		add(r.Attribute)
+	}
+	return out
+}
+
+func (m Mapping) groupAttributes() []string {
+	out := []string{m.ID, m.GroupName, "modifyTimestamp"}
+	out = append(out, m.DNMembers...)
+	return append(out, m.UIDMembers...)
+}
+
+// config is a validated Config with its defaults applied.
+type config struct {
+	Config
+	tls         *tls.Config
+	userFilter  string
+	groupFilter string
+	scope       int
+}
+
+func (c Config) validate() (*config, error) {
+	v := &config{Config: c}
+	switch {
+	case c.Engine == nil:
+		return nil, errors.New("ldap: Config.Engine is required")
+	case c.TenantID == "" || c.ConnectionID == "":
+		return nil, errors.New("ldap: Config.TenantID and ConnectionID are required")
+	case c.UserBaseDN == "":
+		return nil, errors.New("ldap: Config.UserBaseDN is required")
+	}
+	t, err := c.Engine.Tenant(c.TenantID)
+	if err != nil {
+		return nil, fmt.Errorf("ldap: %w", err)
+	}
+	found := false
+	for _, conn := range t.Connections {
+		if conn.ID == c.ConnectionID {
+			if conn.Kind != provision.KindLDAP {
+				return nil, fmt.Errorf("ldap: connection %q of tenant %q is of kind %q, not %q", c.ConnectionID, c.TenantID, conn.Kind, provision.KindLDAP)
+			}
+			found = true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("ldap: tenant %q declares no connection %q", c.TenantID, c.ConnectionID)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("ldap: Config.URL: %w", err)
+	}
+	host := u.Hostname()
+	switch {
+	case host == "":
+		return nil, fmt.Errorf("ldap: Config.URL %q names no host", c.URL)
+	case u.Scheme == "ldaps":
+		if c.StartTLS {
+			return nil, errors.New("ldap: StartTLS on an ldaps:// URL: the connection is already encrypted")
+		}
+	case u.Scheme == "ldap":
+		if !c.StartTLS && !c.InsecurePlaintext {
+			return nil, fmt.Errorf("ldap: %s is plaintext: set StartTLS, use ldaps://, or set InsecurePlaintext", c.URL)
+		}
+	default:
+		return nil, fmt.Errorf("ldap: Config.URL %q: the scheme must be ldap or ldaps", c.URL)
+	}
+	if c.TLSConfig != nil {
+		v.tls = c.TLSConfig.Clone()
+	} else {
+		v.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if v.tls.ServerName == "" {
+		v.tls.ServerName = host
+	}
+	if c.BindDN == "" && c.BindPassword != "" {
+		return nil, errors.New("ldap: Config.BindPassword without a BindDN")
+	}
+	for _, dn := range []struct{ name, v string }{{"UserBaseDN", c.UserBaseDN}, {"GroupBaseDN", c.GroupBaseDN}, {"BindDN", c.BindDN}} {
+		if dn.v == "" {
+			continue
+		}
+		if _, err := goldap.ParseDN(dn.v); err != nil {
+			return nil, fmt.Errorf("ldap: Config.%s %q: %w", dn.name, dn.v, err)
+		}
+	}
+	if c.Mapping.isZero() {
+		v.Mapping = OpenLDAP()
+	}
+	m := v.Mapping
+	if m.ID == "" || m.UserName == "" {
+		return nil, errors.New("ldap: Mapping.ID and Mapping.UserName are required")
+	}
+	if len(m.UIDMembers) > 0 && m.MemberUIDAttribute == "" {
+		return nil, errors.New("ldap: Mapping.UIDMembers needs Mapping.MemberUIDAttribute")
+	}
+	if c.GroupBaseDN != "" && m.GroupName == "" {
+		return nil, errors.New("ldap: Mapping.GroupName is required to sync groups")
+	}
+	for _, r := range m.Disabled {
+		if r.Attribute == "" {
+			return nil, errors.New("ldap: a Mapping.Disabled rule names no attribute")
+		}
+	}
+	v.userFilter = firstNonEmpty(c.UserFilter, m.UserFilter, "(objectClass=*)")
+	v.groupFilter = firstNonEmpty(c.GroupFilter, m.GroupFilter, "(objectClass=*)")
+	for _, f := range []struct{ name, v string }{{"UserFilter", v.userFilter}, {"GroupFilter", v.groupFilter}} {
+		if _, err := goldap.CompileFilter(f.v); err != nil {
+			return nil, fmt.Errorf("ldap: Config.%s %q: %w", f.name, f.v, err)
+		}
+	}
+	switch c.Scope {
+	case ScopeSubtree:
+		v.scope = goldap.ScopeWholeSubtree
+	case ScopeOneLevel:
+		v.scope = goldap.ScopeSingleLevel
+	default:
+		return nil, fmt.Errorf("ldap: Config.Scope %d is unknown", c.Scope)
+	}
+	switch c.Incremental {
+	case IncrementalAuto, IncrementalSyncrepl, IncrementalModifyTimestamp, IncrementalNone:
+	default:
+		return nil, fmt.Errorf("ldap: Config.Incremental %q is unknown", c.Incremental)
+	}
+	if c.PageSize < 0 || c.Workers < 0 || c.DialTimeout < 0 || c.RequestTimeout < 0 || c.Interval < 0 || c.FullInterval < 0 {
+		return nil, errors.New("ldap: Config.PageSize, Workers, DialTimeout, RequestTimeout, Interval and FullInterval must not be negative")
+	}
+	if c.MaxDeactivationShare > 1 {
+		return nil, errors.New("ldap: Config.MaxDeactivationShare is a share: at most 1")
+	}
+	v.PageSize = defaultInt(c.PageSize, 500)
+	v.Workers = defaultInt(c.Workers, 4)
+	v.DialTimeout = defaultDuration(c.DialTimeout, 10*time.Second)
+	v.RequestTimeout = defaultDuration(c.RequestTimeout, 2*time.Minute)
+	v.Interval = defaultDuration(c.Interval, 5*time.Minute)
+	v.FullInterval = defaultDuration(c.FullInterval, 6*time.Hour)
+	if c.MaxDeactivations == 0 {
+		v.MaxDeactivations = 500
+	}
+	if c.MaxDeactivationShare == 0 {
+		v.MaxDeactivationShare = 0.2
+	}
+	if v.Now == nil {
+		v.Now = time.Now
+	}
+	if v.Logger == nil {
+		v.Logger = slog.New(slog.DiscardHandler)
+	}
+	return v, nil
+}
+
+// hostPort returns the URL's address with the scheme's default port.
+func hostPort(raw string) (scheme, addr string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", err
+	}
+	port := u.Port()
+	if port == "" {
+		port = "389"
+		if u.Scheme == "ldaps" {
+			port = "636"
+		}
+	}
+	return u.Scheme, net.JoinHostPort(u.Hostname(), port), nil
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func defaultInt(v, d int) int {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func defaultDuration(v, d time.Duration) time.Duration {
+	if v == 0 {
+		return d
+	}
+	return v
+}

@@ -1,0 +1,216 @@
+package ldap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	goldap "github.com/go-ldap/ldap/v3"
+)
+
+// conn is one connection for one sync run.
+type conn struct {
+	c    *goldap.Conn
+	stop func() bool
+	cfg  *config
+}
+
+// dial connects, secures and binds. The connection is closed as soon as
+// ctx ends, which makes every blocking go-ldap call return.
+func (s *Syncer) dial(ctx context.Context) (*conn, error) {
+	cfg := s.cfg
+	scheme, addr, err := hostPort(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("ldap: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ldap: dial %s: %w", addr, err)
+	}
+	if scheme == "ldaps" {
+		tc := tls.Client(nc, cfg.tls)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("ldap: TLS handshake with %s: %w", addr, err)
+		}
+		nc = tc
+	}
+	c := goldap.NewConn(nc, scheme == "ldaps")
+	c.Start()
+	cn := &conn{c: c, cfg: cfg}
+	cn.stop = context.AfterFunc(ctx, func() { c.Close() })
+	// Bound the handshake steps, which go-ldap does not tie to a context.
+	bindDone := context.AfterFunc(dctx, func() {
+		if ctx.Err() == nil && dctx.Err() != nil {
+			c.Close()
+		}
+	})
+	defer bindDone()
+	c.SetTimeout(cfg.DialTimeout)
+	if cfg.StartTLS {
+		if err := c.StartTLS(cfg.tls); err != nil {
+			cn.close()
+			return nil, fmt.Errorf("ldap: StartTLS with %s: %w", addr, ctxErr(ctx, dctx, err))
+		}
+	}
+	if cfg.BindDN != "" {
+		if err := c.Bind(cfg.BindDN, cfg.BindPassword); err != nil {
+			cn.close()
+			return nil, fmt.Errorf("ldap: bind as %q: %w", cfg.BindDN, ctxErr(ctx, dctx, err))
+		}
+	}
+	// No per-request timeout from here on: go-ldap drops a response that
+	// a slow reader does not take within it, which would silently lose
+	// entries. Searches are bounded by their own contexts instead.
+	c.SetTimeout(0)
+	return cn, nil
+}
+
+// ctxErr prefers the context's error (cancelled, or the dial deadline)
+// over the error a closed connection produced.
+func ctxErr(ctx, dctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if dctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", dctx.Err(), err)
+	}
+	return err
+}
+
+func (c *conn) close() {
+	c.stop()
+	c.c.Close()
+}
+
+// ErrIncomplete says a search did not complete: the server ended it
+// without the result that marks its end, or a time or size limit cut it
+// off. An incomplete search never deactivates anyone.
+var ErrIncomplete = errors.New("ldap: search incomplete")
+
+type search struct {
+	base   string
+	scope  int
+	filter string
+	attrs  []string
+}
+
+// page is one page of a paged search, or the error that ended it.
+type page struct {
+	entries []*goldap.Entry
+	err     error
+}
+
+// pagedSearch streams a paged search (RFC 2696) to fn, one page at a
+// time, reading the next page while fn handles the current one. Memory is
+// bounded by two pages. It returns nil only when the server reported the
+// search complete (a paging control with an empty cookie).
+func (c *conn) pagedSearch(ctx context.Context, q search, fn func([]*goldap.Entry) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan page, 1)
+	go func() {
+		defer close(pages)
+		var cookie []byte
+		for {
+			entries, next, err := c.readPage(ctx, q, cookie)
+			select {
+			case pages <- page{entries: entries, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(next) == 0 {
+				return
+			}
+			cookie = next
+		}
+	}()
+	for p := range pages {
+		if p.err != nil {
+			return p.err
+		}
+		if err := fn(p.entries); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// readPage reads one page with SearchAsync and a paging control: never
+// SearchWithPaging, which holds the whole result in memory.
+func (c *conn) readPage(ctx context.Context, q search, cookie []byte) ([]*goldap.Entry, []byte, error) {
+	pctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	paging := goldap.NewControlPaging(uint32(c.cfg.PageSize))
+	paging.SetCookie(cookie)
+	req := goldap.NewSearchRequest(q.base, q.scope, goldap.NeverDerefAliases, 0, 0, false, q.filter, q.attrs, []goldap.Control{paging})
+	r := c.c.SearchAsync(pctx, req, 64)
+	entries := make([]*goldap.Entry, 0, c.cfg.PageSize)
+	var done *goldap.ControlPaging
+	for r.Next() {
+		if e := r.Entry(); e != nil {
+			entries = append(entries, e)
+		}
+		if ctl, ok := goldap.FindControl(r.Controls(), goldap.ControlTypePaging).(*goldap.ControlPaging); ok {
+			done = ctl
+		}
+	}
+	if err := searchErr(ctx, pctx, r.Err(), q.base); err != nil {
+		return nil, nil, err
+	}
+	if done == nil {
+		return nil, nil, fmt.Errorf("%w: the search of %q ended without its paging control (connection closed?)", ErrIncomplete, q.base)
+	}
+	return entries, done.Cookie, nil
+}
+
+// searchErr turns the end of a go-ldap stream into an error: the stream's
+// own, the caller's cancellation, or a timeout (go-ldap reports neither).
+func searchErr(ctx, pctx context.Context, err error, base string) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		if goldap.IsErrorAnyOf(err, goldap.LDAPResultSizeLimitExceeded, goldap.LDAPResultTimeLimitExceeded, goldap.LDAPResultAdminLimitExceeded) {
+			return fmt.Errorf("%w: search of %q: %w", ErrIncomplete, base, err)
+		}
+		return fmt.Errorf("ldap: search of %q: %w", base, err)
+	case pctx.Err() != nil:
+		return fmt.Errorf("%w: search of %q timed out", ErrIncomplete, base)
+	}
+	return nil
+}
+
+// supportedControls reads the root DSE's supportedControl.
+func (c *conn) supportedControls(ctx context.Context) ([]string, error) {
+	pctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req := goldap.NewSearchRequest("", goldap.ScopeBaseObject, goldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"supportedControl"}, nil)
+	r := c.c.SearchAsync(pctx, req, 4)
+	var out []string
+	for r.Next() {
+		if e := r.Entry(); e != nil {
+			out = append(out, e.GetEqualFoldAttributeValues("supportedControl")...)
+		}
+	}
+	if err := searchErr(ctx, pctx, r.Err(), "root DSE"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *conn) supportsSyncrepl(ctx context.Context) (bool, error) {
+	ctls, err := c.supportedControls(ctx)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(ctls, func(s string) bool { return strings.TrimSpace(s) == goldap.ControlTypeSyncRequest }), nil
+}

@@ -1,0 +1,348 @@
+package ldap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	goldap "github.com/go-ldap/ldap/v3"
+
+	"github.com/idprov/idprov/provision"
+)
+
+// errRefreshRequired is the server's e-syncRefreshRequired (4096): the
+// cookie is too old; a full sync takes over.
+var errRefreshRequired = errors.New("ldap: the server requires a full refresh (e-syncRefreshRequired)")
+
+// nothing matches no entry: a syncrepl refresh with it returns only a
+// cookie, the server's current state.
+const nothing = "(&(objectClass=*)(!(objectClass=*)))"
+
+// syncCookie returns a syncrepl cookie for the server's current state,
+// without reading any entry.
+func (c *conn) syncCookie(ctx context.Context, base string) ([]byte, error) {
+	res, err := c.syncrepl(ctx, search{base: base, scope: c.cfg.scope, filter: nothing, attrs: []string{"1.1"}}, nil, func([]*goldap.Entry) error { return nil })
+	if err != nil {
+		return nil, err
+	}
+	if len(res.cookie) == 0 {
+		return nil, fmt.Errorf("%w: the server sent no syncrepl cookie for %q", ErrIncomplete, base)
+	}
+	return res.cookie, nil
+}
+
+// syncResult is what a syncrepl refresh reported besides the entries.
+type syncResult struct {
+	cookie []byte
+	// deleted are the ids the server said were deleted (delete phase).
+	deleted []string
+	// present are the ids the server listed as unchanged (present
+	// phase); presentPhase says there was one: every id neither present
+	// nor sent is deleted.
+	present      map[string]bool
+	presentPhase bool
+}
+
+// syncrepl runs an RFC 4533 refreshOnly search from cookie, handing the
+// added and modified entries (renames and moves arrive as adds with the
+// same id) to fn in batches. It fails with errRefreshRequired when the
+// server answers e-syncRefreshRequired, and with ErrIncomplete when the
+// refresh ends without its sync done control. The stream is abandoned when
+// the server sends nothing for Config.RequestTimeout.
+func (c *conn) syncrepl(ctx context.Context, q search, cookie []byte, fn func([]*goldap.Entry) error) (syncResult, error) {
+	res := syncResult{present: map[string]bool{}}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := time.AfterFunc(time.Hour, cancel)
+	defer idle.Stop()
+	req := goldap.NewSearchRequest(q.base, q.scope, goldap.NeverDerefAliases, 0, 0, false, q.filter, q.attrs, nil)
+	r := c.c.Syncrepl(sctx, req, 64, goldap.SyncRequestModeRefreshOnly, cookie, false)
+	batch := make([]*goldap.Entry, 0, c.cfg.PageSize)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := fn(batch)
+		batch = make([]*goldap.Entry, 0, c.cfg.PageSize)
+		return err
+	}
+	setCookie := func(b []byte) {
+		if len(b) > 0 {
+			res.cookie = b
+		}
+	}
+	done := false
+	for {
+		idle.Reset(c.cfg.RequestTimeout)
+		more := r.Next()
+		idle.Stop()
+		if !more {
+			break
+		}
+		ctls := r.Controls()
+		if e := r.Entry(); e != nil {
+			st, _ := goldap.FindControl(ctls, goldap.ControlTypeSyncState).(*goldap.ControlSyncState)
+			if st == nil {
+				continue
+			}
+			id := canonicalID(st.EntryUUID.String())
+			setCookie(st.Cookie)
+			switch st.State {
+			case goldap.SyncStateAdd, goldap.SyncStateModify:
+				if c.cfg.Mapping.entryID(e) == "" {
+					e.Attributes = append(e.Attributes, &goldap.EntryAttribute{Name: c.cfg.Mapping.ID, Values: []string{id}})
+				}
+				batch = append(batch, e)
+				if len(batch) == cap(batch) {
+					if err := flush(); err != nil {
+						return res, err
+					}
+				}
+			case goldap.SyncStateDelete:
+				res.deleted = append(res.deleted, id)
+			case goldap.SyncStatePresent:
+				res.present[id] = true
+				res.presentPhase = true
+			}
+			continue
+		}
+		for _, ctl := range ctls {
+			switch v := ctl.(type) {
+			case *goldap.ControlSyncInfo:
+				switch {
+				case v.NewCookie != nil:
+					setCookie(v.NewCookie.Cookie)
+				case v.RefreshDelete != nil:
+					setCookie(v.RefreshDelete.Cookie)
+				case v.RefreshPresent != nil:
+					setCookie(v.RefreshPresent.Cookie)
+					res.presentPhase = true
+				case v.SyncIdSet != nil:
+					setCookie(v.SyncIdSet.Cookie)
+					for _, u := range v.SyncIdSet.SyncUUIDs {
+						id := canonicalID(u.String())
+						if v.SyncIdSet.RefreshDeletes {
+							res.deleted = append(res.deleted, id)
+						} else {
+							res.present[id] = true
+							res.presentPhase = true
+						}
+					}
+				}
+			case *goldap.ControlSyncDone:
+				done = true
+				setCookie(v.Cookie)
+				if v.RefreshDeletes {
+					// The refresh ended in the delete phase: no id is
+					// deleted by omission.
+					res.presentPhase = false
+				}
+			}
+		}
+	}
+	err := r.Err()
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case goldap.IsErrorWithCode(err, goldap.LDAPResultSyncRefreshRequired):
+		return res, errRefreshRequired
+	case err != nil:
+		return res, fmt.Errorf("ldap: syncrepl of %q: %w", q.base, err)
+	case sctx.Err() != nil:
+		return res, fmt.Errorf("%w: syncrepl of %q: no answer within %s", ErrIncomplete, q.base, c.cfg.RequestTimeout)
+	case !done:
+		return res, fmt.Errorf("%w: syncrepl of %q ended without its sync done control", ErrIncomplete, q.base)
+	}
+	return res, flush()
+}
+
+// syncChanges is SyncChanges without the lock.
+func (s *Syncer) syncChanges(ctx context.Context) (*Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.loadCursor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var why string
+	switch {
+	case s.cfg.Incremental == IncrementalNone:
+		why = "Config.Incremental is none"
+	case cur == nil:
+		why = "no cursor yet"
+	case cur.Fingerprint != s.fingerprint:
+		why = "the configuration changed"
+	case s.cache == nil || s.cache.token != cur.Token:
+		why = "this Syncer has not seen the directory since the cursor was stored"
+	case cur.Mode == ModeSyncrepl && (len(cur.UserCookie) == 0 || (s.cfg.GroupBaseDN != "" && len(cur.GroupCookie) == 0)):
+		why = "no syncrepl cookie"
+	case cur.Mode != ModeSyncrepl && cur.Mode != ModeModifyTimestamp:
+		why = "the cursor has no incremental mode"
+	}
+	if why == "" {
+		rep, err := s.incremental(ctx, cur)
+		if !errors.Is(err, errRefreshRequired) {
+			return rep, err
+		}
+		why = "the server asked for a full refresh (e-syncRefreshRequired)"
+	}
+	return s.full(ctx, false, why)
+}
+
+// incremental applies the changes since cur.
+func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) {
+	rep := s.newReport(cur.Mode, false)
+	defer func() { rep.Duration = s.cfg.Now().Sub(rep.Started) }()
+	c, err := s.dial(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer c.close()
+	start := s.cfg.Now()
+	r := s.newRun(rep, s.cache)
+	r.touched = map[string]bool{}
+	m := s.cfg.Mapping
+	userQuery := search{base: s.cfg.UserBaseDN, scope: s.cfg.scope, filter: s.cfg.userFilter, attrs: m.userAttributes()}
+	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes()}
+	users := func(entries []*goldap.Entry) error {
+		rep.Entries += len(entries)
+		return r.users(ctx, entries)
+	}
+	changedGroups := map[string]bool{}
+	groups := func(entries []*goldap.Entry) error {
+		for _, e := range entries {
+			r.readGroup(e)
+			if id := m.entryID(e); id != "" {
+				changedGroups[id] = true
+			}
+		}
+		return nil
+	}
+	next := *cur
+	var gone, goneGroups []string
+	switch cur.Mode {
+	case ModeSyncrepl:
+		ures, err := c.syncrepl(ctx, userQuery, cur.UserCookie, users)
+		if err != nil {
+			return rep, err
+		}
+		gone = ures.deleted
+		if ures.presentPhase {
+			if len(ures.present)+len(r.touched) == 0 {
+				rep.NotSwept = "the refresh listed no entries"
+			} else {
+				rep.Swept = true
+				for id := range s.cache.users {
+					if !ures.present[id] && !r.touched[id] {
+						gone = append(gone, id)
+					}
+				}
+			}
+		}
+		if len(ures.cookie) > 0 {
+			next.UserCookie = ures.cookie
+		}
+		if s.cfg.GroupBaseDN != "" {
+			gres, err := c.syncrepl(ctx, groupQuery, cur.GroupCookie, groups)
+			if err != nil {
+				return rep, err
+			}
+			goneGroups = gres.deleted
+			if gres.presentPhase && len(gres.present)+len(changedGroups) > 0 {
+				for id := range s.cache.groups {
+					if !gres.present[id] && !changedGroups[id] {
+						goneGroups = append(goneGroups, id)
+					}
+				}
+			}
+			if len(gres.cookie) > 0 {
+				next.GroupCookie = gres.cookie
+			}
+		}
+	case ModeModifyTimestamp:
+		q := userQuery
+		q.filter = "(&" + s.cfg.userFilter + "(modifyTimestamp>=" + generalizedTime(cur.UserStamp) + "))"
+		if err := c.pagedSearch(ctx, q, users); err != nil {
+			return rep, err
+		}
+		next.UserStamp = nextStamp(cur.UserStamp, r.stamp, start)
+		r.stamp = time.Time{}
+		if s.cfg.GroupBaseDN != "" {
+			q := groupQuery
+			q.filter = "(&" + s.cfg.groupFilter + "(modifyTimestamp>=" + generalizedTime(cur.GroupStamp) + "))"
+			if err := c.pagedSearch(ctx, q, groups); err != nil {
+				return rep, err
+			}
+			next.GroupStamp = nextStamp(cur.GroupStamp, r.stamp, start)
+		}
+		rep.NotSwept = "modifyTimestamp polling cannot see deletes: the periodic full sync sweeps"
+	}
+	if err := r.deleted(ctx, gone); err != nil {
+		return rep, err
+	}
+	for _, id := range goneGroups {
+		s.cache.dropGroup(id)
+		g, err := s.eng.GroupByExternalID(ctx, s.origin, id)
+		if errors.Is(err, provision.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return rep, fmt.Errorf("ldap: deleted group %s: %w", id, err)
+		}
+		if g.Owner == s.cfg.ConnectionID {
+			if err := r.deleteGroup(ctx, g.ID); err != nil {
+				return rep, err
+			}
+		}
+	}
+	if s.cfg.GroupBaseDN != "" {
+		if err := r.applyGroups(ctx, changedGroups, false); err != nil {
+			return rep, err
+		}
+	}
+	if err := s.settle(ctx, rep, r.deact, max(cur.Owned, 1), false); err != nil {
+		return rep, err
+	}
+	if err := s.unhold(ctx, r.enabled); err != nil {
+		return rep, err
+	}
+	next.Owned = max(0, cur.Owned+rep.Created+rep.Reactivated-rep.Deactivated)
+	token, err := s.saveCursor(ctx, &next)
+	if err != nil {
+		return rep, err
+	}
+	s.cache.token = token
+	rep.Duration = s.cfg.Now().Sub(rep.Started)
+	s.log().InfoContext(ctx, rep.String())
+	return rep, nil
+}
+
+// deleted turns ids reported deleted (or gone from a present phase) into
+// deactivations of the users this connection owns; ids it does not know
+// are ignored (syncrepl reports entries that left the filter, and groups
+// touched by referential integrity, as deleted).
+func (r *run) deleted(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		if r.touched[id] {
+			continue // deleted, then added again in the same refresh
+		}
+		r.cache.dropUser(id)
+		u, err := r.s.eng.UserByExternalID(ctx, r.s.origin, id)
+		if errors.Is(err, provision.ErrNotFound) {
+			r.rep.IgnoredDeletes++
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("ldap: deleted entry %s: %w", id, err)
+		}
+		if u.Owner != r.s.cfg.ConnectionID {
+			r.rep.IgnoredDeletes++
+			continue
+		}
+		if u.Active {
+			r.deact = append(r.deact, Deactivation{UserID: u.ID, ExternalID: id, UserName: u.UserName, Reason: "deleted"})
+		}
+	}
+	return nil
+}

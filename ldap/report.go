@@ -1,0 +1,115 @@
+package ldap
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Mode says what kind of sync produced a Report.
+type Mode string
+
+// The sync modes.
+const (
+	// ModeFull read every entry in scope: it sweeps (deactivates the users
+	// whose entries are gone) when the search completed.
+	ModeFull Mode = "full"
+	// ModeSyncrepl read the changes since a stored RFC 4533 cookie.
+	ModeSyncrepl Mode = "syncrepl"
+	// ModeModifyTimestamp read the entries modified since the last sync.
+	ModeModifyTimestamp Mode = "modifyTimestamp"
+	// ModeConfirm applied a held plan.
+	ModeConfirm Mode = "confirm"
+)
+
+// maxSkips bounds Report.Skips; Report.Skipped counts them all.
+const maxSkips = 100
+
+// Report is the outcome of a sync (or, from Plan, what a sync would do).
+type Report struct {
+	TenantID     string
+	ConnectionID string
+	Mode         Mode
+	// DryRun is set on a Plan: nothing was applied.
+	DryRun bool
+	// FullReason says why a sync asked for changes ran as a full sync.
+	FullReason string `json:",omitempty"`
+	Started    time.Time
+	Duration   time.Duration
+
+	// Entries is the number of user entries read (changed entries in an
+	// incremental sync).
+	Entries int
+	// Users created, updated (attributes, rename, move), linked to an
+	// existing user on first contact, unchanged, deactivated (disabled,
+	// gone or deleted) and reactivated (enabled again).
+	Created     int
+	Updated     int
+	Linked      int
+	Unchanged   int
+	Deactivated int
+	Reactivated int
+	// Skipped counts the entries and changes that were not applied, and
+	// Skips says why (the first 100).
+	Skipped int
+	Skips   []Skip `json:",omitempty"`
+	// IgnoredDeletes counts deletes of ids this connection does not know
+	// or does not own (syncrepl reports entries leaving the filter too).
+	IgnoredDeletes int
+
+	// Groups summarizes the group sync.
+	Groups GroupReport
+
+	// Swept says whether this sync looked for users whose entries are
+	// gone; NotSwept says why it did not.
+	Swept    bool
+	NotSwept string `json:",omitempty"`
+	// Held holds the deactivations that crossed the safety threshold:
+	// nothing of it was applied; Confirm applies it. In a Plan, the plan
+	// that a sync would hold.
+	Held *HeldPlan `json:",omitempty"`
+}
+
+// Skip is one entry or change that was not applied, and why.
+type Skip struct {
+	DN         string `json:",omitempty"`
+	ExternalID string `json:",omitempty"`
+	Reason     string
+}
+
+// GroupReport summarizes the group side of a sync.
+type GroupReport struct {
+	Entries        int
+	Created        int
+	Updated        int
+	Deleted        int
+	Unchanged      int
+	MembersAdded   int
+	MembersRemoved int
+	Skipped        int
+	// Cycles counts nesting cycles that were broken.
+	Cycles int
+}
+
+func (r *Report) skip(dn, id, reason string) {
+	r.Skipped++
+	if len(r.Skips) < maxSkips {
+		r.Skips = append(r.Skips, Skip{DN: dn, ExternalID: id, Reason: reason})
+	}
+}
+
+// String summarizes the report on one line.
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ldap %s sync of %s/%s", r.Mode, r.TenantID, r.ConnectionID)
+	if r.DryRun {
+		b.WriteString(" (plan)")
+	}
+	fmt.Fprintf(&b, ": %d entries, %d created, %d updated, %d linked, %d unchanged, %d deactivated, %d reactivated, %d skipped; groups: %d created, %d updated, %d deleted, +%d/-%d members; %s",
+		r.Entries, r.Created, r.Updated, r.Linked, r.Unchanged, r.Deactivated, r.Reactivated, r.Skipped,
+		r.Groups.Created, r.Groups.Updated, r.Groups.Deleted, r.Groups.MembersAdded, r.Groups.MembersRemoved, r.Duration.Round(time.Millisecond))
+	if r.Held != nil {
+		fmt.Fprintf(&b, "; %d deactivations held as plan %s", len(r.Held.Deactivations), r.Held.ID)
+	}
+	return b.String()
+}

@@ -1,0 +1,64 @@
+package ldap
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/idprov/idprov/provision"
+)
+
+// Run syncs until ctx ends: a round every Config.Interval, each a full
+// sync when the last one is older than Config.FullInterval (or there is
+// none), else an incremental one. A round runs only while this replica
+// holds the connection's lock (Engine.Lock): on the other replicas the
+// round is skipped, so one replica at a time syncs a connection. A failed
+// round is logged and handed to Config.OnReport; the next round retries.
+// Run returns nil when ctx ends.
+func (s *Syncer) Run(ctx context.Context) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		s.round(ctx)
+		t.Reset(s.cfg.Interval)
+	}
+}
+
+// round runs one sync of Run.
+func (s *Syncer) round(ctx context.Context) {
+	release, err := s.lock(ctx)
+	if errors.Is(err, provision.ErrLocked) {
+		s.log().DebugContext(ctx, "ldap: another replica is syncing; skipping this round", "tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID)
+		return
+	}
+	var rep *Report
+	if err == nil {
+		rep, err = s.roundLocked(ctx)
+		release()
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		s.log().ErrorContext(ctx, "ldap: sync failed", "tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID, "error", err)
+	}
+	if s.cfg.OnReport != nil {
+		s.cfg.OnReport(rep, err)
+	}
+}
+
+func (s *Syncer) roundLocked(ctx context.Context) (*Report, error) {
+	cur, err := s.loadCursor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || s.cfg.Now().Sub(cur.LastFull) >= s.cfg.FullInterval {
+		return s.syncFull(ctx, false, "periodic full sync")
+	}
+	return s.syncChanges(ctx)
+}
