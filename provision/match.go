@@ -429,7 +429,8 @@ var errMembersFilter = &ValidationError{Field: "filter", Reason: `members can on
 // customValues answers a free-form attribute from Attributes, by the JSON
 // type of the stored value: strings, numbers and booleans as such, the
 // elements of an array one by one, an object's member Sub (or, with no
-// Sub, its "value" member, else presence).
+// Sub, its "value" member, else presence); a scalar's "value" is itself,
+// as SCIM names the elements of a multi-valued simple attribute.
 func customValues(dst []filter.Value, attrs map[string]json.RawMessage, a filter.Attr) ([]filter.Value, error) {
 	raw, ok := lookupAttr(attrs, a.Key)
 	if !ok {
@@ -501,8 +502,8 @@ func jsonValue(dst []filter.Value, v any, sub string) []filter.Value {
 		}
 		return present(dst, sub == "" && len(m) > 0)
 	}
-	if sub != "" {
-		return dst
+	if sub != "" && !strings.EqualFold(sub, "value") {
+		return dst // a scalar's only sub-attribute is its value
 	}
 	switch v := v.(type) {
 	case string:
