@@ -26,6 +26,9 @@ type userRec struct {
 	id, dn, uid string
 	// userID is the engine's user id; empty when the entry was skipped.
 	userID string
+	// dropped is set when the entry was deleted (aliases may still name
+	// the record).
+	dropped bool
 }
 
 type groupRec struct {
@@ -58,12 +61,10 @@ func (c *dirCache) putUser(id, dn, uid, userID string) {
 		r = &userRec{id: id}
 		c.users[id] = r
 	}
-	if r.dn != dn {
-		if c.byDN[r.dn] == r {
-			delete(c.byDN, r.dn)
-		}
-		r.dn = dn
-	}
+	// On a rename or move the old DN stays an alias of the entry until
+	// another entry takes it: referential integrity rewrites group members
+	// asynchronously, and a group read before that must still resolve.
+	r.dn = dn
 	if r.uid != uid {
 		if c.byUID[r.uid] == r {
 			delete(c.byUID, r.uid)
@@ -87,6 +88,7 @@ func (c *dirCache) dropUser(id string) {
 		return
 	}
 	delete(c.users, id)
+	r.dropped = true
 	if c.byDN[r.dn] == r {
 		delete(c.byDN, r.dn)
 	}
@@ -131,7 +133,7 @@ func (c *dirCache) members(g *groupRec) ([]string, int) {
 		visited[g], onPath[g] = true, true
 		for _, dn := range g.memberDNs {
 			if u, ok := c.byDN[dn]; ok {
-				if u.userID != "" {
+				if u.userID != "" && !u.dropped {
 					set[u.userID] = struct{}{}
 				}
 				continue
@@ -146,7 +148,7 @@ func (c *dirCache) members(g *groupRec) ([]string, int) {
 			}
 		}
 		for _, uid := range g.memberUIDs {
-			if u, ok := c.byUID[uid]; ok && u.userID != "" {
+			if u, ok := c.byUID[uid]; ok && u.userID != "" && !u.dropped {
 				set[u.userID] = struct{}{}
 			}
 		}

@@ -223,6 +223,11 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 	var gone, goneGroups []string
 	switch cur.Mode {
 	case ModeSyncrepl:
+		if s.beforeSyncrepl != nil {
+			if err := s.beforeSyncrepl(); err != nil {
+				return rep, err
+			}
+		}
 		ures, err := c.syncrepl(ctx, userQuery, cur.UserCookie, users)
 		if err != nil {
 			return rep, err

@@ -30,6 +30,9 @@ type Syncer struct {
 
 	// afterUserPage, when set (by tests), runs after each page of users.
 	afterUserPage func()
+	// beforeSyncrepl, when set (by tests), runs before an incremental
+	// syncrepl refresh; its error replaces the refresh's.
+	beforeSyncrepl func() error
 }
 
 // NewSyncer validates cfg and returns a Syncer. It checks the filters
@@ -128,16 +131,13 @@ type run struct {
 	cache *dirCache
 	dry   bool
 
-	mu       sync.Mutex
-	deact    []Deactivation
-	userIDs  map[string]struct{} // users applied in this run
-	enabled  map[string]bool     // users seen enabled (to unhold)
-	touched  map[string]bool     // ids of the entries applied (incremental)
-	noID     int
-	stamp    time.Time // highest modifyTimestamp seen
-	fatal    error
-	applied  atomic.Int64
-	groupsOK bool
+	mu      sync.Mutex
+	deact   []Deactivation
+	userIDs map[string]struct{} // users applied in this run
+	enabled map[string]bool     // users seen enabled (to unhold)
+	touched map[string]bool     // ids of the entries applied (incremental)
+	noID    int
+	stamp   time.Time // highest modifyTimestamp seen
 }
 
 func (s *Syncer) newRun(rep *Report, cache *dirCache) *run {
