@@ -226,7 +226,10 @@ func TestNoSweepWithoutEntries(t *testing.T) {
 	e.addUser("gil", "Gil", "G", nil)
 	e.addUser("hal", "Hal", "H", nil)
 	e.sync(e.syncer(nil))
-	s := e.syncer(func(c *Config) { c.UserFilter = "(&(objectClass=inetOrgPerson)(uid=nobody))"; c.MaxDeactivationShare = -1 })
+	s := e.syncer(func(c *Config) {
+		c.UserFilter = "(&(objectClass=inetOrgPerson)(uid=nobody))"
+		c.MaxDeactivationShare = -1
+	})
 	rep := e.sync(s)
 	if rep.Swept || rep.Deactivated != 0 || rep.NotSwept == "" {
 		t.Fatalf("zero entries swept: %v (%s)", rep, rep.NotSwept)
@@ -363,7 +366,11 @@ func TestTLS(t *testing.T) {
 	}
 	t.Run("unverified", func(t *testing.T) {
 		for _, url := range []string{e.srv.LDAPSURL, e.srv.URL} {
-			s := e.syncer(func(c *Config) { c.URL = url; c.StartTLS = strings.HasPrefix(url, "ldap:"); c.InsecurePlaintext = false })
+			s := e.syncer(func(c *Config) {
+				c.URL = url
+				c.StartTLS = strings.HasPrefix(url, "ldap:")
+				c.InsecurePlaintext = false
+			})
 			if _, err := s.Sync(e.ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
 				t.Fatalf("%s: err = %v, want a certificate error", url, err)
 			}
