@@ -32,6 +32,7 @@ type env struct {
 	engine *provision.Engine
 	store  provision.Store
 	srv    *httptest.Server
+	h      http.Handler
 	base   string
 	logs   *syncBuffer
 	cursor map[string]int64
@@ -112,6 +113,7 @@ func newEnvStore(t testing.TB, st provision.Store, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.h = h
 	mux := http.NewServeMux()
 	mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", h))
 	e.srv = httptest.NewServer(mux)
@@ -221,7 +223,7 @@ func (e *env) mustError(r resp, status int, scimType, what string) {
 	if r.str("scimType") != scimType {
 		e.t.Fatalf("%s: scimType %q, want %q; body %s", what, r.str("scimType"), scimType, r.raw)
 	}
-	if d := r.str("detail"); strings.Contains(d, "provision:") || strings.Contains(d, "scim:") || strings.Contains(d, "filter:") {
+	if d := r.str("detail"); strings.Contains(d, "provision: ") || strings.HasPrefix(d, "scim: ") || strings.HasPrefix(d, "filter: ") {
 		e.t.Fatalf("%s: Go error text in the body: %s", what, r.raw)
 	}
 }
@@ -264,3 +266,5 @@ func (e *env) wantEvents(tenant string, want ...string) []provision.Event {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+var errEOF = io.EOF

@@ -1,0 +1,69 @@
+package scim_test
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// FuzzHandler sends arbitrary methods, paths, filters and bodies through
+// the handler: it must never panic (the front's recover would log it),
+// never answer 500, and always answer a JSON body or none.
+func FuzzHandler(f *testing.F) {
+	e := newEnv(f)
+	seed := doReq(f, e.base, acmeOkta, "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"seed@acme.test","emails":[{"value":"a@b","type":"work"}]}`)
+	uid := seed.str("id")
+	gid := doReq(f, e.base, acmeOkta, "POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Seed","members":[{"value":"`+uid+`"}]}`).str("id")
+	if uid == "" || gid == "" {
+		f.Fatal("seeding failed")
+	}
+	for _, s := range []struct {
+		m          uint8
+		path, f, b string
+	}{
+		{0, "/Users", `userName eq "x"`, ""},
+		{0, "/Users", `emails[type eq "work"].value eq "a@b"`, ""},
+		{0, "/Groups", `id eq "g" and members eq "u"`, ""},
+		{0, "/Users", `not (active eq true) or (title pr and urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager eq "m")`, ""},
+		{1, "/Users", "", entraUser},
+		{1, "/Groups", "", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"g","members":[{"value":"{u}"}]}`},
+		{2, "/Users/{u}", "", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"seed@acme.test","urn:x:2.0:User":{"a":[1,{"b":null}]}}`},
+		{3, "/Users/{u}", "", patch(`{"op":"Replace","path":"emails[type eq \"work\"].value","value":"x@y"},{"op":"replace","value":{"active":"False","name.givenName":"A","urn:x:2.0:User:t":1}}`)},
+		{3, "/Users/{u}", "", patch(`{"op":"remove","path":"emails[value co \"@\" or not (type eq \"home\")]"},{"op":"add","path":"roles","value":[{"value":"r","primary":"True"}]}`)},
+		{3, "/Users/{u}", "", patch(`{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":["m"]},{"op":"add","path":"x.y","value":{}}`)},
+		{3, "/Groups/{g}", "", patch(`{"op":"remove","path":"members[value eq \"{u}\"]"},{"op":"add","path":"members","value":[{"$ref":null,"value":"{u}"}]},{"op":"replace","value":{"displayName":"n","members":[]}}`)},
+		{4, "/Groups/{g}", "", ""},
+		{0, "/ResourceTypes/User", "", ""},
+		{0, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", "", ""},
+		{3, "/Users/{u}", "", `{"Operations":[{"op":"add","path":"emails[type eq \"work\"]","value":"str"}]}`},
+		{3, "/Users/{u}", "", `{"Operations":[{"op":"add","value":{"emails":[1,2]}},{"op":"add","path":"addresses[type eq \"w\"].primary","value":"yes"}]}`},
+	} {
+		f.Add(s.m, s.path, s.f, s.b)
+	}
+	methods := []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+	f.Fuzz(func(t *testing.T, m uint8, path, filter, body string) {
+		path = strings.ReplaceAll(strings.ReplaceAll(path, "{u}", uid), "{g}", gid)
+		body = strings.ReplaceAll(strings.ReplaceAll(body, "{u}", uid), "{g}", gid)
+		req := httptest.NewRequest("GET", "/", strings.NewReader(body))
+		req.Method = methods[int(m)%len(methods)]
+		req.URL = &url.URL{Path: path}
+		if filter != "" {
+			req.URL.RawQuery = url.Values{"filter": {filter}, "excludedAttributes": {"members"}}.Encode()
+		}
+		req.Header.Set("Authorization", "Bearer "+acmeOkta)
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, req)
+		if strings.Contains(e.logs.String(), "panic") {
+			t.Fatalf("panic on %s %q filter %q body %q: %s", req.Method, path, filter, body, e.logs.String())
+		}
+		if rec.Code >= 500 {
+			t.Fatalf("%d on %s %q filter %q body %q: %s", rec.Code, req.Method, path, filter, body, rec.Body.String())
+		}
+		if rec.Body.Len() > 0 && !json.Valid(rec.Body.Bytes()) {
+			t.Fatalf("not JSON: %q", rec.Body.String())
+		}
+	})
+}
+
