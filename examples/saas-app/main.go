@@ -52,6 +52,7 @@ func features() []feature {
 	return []feature{
 		&scimFeature{},
 		&samlFeature{},
+		&ldapFeature{},
 	}
 }
 
