@@ -25,10 +25,10 @@ import (
 // groups it syncs show through SCIM GET like any other.
 type ldapFeature struct {
 	url, bindDN, bindPassword, baseDN string
-	userFilter, groupFilter          string
-	interval                         time.Duration
-	connID                           string
-	syncer                           *ldap.Syncer
+	userFilter, groupFilter           string
+	interval                          time.Duration
+	connID                            string
+	syncer                            *ldap.Syncer
 }
 
 func (f *ldapFeature) flags(fs *flag.FlagSet) {
