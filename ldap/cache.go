@@ -37,8 +37,11 @@ type groupRec struct {
 	memberUIDs   []string // lower-cased
 	// groupID is the engine's group id; empty until applied.
 	groupID string
-	// applied is the hash of the member ids last applied.
-	applied uint64
+	// applied is the hash of the member ids last applied, and
+	// appliedMembers those ids, sorted: an incremental sync sends the
+	// engine only the difference.
+	applied        uint64
+	appliedMembers []string
 }
 
 func newDirCache() *dirCache {
@@ -99,7 +102,7 @@ func (c *dirCache) dropUser(id string) {
 
 func (c *dirCache) putGroup(g *groupRec) {
 	if old, ok := c.groups[g.id]; ok {
-		g.groupID, g.applied = old.groupID, old.applied
+		g.groupID, g.applied, g.appliedMembers = old.groupID, old.applied, old.appliedMembers
 		if c.gByDN[old.dn] == old {
 			delete(c.gByDN, old.dn)
 		}

@@ -32,11 +32,12 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 		if !full && !changed[id] && g.groupID != "" && h == g.applied {
 			continue
 		}
-		if err := r.applyGroup(ctx, g, members); err != nil {
+		skipped := r.rep.Groups.Skipped
+		if err := r.applyGroup(ctx, g, members, full); err != nil {
 			return err
 		}
-		if !r.dry && g.groupID != "" {
-			g.applied = h
+		if !r.dry && g.groupID != "" && r.rep.Groups.Skipped == skipped {
+			g.applied, g.appliedMembers = h, members
 		}
 	}
 	if full && len(c.groups) > 0 {
@@ -45,7 +46,7 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 	return nil
 }
 
-func (r *run) applyGroup(ctx context.Context, g *groupRec, members []string) error {
+func (r *run) applyGroup(ctx context.Context, g *groupRec, members []string, full bool) error {
 	eng, o, rep := r.s.eng, r.s.origin, &r.rep.Groups
 	if g.name == "" {
 		rep.Skipped++
@@ -94,8 +95,18 @@ func (r *run) applyGroup(ctx context.Context, g *groupRec, members []string) err
 		rep.MembersRemoved += len(remove)
 		changed = changed || len(add)+len(remove) > 0
 	} else {
-		mc, err := eng.ReplaceMembers(ctx, o, cur.ID, members)
+		var mc provision.MembershipChange
+		var err error
+		if full || g.appliedMembers == nil {
+			// Reconcile with what the engine has (its cost is the
+			// group's size).
+			mc, err = eng.ReplaceMembers(ctx, o, cur.ID, members)
+		} else if add, remove := diffSorted(g.appliedMembers, members); len(add)+len(remove) > 0 {
+			// Only the difference: its cost is the change's size.
+			mc, err = eng.ChangeMembers(ctx, o, cur.ID, add, remove)
+		}
 		if err != nil {
+			g.applied, g.appliedMembers = 0, nil
 			return r.groupErr(g, err)
 		}
 		rep.MembersAdded += len(mc.Added)
