@@ -173,9 +173,20 @@ func (e *Engine) SetTenant(t Tenant) error {
 	}
 	t.Connections = slices.Clone(t.Connections)
 	t.VerifiedDomains = slices.Clone(t.VerifiedDomains)
+	access, err := compileRules(t.AccessRules)
+	if err != nil {
+		return err
+	}
+	t.AccessRules, t.access = slices.Clone(t.AccessRules), access
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old, ok := e.tenants[t.ID]; ok {
+		if !slices.EqualFunc(old.AccessRules, t.AccessRules, sameRule) {
+			e.log.Warn("provision: SetTenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
+		}
+		t.AccessRules, t.access = old.AccessRules, old.access
+	}
 	e.tenants[t.ID] = &t
-	e.mu.Unlock()
 	return nil
 }
 

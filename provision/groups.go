@@ -248,11 +248,18 @@ func (e *Engine) DeleteGroup(ctx context.Context, o Origin, id string, pre Preco
 		if _, err := s.mayWrite(cur.Owner); err != nil {
 			return err
 		}
+		var members []string
+		if a := s.tenant.access; !a.empty() && a.groups[id] {
+			if members, err = allMembers(ctx, tx, s.tenant.ID, id); err != nil {
+				return err
+			}
+		}
 		if err := tx.DeleteGroup(ctx, s.tenant.ID, id, cur.Version); err != nil {
 			return err
 		}
 		rec.add(Change{Kind: GroupDeleted, Origin: s.origin, GroupBefore: &cur, GroupAfter: &cur})
-		return nil
+		// What the group granted is revoked with it.
+		return e.refreshRoles(ctx, s, tx, rec, id, members)
 	})
 }
 
@@ -373,6 +380,9 @@ func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recor
 			gc := cloneGroup(g)
 			rec.add(Change{Kind: GroupMembersRemoved, Origin: s.origin, GroupAfter: &gc, Members: removed})
 			mc.Removed = removed
+			if err := e.refreshRoles(ctx, s, tx, rec, g.ID, removed); err != nil {
+				return err
+			}
 		}
 	}
 	if len(add) > 0 {
@@ -384,6 +394,9 @@ func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recor
 			gc := cloneGroup(g)
 			rec.add(Change{Kind: GroupMembersAdded, Origin: s.origin, GroupAfter: &gc, Members: added})
 			mc.Added = added
+			if err := e.refreshRoles(ctx, s, tx, rec, g.ID, added); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -30,6 +30,13 @@ type Tenant struct {
 	// provisioning or the admin API created; nobody adopts from an LDAP
 	// source or another directory.
 	Adopt func(writer, owner Connection) bool
+	// AccessRules map groups and attributes to the host's roles (see
+	// AccessRule). They are taken when the tenant is first declared;
+	// later changes go through PlanAccessRules and ApplyAccessPlan, so
+	// that no rule change lands without a preview.
+	AccessRules []AccessRule
+
+	access *accessSet
 }
 
 // ConnectionKind says which protocol a Connection speaks.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -151,6 +150,9 @@ func (e *Engine) insertUser(ctx context.Context, s scope, tx Store, rec *recorde
 	u.Owner = s.conn.ID
 	u.Version = 0
 	u.Created, u.Modified, u.Deleted = now, now, time.Time{}
+	if err := e.withRoles(ctx, s, tx, &User{}, &u, map[string]bool{}); err != nil {
+		return User{}, err
+	}
 	created, err := tx.CreateUser(ctx, u)
 	if err != nil {
 		return User{}, err
@@ -344,6 +346,9 @@ func (e *Engine) writeUser(ctx context.Context, s scope, tx Store, rec *recorder
 	}
 	next.ID, next.TenantID, next.Owner = cur.ID, cur.TenantID, owner
 	next.Version, next.Created, next.Modified, next.Deleted = cur.Version, cur.Created, cur.Modified, cur.Deleted
+	if err := e.withRoles(ctx, s, tx, &cur, &next, nil); err != nil {
+		return User{}, err
+	}
 	if err := validateUser(next); err != nil {
 		return User{}, err
 	}
@@ -650,7 +655,6 @@ func (e *Engine) provision(ctx context.Context, s scope, tx Store, rec *recorder
 		if opts.Update {
 			replaceUserAttrs(next, u)
 			next.ExternalID = u.ExternalID
-			next.Roles = mergeRoles(ex.Roles, u.Roles)
 			if opts.KeepRoles {
 				next.Roles = ex.Roles
 			}
@@ -674,23 +678,4 @@ func (e *Engine) provision(ctx context.Context, s scope, tx Store, rec *recorder
 		res = Updated
 	}
 	return out, res, nil
-}
-
-// mergeRoles keeps the roles other sources (access rules) gave and takes
-// the direct roles from the identity.
-func mergeRoles(cur, direct []Role) []Role {
-	var out []Role
-	for _, r := range cur {
-		if r.Source != "" && r.Source != "direct" {
-			out = append(out, r)
-		}
-	}
-	for _, r := range direct {
-		if r.Source == "" {
-			r.Source = "direct"
-		}
-		out = append(out, r)
-	}
-	slices.SortStableFunc(out, func(a, b Role) int { return compareStrings(a.Value, b.Value) })
-	return out
 }
