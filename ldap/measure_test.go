@@ -1,0 +1,422 @@
+package ldap
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	goldap "github.com/go-ldap/ldap/v3"
+
+	"github.com/idprov/idprov/ldap/ldaptest"
+	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/store/memstore"
+)
+
+// TestMeasure is the measurement program for the figures of the LDAP
+// sync: a full sync of N users in 100 groups from slapd, against a store
+// that discards and against memstore, next to a bare go-ldap streaming
+// read and ldapsearch, and an incremental sync after 1,000 changes. Every
+// contender runs in its own process (this test binary, re-executed) so its
+// peak RSS is its own. It is skipped unless IDPROV_LDAP_BENCH gives N:
+//
+//	IDPROV_LDAP_BENCH=100000 go test ./ldap -run 'TestMeasure$' -v -timeout 30m
+//
+// IDPROV_LDAP_BENCH_PROFILE=dir writes each contender's CPU profile there.
+func TestMeasure(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("IDPROV_LDAP_BENCH"))
+	if n <= 0 {
+		t.Skip("set IDPROV_LDAP_BENCH=100000 to measure")
+	}
+	const groups = 100
+	dir := t.TempDir()
+	ldif := filepath.Join(dir, "seed.ldif")
+	f, err := os.Create(ldif)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ldaptest.WriteDirectory(f, "dc=example,dc=com", n, groups); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	start := time.Now()
+	srv := ldaptest.Start(t, ldaptest.Options{LDIFFile: ldif, SessionLog: 5000})
+	t.Logf("slapadd of %d users + %d groups and slapd start: %s", n, groups, time.Since(start).Round(time.Millisecond))
+	env := []string{
+		"IDPROV_LDAP_BENCH_URL=" + srv.URL, "IDPROV_LDAP_BENCH_DN=" + srv.SyncDN, "IDPROV_LDAP_BENCH_PW=" + srv.SyncPassword,
+		"IDPROV_LDAP_BENCH_BASE=" + srv.BaseDN, "IDPROV_LDAP_BENCH_ADMIN=" + srv.AdminDN, "IDPROV_LDAP_BENCH_ADMINPW=" + srv.AdminPassword,
+		"IDPROV_LDAP_BENCH_N=" + strconv.Itoa(n),
+	}
+	type row struct {
+		name     string
+		walls    []time.Duration
+		rss      int64
+		extra    string
+		wallOnly bool
+	}
+	var rows []*row
+	child := func(mode string) measurement {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMeasureChild$", "-test.v")
+		if dir := os.Getenv("IDPROV_LDAP_BENCH_PROFILE"); dir != "" {
+			cmd.Args = append(cmd.Args, "-test.cpuprofile="+filepath.Join(dir, mode+".prof"))
+		}
+		cmd.Env = append(append(os.Environ(), env...), "IDPROV_LDAP_BENCH_CHILD="+mode)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", mode, err, out)
+		}
+		var m measurement
+		for _, line := range strings.Split(string(out), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "RESULT "); ok {
+				if err := json.Unmarshal([]byte(rest), &m); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		m.RSS = cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+		if m.Entries == 0 {
+			t.Fatalf("%s: no result\n%s", mode, out)
+		}
+		return m
+	}
+	ldapsearch := func() (time.Duration, int64) {
+		cmd := exec.Command("ldapsearch", "-x", "-LLL", "-H", srv.URL, "-D", srv.SyncDN, "-w", srv.SyncPassword,
+			"-b", srv.BaseDN, "-E", "pr=500/noprompt", "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))")
+		cmd.Args = append(cmd.Args, OpenLDAP().userAttributes()...)
+		cmd.Args = append(cmd.Args, "member")
+		null, _ := os.Open(os.DevNull)
+		defer null.Close()
+		cmd.Stdout = null
+		t0 := time.Now()
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("ldapsearch: %v", err)
+		}
+		return time.Since(t0), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	}
+	if _, err := exec.LookPath("ldapsearch"); err == nil {
+		r := &row{name: "ldapsearch (C, paged 500, to /dev/null): the floor"}
+		for range 3 {
+			w, rss := ldapsearch()
+			r.walls = append(r.walls, w)
+			r.rss = max(r.rss, rss)
+		}
+		rows = append(rows, r)
+	}
+	for _, mode := range []string{"bare", "discard"} {
+		r := &row{name: map[string]string{"bare": "bare go-ldap SearchAsync + paging (users and groups)", "discard": "Syncer.Sync, full, store that discards"}[mode]}
+		for range 3 {
+			m := child(mode)
+			r.walls = append(r.walls, m.Wall)
+			r.rss = max(r.rss, m.RSS)
+		}
+		rows = append(rows, r)
+	}
+	m := child("memstore")
+	rows = append(rows,
+		&row{name: "Syncer.Sync, full, memstore (first sync: creates)", walls: []time.Duration{m.Wall}, rss: m.RSS, extra: fmt.Sprintf("memstore: %d bytes/user (heap after GC, syncer dropped)", m.BytesPerUser)},
+		&row{name: "Syncer.Sync, full, memstore (second sync: unchanged)", walls: []time.Duration{m.Wall2}, wallOnly: true},
+		&row{name: fmt.Sprintf("Syncer.SyncChanges (syncrepl) after %d changes, memstore", m.Changes), walls: []time.Duration{m.Incremental}, wallOnly: true, extra: m.IncrementalReport},
+		&row{name: "  (applying those changes with go-ldap, not part of the sync)", walls: []time.Duration{m.ChangeTime}, wallOnly: true},
+	)
+	median := func(ws []time.Duration) time.Duration {
+		s := slices.Clone(ws)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%d users in %d groups, %s/%s, GOMAXPROCS %d\n", n, groups, runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
+	for _, r := range rows {
+		rss := "-"
+		if !r.wallOnly {
+			rss = fmt.Sprintf("%d MB", r.rss>>20)
+		}
+		fmt.Fprintf(&b, "%-62s median %8s  runs %v  peak RSS %s  %s\n", r.name, median(r.walls).Round(time.Millisecond), roundAll(r.walls), rss, r.extra)
+	}
+	t.Log(b.String())
+}
+
+func roundAll(ws []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ws))
+	for i, w := range ws {
+		out[i] = w.Round(time.Millisecond)
+	}
+	return out
+}
+
+type measurement struct {
+	Entries           int
+	Wall              time.Duration
+	Wall2             time.Duration
+	RSS               int64
+	BytesPerUser      int64
+	Changes           int
+	ChangeTime        time.Duration
+	Incremental       time.Duration
+	IncrementalReport string
+}
+
+// TestMeasureChild is one contender of TestMeasure, in its own process.
+func TestMeasureChild(t *testing.T) {
+	mode := os.Getenv("IDPROV_LDAP_BENCH_CHILD")
+	if mode == "" {
+		t.Skip("run by TestMeasure")
+	}
+	ctx := context.Background()
+	base := os.Getenv("IDPROV_LDAP_BENCH_BASE")
+	n, _ := strconv.Atoi(os.Getenv("IDPROV_LDAP_BENCH_N"))
+	cfg := Config{
+		TenantID: tenant, ConnectionID: ldapConn,
+		URL: os.Getenv("IDPROV_LDAP_BENCH_URL"), InsecurePlaintext: true,
+		BindDN: os.Getenv("IDPROV_LDAP_BENCH_DN"), BindPassword: os.Getenv("IDPROV_LDAP_BENCH_PW"),
+		UserBaseDN: "ou=people," + base, GroupBaseDN: "ou=groups," + base,
+		Incremental: IncrementalSyncrepl,
+	}
+	var m measurement
+	switch mode {
+	case "bare":
+		c, err := goldap.DialURL(cfg.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Bind(cfg.BindDN, cfg.BindPassword); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		m.Entries = bareRead(t, c, cfg.UserBaseDN, "(objectClass=inetOrgPerson)", OpenLDAP().userAttributes())
+		m.Entries += bareRead(t, c, cfg.GroupBaseDN, OpenLDAP().GroupFilter, OpenLDAP().groupAttributes())
+		m.Wall = time.Since(t0)
+	case "discard":
+		eng := newBenchEngine(t, &discardStore{})
+		cfg.Engine = eng
+		s, err := NewSyncer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		rep, err := s.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Wall = time.Since(t0)
+		m.Entries = rep.Entries
+		if rep.Created != n || rep.Groups.Created != 100 {
+			t.Fatalf("discard sync: %v", rep)
+		}
+	case "memstore":
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		store := memstore.New()
+		eng := newBenchEngine(t, store)
+		cfg.Engine = eng
+		s, err := NewSyncer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		rep, err := s.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Wall = time.Since(t0)
+		m.Entries = rep.Entries
+		t0 = time.Now()
+		rep2, err := s.Sync(ctx)
+		if err != nil || rep2.Unchanged != n {
+			t.Fatalf("second sync: %v %v", rep2, err)
+		}
+		m.Wall2 = time.Since(t0)
+		cache := s.cache
+		s.cache = nil
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		m.BytesPerUser = int64(after.HeapAlloc-before.HeapAlloc) / int64(n)
+		s.cache = cache
+		runtime.KeepAlive(store)
+
+		t0 = time.Now()
+		m.Changes = applyChanges(t, cfg, base, n)
+		m.ChangeTime = time.Since(t0)
+		t0 = time.Now()
+		rep, err = s.SyncChanges(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Incremental = time.Since(t0)
+		m.IncrementalReport = rep.String()
+	}
+	b, _ := json.Marshal(m)
+	fmt.Println("RESULT " + string(b))
+}
+
+func newBenchEngine(t *testing.T, st provision.Store) *provision.Engine {
+	eng, err := provision.NewEngine(provision.Config{Store: st, Tenants: []provision.Tenant{{ID: tenant, Connections: []provision.Connection{{ID: ldapConn, Kind: provision.KindLDAP}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// bareRead streams a paged search and counts the entries: the least a
+// go-ldap client can do.
+func bareRead(t *testing.T, c *goldap.Conn, base, filter string, attrs []string) int {
+	n := 0
+	paging := goldap.NewControlPaging(500)
+	for {
+		req := goldap.NewSearchRequest(base, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases, 0, 0, false, filter, attrs, []goldap.Control{paging})
+		r := c.SearchAsync(context.Background(), req, 64)
+		var done *goldap.ControlPaging
+		for r.Next() {
+			if r.Entry() != nil {
+				n++
+			}
+			if p, ok := goldap.FindControl(r.Controls(), goldap.ControlTypePaging).(*goldap.ControlPaging); ok {
+				done = p
+			}
+		}
+		if err := r.Err(); err != nil || done == nil {
+			t.Fatalf("bare read: %v", err)
+		}
+		if len(done.Cookie) == 0 {
+			return n
+		}
+		paging.SetCookie(done.Cookie)
+	}
+}
+
+// applyChanges makes 1,000 changes as the root DN: 800 attribute
+// changes, 100 adds, 50 renames and 50 deletes.
+func applyChanges(t *testing.T, cfg Config, base string, n int) int {
+	c, err := goldap.DialURL(cfg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind(os.Getenv("IDPROV_LDAP_BENCH_ADMIN"), os.Getenv("IDPROV_LDAP_BENCH_ADMINPW")); err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	step := n / 1000
+	for k := range 800 {
+		req := goldap.NewModifyRequest(ldaptest.UserDN(base, k*step), nil)
+		req.Replace("title", []string{"Changed " + strconv.Itoa(k)})
+		if err := c.Modify(req); err != nil {
+			t.Fatal(err)
+		}
+		count++
+	}
+	for k := range 100 {
+		req := goldap.NewAddRequest(fmt.Sprintf("uid=new%04d,ou=people,%s", k, base), nil)
+		req.Attribute("objectClass", []string{"inetOrgPerson"})
+		req.Attribute("uid", []string{fmt.Sprintf("new%04d", k)})
+		req.Attribute("cn", []string{"New"})
+		req.Attribute("sn", []string{"Hire"})
+		if err := c.Add(req); err != nil {
+			t.Fatal(err)
+		}
+		count++
+	}
+	for k := range 50 {
+		i := k*step + step/2
+		if err := c.ModifyDN(goldap.NewModifyDNRequest(ldaptest.UserDN(base, i), fmt.Sprintf("uid=renamed%06d", i), true, "")); err != nil {
+			t.Fatal(err)
+		}
+		count++
+	}
+	for k := range 50 {
+		i := k*step + step/3
+		if err := c.Del(goldap.NewDelRequest(ldaptest.UserDN(base, i), nil)); err != nil {
+			t.Fatal(err)
+		}
+		count++
+	}
+	return count
+}
+
+// discardStore is a Store that keeps nothing: every user and group is
+// new, every member exists. It measures the Syncer without a store's
+// cost.
+type discardStore struct{ ids atomic.Int64 }
+
+func (d *discardStore) id() string { return "d" + strconv.FormatInt(d.ids.Add(1), 10) }
+
+func (d *discardStore) GetUser(_ context.Context, tenantID, id string) (provision.User, error) {
+	return provision.User{ID: id, TenantID: tenantID, Active: true}, nil
+}
+func (d *discardStore) UserByUserName(context.Context, string, string) (provision.User, error) {
+	return provision.User{}, provision.ErrNotFound
+}
+func (d *discardStore) UsersByEmail(context.Context, string, string) ([]provision.User, error) {
+	return nil, nil
+}
+func (d *discardStore) ListUsers(context.Context, string, provision.Page) ([]provision.User, int, error) {
+	return nil, 0, nil
+}
+func (d *discardStore) CreateUser(_ context.Context, u provision.User) (provision.User, error) {
+	u.ID, u.Version = d.id(), 1
+	return u, nil
+}
+func (d *discardStore) UpdateUser(_ context.Context, u provision.User, v int64) (provision.User, error) {
+	u.Version = v + 1
+	return u, nil
+}
+func (d *discardStore) DeletedUsers(context.Context, string, time.Time, int) ([]provision.User, error) {
+	return nil, nil
+}
+func (d *discardStore) PurgeUser(context.Context, string, string) error { return nil }
+func (d *discardStore) GetGroup(context.Context, string, string) (provision.Group, error) {
+	return provision.Group{}, provision.ErrNotFound
+}
+func (d *discardStore) GroupsByDisplayName(context.Context, string, string) ([]provision.Group, error) {
+	return nil, nil
+}
+func (d *discardStore) ListGroups(context.Context, string, provision.Page) ([]provision.Group, int, error) {
+	return nil, 0, nil
+}
+func (d *discardStore) CreateGroup(_ context.Context, g provision.Group) (provision.Group, error) {
+	g.ID, g.Version = d.id(), 1
+	return g, nil
+}
+func (d *discardStore) UpdateGroup(_ context.Context, g provision.Group, v int64) (provision.Group, error) {
+	g.Version = v + 1
+	return g, nil
+}
+func (d *discardStore) DeleteGroup(context.Context, string, string, int64) error { return nil }
+func (d *discardStore) AddMembers(_ context.Context, _, _ string, ids []string) ([]string, error) {
+	return ids, nil
+}
+func (d *discardStore) RemoveMembers(context.Context, string, string, []string) ([]string, error) {
+	return nil, nil
+}
+func (d *discardStore) ListMembers(context.Context, string, string, provision.Page) ([]string, int, error) {
+	return nil, 0, nil
+}
+func (d *discardStore) IsMember(context.Context, string, string, string) (bool, error) {
+	return false, nil
+}
+func (d *discardStore) GroupsOfUser(context.Context, string, string) ([]string, error) {
+	return nil, nil
+}
+func (d *discardStore) GetLink(context.Context, string, provision.ResourceKind, string, string) (provision.Link, error) {
+	return provision.Link{}, provision.ErrNotFound
+}
+func (d *discardStore) LinksOf(context.Context, string, provision.ResourceKind, string) ([]provision.Link, error) {
+	return nil, nil
+}
+func (d *discardStore) CreateLink(context.Context, provision.Link) error { return nil }
+func (d *discardStore) DeleteLink(context.Context, string, provision.ResourceKind, string, string) error {
+	return nil
+}
+func (d *discardStore) Atomically(ctx context.Context, fn func(context.Context, provision.Store) error) error {
+	return fn(ctx, d)
+}
