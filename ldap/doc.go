@@ -1,0 +1,69 @@
+// Package ldap syncs users and groups from an LDAP directory (OpenLDAP, 389
+// Directory Server; Active Directory follows) into a provision.Engine: the
+// pull side of idprov, next to SCIM's push and SAML's just-in-time.
+//
+// A Syncer serves one LDAP connection of one tenant:
+//
+//	s, err := ldap.NewSyncer(ldap.Config{
+//		Engine: eng, TenantID: "acme", ConnectionID: "corp-ldap",
+//		URL: "ldaps://ldap.acme.example", BindDN: "cn=idprov-sync,dc=acme,dc=example", BindPassword: pw,
+//		UserBaseDN: "ou=people,dc=acme,dc=example", GroupBaseDN: "ou=groups,dc=acme,dc=example",
+//	})
+//	go s.Run(ctx) // incremental every 5 minutes, full every 6 hours
+//
+// Plan reports what a sync would change without applying anything; Sync
+// runs a full sync and SyncChanges an incremental one, each returning a
+// Report (created, updated, deactivated, reactivated, unchanged, skipped
+// with reasons, duration).
+//
+// # Identity
+//
+// An entry is known by its server-assigned stable id (entryUUID,
+// nsUniqueId: Mapping.ID), which becomes the Link's ExternalID, never by
+// its DN: a rename (modrdn) or a move is an update of the same user. The DN
+// is used only to resolve group members.
+//
+// # Full and incremental syncs
+//
+// A full sync streams every user and group entry in scope (SearchAsync
+// with a paging control, two pages in memory at most: never
+// SearchWithPaging, which holds the whole directory), applies each entry
+// through Engine.ProvisionIdentity, and then sweeps: the users this
+// connection owns whose entries it did not see are deactivated, never
+// deleted. Users other connections own (SCIM, SAML, the admin API) are
+// never touched, and an entry whose userName another connection's user
+// holds is skipped with its reason.
+//
+// An incremental sync reads only the changes: with RFC 4533 syncrepl
+// (refreshOnly) from a cookie stored in the Engine's KV, where the server
+// offers it (adds, modifications, renames, moves and deletes, all by
+// entryUUID; a refresh without changes keeps the old cookie; deletes of
+// unknown ids are ignored; e-syncRefreshRequired falls back to a full
+// sync); otherwise by modifyTimestamp, which cannot see deletes, so the
+// periodic full sync sweeps them.
+//
+// # Safety
+//
+// A search that fails, times out, is cut off by a limit, ends without its
+// final control (a connection killed mid-sync), or returns zero entries
+// never counts as "entries gone": nothing is swept. Deactivations beyond
+// Config.MaxDeactivations (500) or Config.MaxDeactivationShare (20 % of the
+// connection's active users) in one sync are not applied: they are held as
+// a HeldPlan with an ID, stored in KV, while creates and updates go on;
+// Confirm applies it, Discard drops it. Cancelling the context stops a
+// sync promptly (the connection is closed).
+//
+// # Disabled users and groups
+//
+// An entry matching a Mapping.Disabled rule (OpenLDAP: pwdAccountLockedTime
+// present; 389: nsAccountLock=TRUE) deactivates its user, and enabling it
+// again reactivates the user. Groups (groupOfNames member,
+// groupOfUniqueNames uniqueMember, posixGroup memberUid) become Engine
+// groups owned by the connection, linked by the group's entryUUID, whose
+// members are user ids; nested groups are flattened, cycles broken.
+//
+// # Testing
+//
+// Package ldaptest starts a real slapd in a temporary directory for tests,
+// with the overlays a sync needs (syncprov, memberof, refint, ppolicy).
+package ldap

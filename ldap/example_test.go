@@ -1,0 +1,75 @@
+package ldap_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/idprov/idprov/ldap"
+	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/store/memstore"
+)
+
+// A Syncer is configured per LDAP connection. NewSyncer checks the
+// configuration without connecting: a plaintext URL needs StartTLS (or an
+// explicit InsecurePlaintext), and filters must compile.
+func ExampleNewSyncer() {
+	eng, err := provision.NewEngine(provision.Config{
+		Store: memstore.New(),
+		Tenants: []provision.Tenant{{ID: "acme", Connections: []provision.Connection{
+			{ID: "corp-ldap", Kind: provision.KindLDAP},
+		}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := ldap.Config{
+		Engine:       eng,
+		TenantID:     "acme",
+		ConnectionID: "corp-ldap",
+		URL:          "ldap://ldap.acme.example",
+		BindDN:       "cn=idprov-sync,dc=acme,dc=example",
+		BindPassword: "secret",
+		UserBaseDN:   "ou=people,dc=acme,dc=example",
+		GroupBaseDN:  "ou=groups,dc=acme,dc=example",
+	}
+	_, err = ldap.NewSyncer(cfg)
+	fmt.Println(err)
+
+	cfg.StartTLS = true
+	cfg.UserFilter = "(&(objectClass=inetOrgPerson)(departmentNumber=42)"
+	_, err = ldap.NewSyncer(cfg)
+	fmt.Println(err != nil)
+
+	cfg.UserFilter = "(&(objectClass=inetOrgPerson)(departmentNumber=42))"
+	cfg.Mapping = ldap.DirectoryServer389()
+	s, err := ldap.NewSyncer(cfg)
+	fmt.Println(s != nil, err)
+	// Output:
+	// ldap: ldap://ldap.acme.example is plaintext: set StartTLS, use ldaps://, or set InsecurePlaintext
+	// true
+	// true <nil>
+}
+
+// Run syncs in the background; held deactivations wait for Confirm.
+func ExampleSyncer_Run() {
+	var eng *provision.Engine // the host's engine
+	s, err := ldap.NewSyncer(ldap.Config{
+		Engine: eng, TenantID: "acme", ConnectionID: "corp-ldap",
+		URL: "ldaps://ldap.acme.example", BindDN: "cn=idprov-sync,dc=acme,dc=example", BindPassword: "secret",
+		UserBaseDN: "ou=people,dc=acme,dc=example", GroupBaseDN: "ou=groups,dc=acme,dc=example",
+		OnReport: func(r *ldap.Report, err error) {
+			if r != nil && r.Held != nil {
+				// Show r.Held to an administrator; on approval:
+				//   s.Confirm(ctx, r.Held.ID)
+				log.Printf("%d deactivations held: %s", len(r.Held.Deactivations), r.Held.Reason)
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+}
