@@ -16,12 +16,34 @@ import (
 // of its externalId attribute (the id the calling connection knows u by;
 // the Store never holds it). A nil expr matches every user. It is the
 // reference evaluator: a Searcher must answer exactly the users MatchUser
-// accepts (storetest checks it).
+// accepts (storetest checks it). To test many users, a UserMatcher saves
+// the allocations.
 func MatchUser(expr filter.Expr, u User, externalID string) (bool, error) {
-	if expr == nil {
+	return NewUserMatcher(expr).Match(&u, externalID)
+}
+
+// UserMatcher evaluates one filter over many users as MatchUser does,
+// reusing its scratch space: what a scan should use. It is not safe for
+// concurrent use.
+type UserMatcher struct {
+	expr filter.Expr
+	ev   filter.Evaluator
+	obj  userObject
+}
+
+// NewUserMatcher returns a UserMatcher for expr (nil matches every user).
+func NewUserMatcher(expr filter.Expr) *UserMatcher { return &UserMatcher{expr: expr} }
+
+// Match reports whether *u satisfies the filter, with externalID as its
+// externalId. It does not keep u.
+func (m *UserMatcher) Match(u *User, externalID string) (bool, error) {
+	if m.expr == nil {
 		return true, nil
 	}
-	return filter.Eval(expr, &userObject{u: &u, ext: externalID})
+	m.obj = userObject{u: u, ext: externalID}
+	ok, err := m.ev.Eval(m.expr, &m.obj)
+	m.obj = userObject{}
+	return ok, err
 }
 
 // MatchGroup reports whether g satisfies expr, with externalID as its
@@ -30,42 +52,73 @@ func MatchUser(expr filter.Expr, u User, externalID string) (bool, error) {
 // comparisons of members are refused with a *ValidationError: a group's
 // members are not loaded to evaluate a filter.
 func MatchGroup(expr filter.Expr, g Group, externalID string, isMember func(userID string) (bool, error)) (bool, error) {
-	if expr == nil {
-		return true, nil
-	}
-	o := &groupObject{g: &g, ext: externalID}
-	var err error
+	return NewGroupMatcher(expr).Match(&g, externalID, isMember)
+}
+
+// GroupMatcher evaluates one filter over many groups as MatchGroup does.
+// It is not safe for concurrent use.
+type GroupMatcher struct {
+	expr filter.Expr
+	ev   filter.Evaluator
+	// memberIDs are the user IDs the filter compares members with.
+	memberIDs []string
+	err       error
+}
+
+// NewGroupMatcher returns a GroupMatcher for expr (nil matches every
+// group). A filter comparing members otherwise than with eq makes every
+// Match fail with a *ValidationError.
+func NewGroupMatcher(expr filter.Expr) *GroupMatcher {
+	m := &GroupMatcher{expr: expr}
 	filter.Walk(expr, func(e filter.Expr) bool {
 		var a filter.Attr
 		switch e := e.(type) {
 		case *filter.Compare:
 			a = e.Attr
-			if a.Path == "members.value" && e.Op == filter.Eq && err == nil {
-				if isMember == nil {
-					err = fmt.Errorf("provision: MatchGroup needs isMember for %s", e)
-					return false
-				}
-				var ok bool
-				if ok, err = isMember(e.Value.S); ok {
-					o.members = append(o.members, e.Value.S)
+			if a.Path == "members.value" && e.Op == filter.Eq {
+				if !slices.Contains(m.memberIDs, e.Value.S) {
+					m.memberIDs = append(m.memberIDs, e.Value.S)
 				}
 				return false
 			}
 		case *filter.ValuePath:
-			a = e.Attr
-		}
-		if !a.Custom && (a.Path == "members" || strings.HasPrefix(a.Path, "members.")) {
-			if _, isPath := e.(*filter.ValuePath); !isPath {
-				err = errMembersFilter
-				return false
+			if e.Attr.Path == "members" && !e.Attr.Custom {
+				return true // its comparisons are checked one by one
 			}
 		}
-		return err == nil
+		if !a.Custom && (a.Path == "members" || strings.HasPrefix(a.Path, "members.")) {
+			m.err = errMembersFilter
+			return false
+		}
+		return m.err == nil
 	})
-	if err != nil {
-		return false, err
+	return m
+}
+
+// Match reports whether *g satisfies the filter, with externalID as its
+// externalId, asking isMember about the user IDs the filter compares
+// members with. It does not keep g.
+func (m *GroupMatcher) Match(g *Group, externalID string, isMember func(userID string) (bool, error)) (bool, error) {
+	if m.expr == nil {
+		return true, nil
 	}
-	return filter.Eval(expr, o)
+	if m.err != nil {
+		return false, m.err
+	}
+	o := groupObject{g: g, ext: externalID}
+	if len(m.memberIDs) > 0 && isMember == nil {
+		return false, fmt.Errorf("provision: matching %s needs isMember", m.expr)
+	}
+	for _, id := range m.memberIDs {
+		ok, err := isMember(id)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			o.members = append(o.members, id)
+		}
+	}
+	return m.ev.Eval(m.expr, &o)
 }
 
 // SortUsers sorts users by the attribute path sortBy ("userName",

@@ -63,6 +63,7 @@ func (e *Engine) findUsers(ctx context.Context, s scope, q Query) ([]User, int, 
 		return e.searcher.SearchUsers(ctx, s.tenant.ID, Search{Filter: f, SortBy: sortBy, Descending: q.Descending, Page: q.Page})
 	}
 	var matches []User
+	m := NewUserMatcher(f)
 	keep := func(u User) error {
 		ext := ""
 		if needExt {
@@ -73,7 +74,7 @@ func (e *Engine) findUsers(ctx context.Context, s scope, q Query) ([]User, int, 
 			ext = wu.ExternalID
 			u.ExternalID = ext
 		}
-		ok, err := MatchUser(f, u, ext)
+		ok, err := m.Match(&u, ext)
 		if ok {
 			matches = append(matches, u)
 		}
@@ -118,6 +119,7 @@ func (e *Engine) findGroups(ctx context.Context, s scope, q Query) ([]Group, int
 		return e.searcher.SearchGroups(ctx, s.tenant.ID, Search{Filter: f, SortBy: sortBy, Descending: q.Descending, Page: q.Page})
 	}
 	var matches []Group
+	m := NewGroupMatcher(f)
 	keep := func(g Group) error {
 		ext := ""
 		if needExt {
@@ -128,7 +130,7 @@ func (e *Engine) findGroups(ctx context.Context, s scope, q Query) ([]Group, int
 			ext = wg.ExternalID
 			g.ExternalID = ext
 		}
-		ok, err := MatchGroup(f, g, ext, func(userID string) (bool, error) {
+		ok, err := m.Match(&g, ext, func(userID string) (bool, error) {
 			return e.store.IsMember(ctx, s.tenant.ID, g.ID, userID)
 		})
 		if ok {

@@ -244,3 +244,48 @@ func TestQueryScanLimit(t *testing.T) {
 		t.Errorf("sort by an unknown sub-attribute: %v, want ErrInvalid", err)
 	}
 }
+
+// BenchmarkQueryScan is the engine's fallback for a store without a
+// Searcher: a co filter over 100,000 users, scanned within ScanLimit, and
+// refused with ErrTooMany when ScanLimit is below the tenant's size.
+func BenchmarkQueryScan(b *testing.B) {
+	const n = 100_000
+	st := memstore.New()
+	users := make([]provision.User, n)
+	for i := range users {
+		users[i] = provision.User{
+			UserName:    fmt.Sprintf("user%07d@example.com", i),
+			DisplayName: fmt.Sprintf("User %d", i),
+			Active:      true,
+			Emails:      []provision.Email{{Value: fmt.Sprintf("user%07d@example.com", i), Type: "work", Primary: true}},
+			Owner:       "okta",
+		}
+	}
+	if err := st.Load("q", users); err != nil {
+		b.Fatal(err)
+	}
+	f, err := filter.Parse(`userName co "0099"`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	okta := provision.Origin{TenantID: "q", ConnectionID: "okta"}
+	for _, limit := range []int{n, n / 2} {
+		b.Run(fmt.Sprintf("users=%d/ScanLimit=%d", n, limit), func(b *testing.B) {
+			e, err := provision.NewEngine(provision.Config{Store: noSearch{st}, Tenants: []provision.Tenant{queryTenant()}, ScanLimit: limit})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				_, total, err := e.ListUsers(ctx, okta, provision.Query{Filter: f, Page: provision.Page{Limit: 10}})
+				switch {
+				case limit >= n && (err != nil || total == 0):
+					b.Fatalf("total %d, %v", total, err)
+				case limit < n && !errors.Is(err, provision.ErrTooMany):
+					b.Fatalf("ScanLimit %d below %d users: %v, want ErrTooMany", limit, n, err)
+				}
+			}
+		})
+	}
+}

@@ -115,7 +115,10 @@ type Store interface {
 
 // Search is a query for a Searcher: a filter, a sort and a page.
 type Search struct {
-	// Filter selects the resources; nil selects all.
+	// Filter selects the resources; nil selects all. It never names
+	// externalId (nor does SortBy): externalId is per connection, and the
+	// engine resolves it through Links before calling a Searcher. Matching
+	// must agree with MatchUser and MatchGroup.
 	Filter filter.Expr
 	// SortBy is an attribute path ("userName", "name.familyName",
 	// "meta.created"); empty means the store's stable order.

@@ -23,27 +23,38 @@ type Object interface {
 }
 
 // Eval reports whether o satisfies e. It returns the first error of o.
+// To evaluate one expression over many objects, an Evaluator saves an
+// allocation per object.
 func Eval(e Expr, o Object) (bool, error) {
-	var buf [4]Value
-	return eval(e, o, buf[:0])
+	var ev Evaluator
+	return ev.Eval(e, o)
 }
 
-func eval(e Expr, o Object, buf []Value) (bool, error) {
+// Evaluator evaluates expressions like Eval, reusing its scratch space
+// from one call to the next. The zero value is ready to use; an Evaluator
+// is not safe for concurrent use.
+type Evaluator struct {
+	buf []Value
+}
+
+// Eval reports whether o satisfies e.
+func (ev *Evaluator) Eval(e Expr, o Object) (bool, error) {
 	switch e := e.(type) {
 	case *Logical:
-		l, err := eval(e.Left, o, buf)
+		l, err := ev.Eval(e.Left, o)
 		if err != nil {
 			return false, err
 		}
 		if (e.Op == And) != l { // false and _, true or _
 			return l, nil
 		}
-		return eval(e.Right, o, buf)
+		return ev.Eval(e.Right, o)
 	case *Not:
-		x, err := eval(e.X, o, buf)
+		x, err := ev.Eval(e.X, o)
 		return !x, err
 	case *Compare:
-		vs, err := o.AppendValues(buf[:0], e.Attr)
+		vs, err := o.AppendValues(ev.buf[:0], e.Attr)
+		ev.buf = vs[:0]
 		if err != nil {
 			return false, err
 		}
@@ -59,7 +70,7 @@ func eval(e Expr, o Object, buf []Value) (bool, error) {
 			return false, err
 		}
 		for _, el := range elems {
-			ok, err := eval(e.Filter, el, buf)
+			ok, err := ev.Eval(e.Filter, el)
 			if ok || err != nil {
 				return ok, err
 			}

@@ -54,8 +54,9 @@ func (st *state) searchUsers(ctx context.Context, tenantID string, q provision.S
 		return []provision.User{}, 0, nil
 	}
 	var matches []*userRec
+	m := provision.NewUserMatcher(q.Filter)
 	test := func(r *userRec) error {
-		ok, err := provision.MatchUser(q.Filter, r.u, "")
+		ok, err := m.Match(&r.u, "")
 		if ok {
 			matches = append(matches, r)
 		}
@@ -113,8 +114,9 @@ func (st *state) searchGroups(ctx context.Context, tenantID string, q provision.
 		return []provision.Group{}, 0, nil
 	}
 	var matches []*groupRec
+	m := provision.NewGroupMatcher(q.Filter)
 	test := func(g *groupRec) error {
-		ok, err := provision.MatchGroup(q.Filter, g.g, "", func(userID string) (bool, error) {
+		ok, err := m.Match(&g.g, "", func(userID string) (bool, error) {
 			r := t.users[userID]
 			if r == nil {
 				return false, nil
