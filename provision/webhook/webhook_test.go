@@ -146,20 +146,24 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.overlap = fmt.Sprintf("two deliveries of tenant %s at once (seq %d)", ev.TenantID, ev.Seq)
 	}
 	rc.mu.Unlock()
-	defer func() {
+	// leave ends the request before the sender can see an answer, so a
+	// next request that follows the answer never counts as an overlap.
+	leave := func() {
 		rc.mu.Lock()
 		rc.inflight[ev.TenantID]--
 		rc.mu.Unlock()
-	}()
+	}
 	act := accept
 	if rc.decide != nil {
 		act = rc.decide(ev.TenantID, ev.Seq)
 	}
 	switch act {
 	case fail500:
+		leave()
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	case drop:
+		leave()
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			conn.Close()
@@ -167,10 +171,12 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case hang:
 		<-r.Context().Done()
+		leave()
 		return
 	case slow:
 		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 	}
+	leave()
 	rc.mu.Lock()
 	rc.accepted[ev.TenantID] = append(rc.accepted[ev.TenantID], ev.Seq)
 	if _, ok := rc.received[ev.Seq]; !ok && ev.TenantID == "acme" {
