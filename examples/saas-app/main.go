@@ -53,6 +53,7 @@ func features() []feature {
 		&scimFeature{},
 		&samlFeature{},
 		&ldapFeature{},
+		&eventsFeature{},
 	}
 }
 

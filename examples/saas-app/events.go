@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/provision/webhook"
+)
+
+// eventsFeature serves the tenant's event log with a cursor, and delivers
+// it to a webhook:
+//
+//	GET /events?after=N&limit=M   (Authorization: Bearer <events-token>)
+//
+// answers {"events": [...], "next": <seq to pass as after next time>},
+// oldest first. With -webhook-url every event is also POSTed there, signed
+// with the printed webhook-secret (see package provision/webhook), and
+// GET /webhook/status shows the delivery state.
+//
+//	go run ./examples/saas-app -webhook-url http://127.0.0.1:9000/hook
+//
+// It prints "events: <URL>", "events-token: <token>" and, with a webhook,
+// "webhook-secret: <secret>".
+type eventsFeature struct {
+	token         string
+	webhookURL    string
+	webhookSecret string
+	wh            *webhook.Webhook
+}
+
+func (f *eventsFeature) flags(fs *flag.FlagSet) {
+	fs.StringVar(&f.token, "events-token", "", "bearer token of GET /events and GET /webhook/status (default: a random one, printed)")
+	fs.StringVar(&f.webhookURL, "webhook-url", "", "URL to POST the tenant's events to, signed; empty: no webhook")
+	fs.StringVar(&f.webhookSecret, "webhook-secret", "", "secret of the webhook signatures (default: a random one, printed)")
+}
+
+func (f *eventsFeature) setup(a *app) error {
+	if f.token == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		f.token = hex.EncodeToString(b[:])
+	}
+	if f.webhookURL != "" && f.webhookSecret == "" {
+		s, err := webhook.NewSecret()
+		if err != nil {
+			return err
+		}
+		f.webhookSecret = s
+	}
+	return nil
+}
+
+func (f *eventsFeature) start(ctx context.Context, a *app) error {
+	tenant := a.Tenant.ID
+	a.Mux.HandleFunc("GET /events", f.authorized(func(w http.ResponseWriter, r *http.Request) {
+		f.serveEvents(w, r, a.Engine, tenant)
+	}))
+	fmt.Fprintf(a.Stdout, "events: %s/events\n", a.BaseURL)
+	fmt.Fprintf(a.Stdout, "events-token: %s\n", f.token)
+	if f.webhookURL == "" {
+		return nil
+	}
+	wh, err := webhook.New(webhook.Config{
+		Engine:    a.Engine,
+		Endpoints: map[string]webhook.Endpoint{tenant: {URL: f.webhookURL, Secret: f.webhookSecret}},
+		Logger:    a.Log,
+	})
+	if err != nil {
+		return fmt.Errorf("-webhook-url: %w", err)
+	}
+	f.wh = wh
+	go func() {
+		if err := wh.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			a.Log.Error("saas-app: webhook stopped", "err", err)
+		}
+	}()
+	a.Mux.HandleFunc("GET /webhook/status", f.authorized(func(w http.ResponseWriter, r *http.Request) {
+		st, err := wh.Status(r.Context(), tenant)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeEventsJSON(w, st)
+	}))
+	fmt.Fprintf(a.Stdout, "webhook-secret: %s\n", f.webhookSecret)
+	return nil
+}
+
+func (f *eventsFeature) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(f.token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="events"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// eventPage is the answer of GET /events.
+type eventPage struct {
+	Events []provision.Event `json:"events"`
+	// Next is the after of the next call: the last Seq returned, or the
+	// after given when there was nothing new.
+	Next int64 `json:"next"`
+}
+
+func (f *eventsFeature) serveEvents(w http.ResponseWriter, r *http.Request, e *provision.Engine, tenant string) {
+	q := r.URL.Query()
+	after, limit := int64(0), 100
+	var err error
+	if s := q.Get("after"); s != "" {
+		if after, err = strconv.ParseInt(s, 10, 64); err != nil || after < 0 {
+			http.Error(w, "after must be a non-negative integer", http.StatusBadRequest)
+			return
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {
+			http.Error(w, "limit must be an integer from 1 to 1000", http.StatusBadRequest)
+			return
+		}
+	}
+	evs, err := e.Events(r.Context(), tenant, after, limit)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	page := eventPage{Events: evs, Next: after}
+	if len(evs) > 0 {
+		page.Next = evs[len(evs)-1].Seq
+	}
+	if page.Events == nil {
+		page.Events = []provision.Event{}
+	}
+	writeEventsJSON(w, page)
+}
+
+func writeEventsJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
