@@ -14,7 +14,12 @@ type Page struct {
 	Limit  int
 }
 
-// Store is the persistence the Engine writes through. It is the required
+// Store is the persistence the Engine writes through.
+//
+// Conventions every method follows: a Limit of 0 returns no entries;
+// case-insensitive comparisons fold at least ASCII letters; times are kept
+// with at least microsecond precision and returned in UTC; returned values
+// are copies the caller may modify. It is the required
 // core every implementation has: small, typed, context first, and scoped by
 // tenant on every call: no call for one tenant may read or change another
 // tenant's data, and a resource of another tenant is ErrNotFound.
@@ -63,8 +68,9 @@ type Store interface {
 	// ListGroups returns the groups in a stable order and their exact
 	// total.
 	ListGroups(ctx context.Context, tenantID string, p Page) ([]Group, int, error)
-	// CreateGroup stores g, assigning ID when empty and setting Version 1.
-	// A group of the same Owner with the same DisplayName
+	// CreateGroup stores g, assigning ID when empty (a non-empty ID
+	// already used in the tenant is ErrAlreadyExists) and setting Version
+	// 1. A group of the same Owner with the same DisplayName
 	// (case-insensitive) is ErrAlreadyExists.
 	CreateGroup(ctx context.Context, g Group) (Group, error)
 	// UpdateGroup replaces the stored group like UpdateUser does.
@@ -86,10 +92,11 @@ type Store interface {
 	// ListMembers returns the group's member user IDs in a stable order and
 	// their exact total.
 	ListMembers(ctx context.Context, tenantID, groupID string, p Page) ([]string, int, error)
-	// IsMember reports whether the user is a member of the group.
+	// IsMember reports whether the user is a member of the group. An
+	// unknown group is ErrNotFound.
 	IsMember(ctx context.Context, tenantID, groupID, userID string) (bool, error)
 	// GroupsOfUser returns the IDs of the groups the user is a member of,
-	// in ID order.
+	// in ID order. An unknown user is ErrNotFound.
 	GroupsOfUser(ctx context.Context, tenantID, userID string) ([]string, error)
 
 	// GetLink returns the link of (kind, connectionID, externalID).
@@ -106,10 +113,14 @@ type Store interface {
 
 	// Atomically runs fn with a Store whose calls all commit together when
 	// fn returns nil, or not at all when it returns an error (which
-	// Atomically returns) or panics. Reads through tx see tx's own writes.
-	// Calling Atomically on tx runs fn in the same transaction.
+	// Atomically returns) or panics (rolled back, then the panic goes on).
+	// Reads through tx see tx's own writes. A call through tx that fails
+	// with a sentinel error (a lookup's ErrNotFound, a uniqueness
+	// ErrAlreadyExists) changes nothing and leaves tx usable (SQL stores
+	// use savepoints). Calling Atomically on tx runs fn in the same
+	// transaction: its error is returned to the outer fn, which decides.
 	// Capabilities (EventLog, KV) reached through tx are part of the
-	// transaction too.
+	// transaction too; tx must not be used after Atomically returns.
 	Atomically(ctx context.Context, fn func(ctx context.Context, tx Store) error) error
 }
 
@@ -153,13 +164,15 @@ type Searcher interface {
 // engine logs a warning saying so at construction.
 type EventLog interface {
 	// AppendEvents appends events (all of tenantID) and returns them with
-	// Seq assigned: strictly increasing per tenant with no gap among
-	// committed events, in the order given.
+	// Seq assigned: starting at 1, strictly increasing per tenant with no
+	// gap among committed events, in the order given, and never reused
+	// (not even after PurgeEvents).
 	AppendEvents(ctx context.Context, tenantID string, events []Event) ([]Event, error)
 	// ListEvents returns at most limit events of the tenant with Seq >
 	// after, in Seq order.
 	ListEvents(ctx context.Context, tenantID string, after int64, limit int) ([]Event, error)
-	// LastSeq returns the highest Seq of the tenant, 0 when none.
+	// LastSeq returns the highest Seq ever assigned in the tenant (purged
+	// events included), 0 when none.
 	LastSeq(ctx context.Context, tenantID string) (int64, error)
 	// Cursor returns the consumer's stored cursor for the tenant, 0 when
 	// none was stored.
@@ -203,6 +216,7 @@ type KV interface {
 type Locker interface {
 	// TryLock takes the lock name of the tenant if it is free, and returns
 	// ErrLocked if another holder has it. The lock is held until release
-	// is called or the holder's process dies (never forever).
+	// is called or the holder's process dies (never forever). release is
+	// idempotent and never frees a later holder's lock.
 	TryLock(ctx context.Context, tenantID, name string) (release func(), err error)
 }
