@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/provision/filter"
 )
 
 // userDoc is the JSON document of a user. Attributes are kept as strings
@@ -172,18 +174,42 @@ func normGroup(g provision.Group) provision.Group {
 }
 
 // fold is the case-insensitive form of userNames, e-mail addresses and
-// displayNames, computed in Go so both dialects agree (SQLite's lower()
-// folds ASCII only).
-func fold(s string) string { return strings.ToLower(s) }
+// displayNames: filter.Fold, computed in Go so that both dialects agree
+// with the filter evaluator (SQLite's lower() folds ASCII only).
+func fold(s string) string { return filter.Fold(s) }
 
-// newID returns a UUID version 7: time-ordered, so new rows land at the
-// end of the primary key index.
-func newID() string {
+// idGen makes UUIDs of version 7 (RFC 9562): a millisecond timestamp, a
+// 12-bit counter that orders the IDs made within one millisecond, and 62
+// random bits. IDs of one Store increase strictly, so ordering by ID is
+// creation order; across replicas, to the millisecond.
+type idGen struct {
+	mu     sync.Mutex
+	lastMs int64
+	seq    uint16
+}
+
+func (g *idGen) newID() string {
+	g.mu.Lock()
+	ms := time.Now().UnixMilli()
+	if ms <= g.lastMs {
+		ms = g.lastMs
+		g.seq++
+		if g.seq > 0xfff {
+			ms++
+			g.seq = 0
+		}
+	} else {
+		g.seq = 0
+	}
+	g.lastMs = ms
+	seq := g.seq
+	g.mu.Unlock()
+
 	var b [16]byte
-	_, _ = rand.Read(b[:])
-	ms := uint64(time.Now().UnixMilli())
+	_, _ = rand.Read(b[8:])
 	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	b[6] = b[6]&0x0f | 0x70
+	b[6] = 0x70 | byte(seq>>8)
+	b[7] = byte(seq)
 	b[8] = b[8]&0x3f | 0x80
 	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -184,7 +185,7 @@ func TestDurability(t *testing.T) {
 		return
 	}
 	t.Run("sqlite", func(t *testing.T) {
-		_, path := openSQLiteDB(t)
+		path := filepath.Join(t.TempDir(), "idprov.db")
 		testDurability(t, SQLite, sqliteDSN(path), DefaultTablePrefix)
 	})
 	t.Run("postgres", func(t *testing.T) {
@@ -258,6 +259,7 @@ func openDB(t testing.TB, d Dialect, dsn string) *sql.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	db.SetMaxOpenConns(8)
 	t.Cleanup(func() { db.Close() })
 	return db
 }

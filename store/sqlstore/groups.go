@@ -73,7 +73,7 @@ func (s *Store) CreateGroup(ctx context.Context, g provision.Group) (provision.G
 	}
 	g = normGroup(g)
 	if g.ID == "" {
-		g.ID = newID()
+		g.ID = s.r.ids.newID()
 	}
 	g.Version = 1
 	doc, err := encodeGroup(g)
@@ -317,12 +317,12 @@ func (s *Store) ListMembers(ctx context.Context, tenantID, groupID string, p pro
 	return ids, total, nil
 }
 
-// IsMember implements provision.Store.
+// IsMember implements provision.Store. An unknown group is ErrNotFound.
 func (s *Store) IsMember(ctx context.Context, tenantID, groupID, userID string) (bool, error) {
 	var one int
 	err := s.q.QueryRowContext(ctx, s.r.sql("SELECT 1 FROM {p}members WHERE tenant_id = $1 AND group_id = $2 AND user_id = $3"), tenantID, groupID, userID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return false, s.groupExists(ctx, s.q, tenantID, groupID)
 	}
 	if err != nil {
 		return false, mapErr("is member", err)
@@ -330,14 +330,28 @@ func (s *Store) IsMember(ctx context.Context, tenantID, groupID, userID string) 
 	return true, nil
 }
 
-// GroupsOfUser implements provision.Store.
+// GroupsOfUser implements provision.Store. An unknown user is
+// ErrNotFound.
 func (s *Store) GroupsOfUser(ctx context.Context, tenantID, userID string) ([]string, error) {
 	rows, err := s.q.QueryContext(ctx, s.r.sql("SELECT group_id FROM {p}members WHERE tenant_id = $1 AND user_id = $2 ORDER BY group_id"), tenantID, userID)
 	if err != nil {
 		return nil, mapErr("groups of user", err)
 	}
 	ids, err := scanStrings(rows)
-	return ids, mapErr("groups of user", err)
+	if err != nil {
+		return nil, mapErr("groups of user", err)
+	}
+	if len(ids) == 0 {
+		var one int
+		err := s.q.QueryRowContext(ctx, s.r.sql("SELECT 1 FROM {p}users WHERE tenant_id = $1 AND id = $2"), tenantID, userID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, notFound("user", userID)
+		}
+		if err != nil {
+			return nil, mapErr("groups of user", err)
+		}
+	}
+	return ids, nil
 }
 
 // scanStrings reads a one-column result and closes rows.

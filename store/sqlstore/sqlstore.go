@@ -112,6 +112,7 @@ type root struct {
 	// they queue in Go instead of polling SQLite's busy handler.
 	writeSem chan struct{}
 	sqls     sync.Map // query template -> query with the prefix
+	ids      idGen
 	kvWrites atomic.Uint64
 }
 

@@ -91,7 +91,7 @@ func (s *Store) CreateUser(ctx context.Context, u provision.User) (provision.Use
 	}
 	u = normUser(u)
 	if u.ID == "" {
-		u.ID = newID()
+		u.ID = s.r.ids.newID()
 	}
 	u.Version = 1
 	doc, err := encodeUser(u)

@@ -22,8 +22,7 @@ CREATE TABLE {p}user_emails (
 	tenant_id   text NOT NULL,
 	user_id     text NOT NULL,
 	email_lower text NOT NULL,
-	PRIMARY KEY (tenant_id, user_id, email_lower),
-	FOREIGN KEY (tenant_id, user_id) REFERENCES {p}users (tenant_id, id) ON DELETE CASCADE
+	PRIMARY KEY (tenant_id, user_id, email_lower)
 );
 CREATE INDEX {p}user_emails_email ON {p}user_emails (tenant_id, email_lower);
 
