@@ -81,9 +81,6 @@ func (c *compiler) strCmp(col string, op filter.Op, v string, hasEmpty bool) str
 	if hasEmpty {
 		present = col + " <> '' AND "
 	}
-	if c.r.d == Postgres {
-		col += ` COLLATE "C"`
-	}
 	switch op {
 	case filter.Pr:
 		if hasEmpty {
@@ -164,13 +161,15 @@ func (c *compiler) compare(e *filter.Compare) (string, bool) {
 		if c.res != filter.Users || !isStr {
 			return "TRUE", false
 		}
+		// An uncorrelated subquery, so the planner drives it from the
+		// email index rather than probing every user of the tenant.
 		inner := c.strCmp("e.email_lower", e.Op, fold(e.Value.S), true)
-		return "EXISTS (SELECT 1 FROM " + c.r.sql("{p}user_emails") + " e WHERE e.tenant_id = " + t + ".tenant_id AND e.user_id = " + t + ".id AND " + inner + ")", true
+		return "(" + t + ".id IN (SELECT e.user_id FROM " + c.r.sql("{p}user_emails") + " e WHERE e.tenant_id = $1 AND " + inner + "))", true
 	case "members.value":
 		if c.res != filter.Groups || e.Op != filter.Eq || e.Value.Kind != filter.Str {
 			return "TRUE", false
 		}
-		return "EXISTS (SELECT 1 FROM " + c.r.sql("{p}members") + " m WHERE m.tenant_id = " + t + ".tenant_id AND m.group_id = " + t + ".id AND m.user_id = " + c.text(e.Value.S) + ")", true
+		return "(" + t + ".id IN (SELECT m.group_id FROM " + c.r.sql("{p}members") + " m WHERE m.tenant_id = $1 AND m.user_id = " + c.text(e.Value.S) + "))", true
 	}
 	return "TRUE", false
 }
@@ -183,21 +182,17 @@ func sqlOrder(d Dialect, a string, res filter.Resource, sortBy string, desc bool
 	if desc {
 		dir = " DESC"
 	}
-	collate := ""
-	if d == Postgres {
-		collate = ` COLLATE "C"`
-	}
 	switch sortBy {
 	case "":
 		return a + ".id", true
 	case "id":
-		return a + ".id" + collate + dir, true
+		return a + ".id" + dir, true
 	case "userName":
 		if res == filter.Users {
-			return a + ".user_name_lower" + collate + dir + ", " + a + ".id", true
+			return a + ".user_name_lower" + dir + ", " + a + ".id", true
 		}
 	case "displayName":
-		return "(" + a + ".display_name_lower = '')" + ", " + a + ".display_name_lower" + collate + dir + ", " + a + ".id", true
+		return "(" + a + ".display_name_lower = '')" + ", " + a + ".display_name_lower" + dir + ", " + a + ".id", true
 	case "meta.created":
 		return a + ".created" + dir + ", " + a + ".id", true
 	case "meta.lastModified":
@@ -206,14 +201,25 @@ func sqlOrder(d Dialect, a string, res filter.Resource, sortBy string, desc bool
 	return "", false
 }
 
+// compileSearch returns the FROM ... WHERE of a search, its arguments,
+// and whether it selects exactly the matches.
+func (s *Store) compileSearch(res filter.Resource, tenantID string, f filter.Expr) (string, []any, bool) {
+	table, alias, live := "{p}users", "u", " AND u.deleted IS NULL"
+	if res == filter.Groups {
+		table, alias, live = "{p}groups", "g", ""
+	}
+	c := &compiler{r: s.r, res: res, table: alias, args: []any{tenantID}}
+	where, exact := "TRUE", true
+	if f != nil {
+		where, exact = c.compile(f)
+	}
+	return "FROM " + table + " " + alias + " WHERE " + alias + ".tenant_id = $1" + live + " AND " + where, c.args, exact
+}
+
 // SearchUsers implements provision.Searcher.
 func (s *Store) SearchUsers(ctx context.Context, tenantID string, q provision.Search) ([]provision.User, int, error) {
-	c := &compiler{r: s.r, res: filter.Users, table: "u", args: []any{tenantID}}
-	where, exact := "TRUE", true
-	if q.Filter != nil {
-		where, exact = c.compile(q.Filter)
-	}
-	base := "FROM {p}users u WHERE u.tenant_id = $1 AND u.deleted IS NULL AND " + where
+	base, wargs, exact := s.compileSearch(filter.Users, tenantID, q.Filter)
+	c := &compiler{args: wargs[:len(wargs):len(wargs)]}
 	order, sqlSort := sqlOrder(s.r.d, "u", filter.Users, q.SortBy, q.Descending)
 	if exact && sqlSort {
 		var total int
@@ -257,12 +263,8 @@ func (s *Store) SearchUsers(ctx context.Context, tenantID string, q provision.Se
 
 // SearchGroups implements provision.Searcher.
 func (s *Store) SearchGroups(ctx context.Context, tenantID string, q provision.Search) ([]provision.Group, int, error) {
-	c := &compiler{r: s.r, res: filter.Groups, table: "g", args: []any{tenantID}}
-	where, exact := "TRUE", true
-	if q.Filter != nil {
-		where, exact = c.compile(q.Filter)
-	}
-	base := "FROM {p}groups g WHERE g.tenant_id = $1 AND " + where
+	base, wargs, exact := s.compileSearch(filter.Groups, tenantID, q.Filter)
+	c := &compiler{args: wargs[:len(wargs):len(wargs)]}
 	order, sqlSort := sqlOrder(s.r.d, "g", filter.Groups, q.SortBy, q.Descending)
 	if exact && sqlSort {
 		var total int
