@@ -101,7 +101,13 @@ type search struct {
 	scope  int
 	filter string
 	attrs  []string
+	// pageSize overrides Config.PageSize when set.
+	pageSize int
 }
+
+// groupPageSize bounds the page size of group searches: a group entry
+// carries its members, a thousand DNs or more.
+const groupPageSize = 20
 
 // page is one page of a paged search, or the error that ended it.
 type page struct {
@@ -149,11 +155,15 @@ func (c *conn) pagedSearch(ctx context.Context, q search, fn func([]*goldap.Entr
 func (c *conn) readPage(ctx context.Context, q search, cookie []byte) ([]*goldap.Entry, []byte, error) {
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	paging := goldap.NewControlPaging(uint32(c.cfg.PageSize))
+	size := c.cfg.PageSize
+	if q.pageSize > 0 {
+		size = min(size, q.pageSize)
+	}
+	paging := goldap.NewControlPaging(uint32(size))
 	paging.SetCookie(cookie)
 	req := goldap.NewSearchRequest(q.base, q.scope, goldap.NeverDerefAliases, 0, 0, false, q.filter, q.attrs, []goldap.Control{paging})
 	r := c.c.SearchAsync(pctx, req, 64)
-	entries := make([]*goldap.Entry, 0, c.cfg.PageSize)
+	entries := make([]*goldap.Entry, 0, size)
 	var done *goldap.ControlPaging
 	for r.Next() {
 		if e := r.Entry(); e != nil {

@@ -176,10 +176,7 @@ func (m Mapping) identity(connID, id string, e *goldap.Entry) (provision.Identit
 		}
 		u.Attributes[key] = raw
 	}
-	raw := make(map[string][]string, len(e.Attributes)+1)
-	raw["dn"] = []string{e.DN}
-	for _, a := range e.Attributes {
-		raw[a.Name] = a.Values
-	}
-	return provision.Identity{ConnectionID: connID, ExternalID: id, User: u, Raw: raw}, nil
+	// Identity.Raw stays empty: nothing downstream reads it, and a map per
+	// entry is a tenth of a full sync's garbage.
+	return provision.Identity{ConnectionID: connID, ExternalID: id, User: u}, nil
 }

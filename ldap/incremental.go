@@ -204,7 +204,7 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 	r.touched = map[string]bool{}
 	m := s.cfg.Mapping
 	userQuery := search{base: s.cfg.UserBaseDN, scope: s.cfg.scope, filter: s.cfg.userFilter, attrs: m.userAttributes()}
-	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes()}
+	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes(), pageSize: groupPageSize}
 	users := func(entries []*goldap.Entry) error {
 		rep.Entries += len(entries)
 		return r.users(ctx, entries)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +33,8 @@ import (
 //
 //	IDPROV_LDAP_BENCH=100000 go test ./ldap -run 'TestMeasure$' -v -timeout 30m
 //
-// IDPROV_LDAP_BENCH_PROFILE=dir writes each contender's CPU profile there.
+// IDPROV_LDAP_BENCH_PROFILE=dir writes each contender's CPU and memory
+// profiles there; IDPROV_LDAP_BENCH_ONLY=bare|discard|memstore runs one.
 func TestMeasure(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("IDPROV_LDAP_BENCH"))
 	if n <= 0 {
@@ -59,6 +61,7 @@ func TestMeasure(t *testing.T) {
 	}
 	type row struct {
 		name     string
+		cpus     []time.Duration
 		walls    []time.Duration
 		rss      int64
 		extra    string
@@ -68,12 +71,15 @@ func TestMeasure(t *testing.T) {
 	child := func(mode string) measurement {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestMeasureChild$", "-test.v")
 		if dir := os.Getenv("IDPROV_LDAP_BENCH_PROFILE"); dir != "" {
-			cmd.Args = append(cmd.Args, "-test.cpuprofile="+filepath.Join(dir, mode+".prof"))
+			cmd.Args = append(cmd.Args, "-test.cpuprofile="+filepath.Join(dir, mode+".prof"), "-test.memprofile="+filepath.Join(dir, mode+".mem"))
 		}
 		cmd.Env = append(append(os.Environ(), env...), "IDPROV_LDAP_BENCH_CHILD="+mode)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", mode, err, out)
+		}
+		if dir := os.Getenv("IDPROV_LDAP_BENCH_PROFILE"); dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, mode+".log"), out, 0o644)
 		}
 		var m measurement
 		for _, line := range strings.Split(string(out), "\n") {
@@ -83,13 +89,15 @@ func TestMeasure(t *testing.T) {
 				}
 			}
 		}
-		m.RSS = cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		m.RSS = ru.Maxrss * 1024
+		m.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		if m.Entries == 0 {
 			t.Fatalf("%s: no result\n%s", mode, out)
 		}
 		return m
 	}
-	ldapsearch := func() (time.Duration, int64) {
+	ldapsearch := func() (time.Duration, time.Duration, int64) {
 		cmd := exec.Command("ldapsearch", "-x", "-LLL", "-H", srv.URL, "-D", srv.SyncDN, "-w", srv.SyncPassword,
 			"-b", srv.BaseDN, "-E", "pr=500/noprompt", "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))")
 		cmd.Args = append(cmd.Args, OpenLDAP().userAttributes()...)
@@ -101,27 +109,43 @@ func TestMeasure(t *testing.T) {
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("ldapsearch: %v", err)
 		}
-		return time.Since(t0), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		return time.Since(t0), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss * 1024
 	}
-	if _, err := exec.LookPath("ldapsearch"); err == nil {
+	only := os.Getenv("IDPROV_LDAP_BENCH_ONLY") // a contender's name, to profile it alone
+	if _, err := exec.LookPath("ldapsearch"); err == nil && only == "" {
 		r := &row{name: "ldapsearch (C, paged 500, to /dev/null): the floor"}
 		for range 3 {
-			w, rss := ldapsearch()
+			w, cpu, rss := ldapsearch()
 			r.walls = append(r.walls, w)
+			r.cpus = append(r.cpus, cpu)
 			r.rss = max(r.rss, rss)
 		}
 		rows = append(rows, r)
 	}
 	for _, mode := range []string{"bare", "discard"} {
+		if only != "" && only != mode {
+			continue
+		}
 		r := &row{name: map[string]string{"bare": "bare go-ldap SearchAsync + paging (users and groups)", "discard": "Syncer.Sync, full, store that discards"}[mode]}
 		for range 3 {
 			m := child(mode)
 			r.walls = append(r.walls, m.Wall)
+			r.cpus = append(r.cpus, m.CPU)
 			r.rss = max(r.rss, m.RSS)
+			if m.LiveHeap > 0 {
+				r.extra = fmt.Sprintf("live heap after the sync %d MB", m.LiveHeap>>20)
+			}
 		}
 		rows = append(rows, r)
 	}
-	m := child("memstore")
+	if only != "" && only != "memstore" {
+		only = "skip"
+	}
+	m := measurement{}
+	if only != "skip" {
+		m = child("memstore")
+	}
 	rows = append(rows,
 		&row{name: "Syncer.Sync, full, memstore (first sync: creates)", walls: []time.Duration{m.Wall}, rss: m.RSS, extra: fmt.Sprintf("memstore: %d bytes/user (heap after GC, syncer dropped)", m.BytesPerUser)},
 		&row{name: "Syncer.Sync, full, memstore (second sync: unchanged)", walls: []time.Duration{m.Wall2}, wallOnly: true},
@@ -134,13 +158,18 @@ func TestMeasure(t *testing.T) {
 		return s[len(s)/2]
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%d users in %d groups, %s/%s, GOMAXPROCS %d\n", n, groups, runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(&b, "\n%d users in %d groups, %s/%s, GOMAXPROCS %d, load average %s\n", n, groups, runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), strings.TrimSpace(string(load)))
 	for _, r := range rows {
 		rss := "-"
 		if !r.wallOnly {
 			rss = fmt.Sprintf("%d MB", r.rss>>20)
 		}
-		fmt.Fprintf(&b, "%-62s median %8s  runs %v  peak RSS %s  %s\n", r.name, median(r.walls).Round(time.Millisecond), roundAll(r.walls), rss, r.extra)
+		cpu := "-"
+		if len(r.cpus) > 0 {
+			cpu = median(r.cpus).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(&b, "%-62s median %8s  runs %v  process CPU %s  peak RSS %s  %s\n", r.name, median(r.walls).Round(time.Millisecond), roundAll(r.walls), cpu, rss, r.extra)
 	}
 	t.Log(b.String())
 }
@@ -155,6 +184,8 @@ func roundAll(ws []time.Duration) []time.Duration {
 
 type measurement struct {
 	Entries           int
+	CPU               time.Duration // user + system time of the whole process
+	LiveHeap          uint64        // heap after GC at the end of the sync, syncer alive
 	Wall              time.Duration
 	Wall2             time.Duration
 	RSS               int64
@@ -202,6 +233,19 @@ func TestMeasureChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if dir := os.Getenv("IDPROV_LDAP_BENCH_PROFILE"); dir != "" {
+			pages := 0
+			s.afterUserPage = func() {
+				if pages++; pages == n/500*3/4 {
+					f, err := os.Create(filepath.Join(dir, "discard.heap"))
+					if err == nil {
+						runtime.GC()
+						_ = pprof.WriteHeapProfile(f)
+						f.Close()
+					}
+				}
+			}
+		}
 		t0 := time.Now()
 		rep, err := s.Sync(ctx)
 		if err != nil {
@@ -212,6 +256,11 @@ func TestMeasureChild(t *testing.T) {
 		if rep.Created != n || rep.Groups.Created != 100 {
 			t.Fatalf("discard sync: %v", rep)
 		}
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		m.LiveHeap = ms.HeapAlloc
+		runtime.KeepAlive(s)
 	case "memstore":
 		runtime.GC()
 		var before, after runtime.MemStats

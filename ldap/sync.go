@@ -215,7 +215,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	userStamp := r.stamp
 	r.stamp = time.Time{}
 	if s.cfg.GroupBaseDN != "" {
-		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes()}
+		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes(), pageSize: groupPageSize}
 		err = c.pagedSearch(ctx, groupQuery, func(entries []*goldap.Entry) error {
 			for _, e := range entries {
 				r.readGroup(e)
