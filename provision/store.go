@@ -81,8 +81,8 @@ type Store interface {
 
 	// AddMembers makes the users members of the group and returns the IDs
 	// that were not members before, in the order given. Adding a member
-	// again is not an error. The group and every user must exist in the
-	// tenant, else ErrNotFound and nothing is added. Its cost does not
+	// again is not an error. The group and every user must exist, live
+	// (not deleted), in the tenant, else ErrNotFound and nothing is added. Its cost does not
 	// depend on the group's size.
 	AddMembers(ctx context.Context, tenantID, groupID string, userIDs []string) ([]string, error)
 	// RemoveMembers removes the users from the group and returns the IDs
@@ -105,10 +105,11 @@ type Store interface {
 	LinksOf(ctx context.Context, tenantID string, kind ResourceKind, resourceID string) ([]Link, error)
 	// CreateLink stores l. A link with the same (Kind, ConnectionID,
 	// ExternalID), or the same (Kind, ConnectionID, ResourceID), is
-	// ErrAlreadyExists. The resource must exist in the tenant, else
-	// ErrNotFound.
+	// ErrAlreadyExists. The resource must exist in the tenant (a deleted
+	// user counts: links outlive the tombstone), else ErrNotFound.
 	CreateLink(ctx context.Context, l Link) error
-	// DeleteLink removes the link of (kind, connectionID, externalID).
+	// DeleteLink removes the link of (kind, connectionID, externalID); a
+	// missing link is ErrNotFound.
 	DeleteLink(ctx context.Context, tenantID string, kind ResourceKind, connectionID, externalID string) error
 
 	// Atomically runs fn with a Store whose calls all commit together when
@@ -118,7 +119,10 @@ type Store interface {
 	// with a sentinel error (a lookup's ErrNotFound, a uniqueness
 	// ErrAlreadyExists) changes nothing and leaves tx usable (SQL stores
 	// use savepoints). Calling Atomically on tx runs fn in the same
-	// transaction: its error is returned to the outer fn, which decides.
+	// transaction as a savepoint: an error undoes that call's writes only,
+	// and is returned to the enclosing fn, which decides. fn must use only
+	// tx: calling the outer Store from fn may deadlock or run outside the
+	// transaction.
 	// Capabilities (EventLog, KV) reached through tx are part of the
 	// transaction too; tx must not be used after Atomically returns.
 	Atomically(ctx context.Context, fn func(ctx context.Context, tx Store) error) error
