@@ -184,8 +184,10 @@ type Mapping struct {
 // DisabledRule matches a disabled entry: Attribute present (Value empty),
 // or having a value equal to Value (case-insensitive).
 type DisabledRule struct {
+	// Attribute is the LDAP attribute to test (pwdAccountLockedTime).
 	Attribute string
-	Value     string
+	// Value, when set, must equal one of the attribute's values.
+	Value string
 }
 
 // OpenLDAP returns the mapping for OpenLDAP's inetOrgPerson entries:

@@ -25,21 +25,28 @@ var ErrNoPlan = errors.New("ldap: no such held plan")
 // and deactivations back under the threshold are applied and the plan
 // dropped.
 type HeldPlan struct {
-	// ID names the plan for Confirm. It is derived from its content.
-	ID           string
+	// ID names the plan for Confirm. It is derived from its content (a
+	// later sync that sees some of its users again removes them and keeps
+	// the ID).
+	ID string
+	// TenantID and ConnectionID name the connection.
 	TenantID     string
 	ConnectionID string
-	Created      time.Time
+	// Created is when the plan was first held.
+	Created time.Time
 	// Reason says which threshold was crossed.
 	Reason string
 	// Owned is the number of active users the connection owned when the
 	// plan was made.
-	Owned         int
+	Owned int
+	// Deactivations are the users it would deactivate.
 	Deactivations []Deactivation
 }
 
 // Deactivation is one user a sync would deactivate.
 type Deactivation struct {
+	// UserID is the engine's user; ExternalID its entry's id; UserName
+	// for display.
 	UserID     string
 	ExternalID string `json:",omitempty"`
 	UserName   string `json:",omitempty"`

@@ -27,15 +27,19 @@ const maxSkips = 100
 
 // Report is the outcome of a sync (or, from Plan, what a sync would do).
 type Report struct {
+	// TenantID and ConnectionID name the connection synced.
 	TenantID     string
 	ConnectionID string
-	Mode         Mode
+	// Mode is the kind of sync that ran.
+	Mode Mode
 	// DryRun is set on a Plan: nothing was applied.
 	DryRun bool
 	// FullReason says why a sync asked for changes ran as a full sync.
 	FullReason string `json:",omitempty"`
-	Started    time.Time
-	Duration   time.Duration
+	// Started is when the sync began, by Config.Now; Duration how long it
+	// took.
+	Started  time.Time
+	Duration time.Duration
 
 	// Entries is the number of user entries read (changed entries in an
 	// incremental sync).
@@ -72,21 +76,28 @@ type Report struct {
 
 // Skip is one entry or change that was not applied, and why.
 type Skip struct {
+	// DN and ExternalID name the entry, as far as known.
 	DN         string `json:",omitempty"`
 	ExternalID string `json:",omitempty"`
-	Reason     string
+	// Reason is for an administrator.
+	Reason string
 }
 
 // GroupReport summarizes the group side of a sync.
 type GroupReport struct {
-	Entries        int
-	Created        int
-	Updated        int
-	Deleted        int
-	Unchanged      int
+	// Entries is the number of group entries read.
+	Entries int
+	// Groups created, updated (renamed or members changed), deleted
+	// (their entries gone) and unchanged.
+	Created   int
+	Updated   int
+	Deleted   int
+	Unchanged int
+	// MembersAdded and MembersRemoved count membership changes.
 	MembersAdded   int
 	MembersRemoved int
-	Skipped        int
+	// Skipped counts groups not applied (see Report.Skips).
+	Skipped int
 	// Cycles counts nesting cycles that were broken.
 	Cycles int
 }

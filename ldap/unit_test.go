@@ -1,6 +1,8 @@
 package ldap
 
 import (
+	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +145,36 @@ func TestNextStamp(t *testing.T) {
 	eq(t, "seen is recent: start minus margin", nextStamp(prev, start.Add(-time.Second), start), start.Add(-stampMargin))
 	eq(t, "seen is old", nextStamp(time.Time{}, start.Add(-2*time.Hour), start), start.Add(-2*time.Hour))
 	eq(t, "never backwards", nextStamp(prev, time.Time{}, start), prev)
+}
+
+// TestTimeout: a server that accepts the connection and never answers
+// fails the sync after Config.DialTimeout.
+func TestTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	s, err := NewSyncer(Config{Engine: unitEngine(t), TenantID: tenant, ConnectionID: ldapConn, URL: "ldap://" + ln.Addr().String(),
+		InsecurePlaintext: true, BindDN: "cn=x", BindPassword: "y", UserBaseDN: "dc=x", DialTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep, err := s.Sync(context.Background())
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("Sync = %v, %v after %s", rep, err, time.Since(start))
+	}
+	if rep != nil && (rep.Swept || rep.Deactivated > 0) {
+		t.Fatalf("swept: %v", rep)
+	}
 }
