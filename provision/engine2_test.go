@@ -337,3 +337,35 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("events after purge = %v", kinds(evs))
 	}
 }
+
+func TestPatchGroupIsAtomic(t *testing.T) {
+	f := newFixture(t)
+	u := f.create(okta, ada())
+	if _, err := f.engine.CreateGroup(f.ctx, okta, provision.Group{DisplayName: "Taken"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	g, err := f.engine.CreateGroup(f.ctx, okta, provision.Group{DisplayName: "Eng"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := f.lastSeq("acme")
+	// A rename that conflicts refuses the membership change with it.
+	_, _, err = f.engine.PatchGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupPatch{
+		Mutate: func(g *provision.Group) error { g.DisplayName = "taken"; return nil },
+		Add:    []string{u.ID},
+	})
+	if !errors.Is(err, provision.ErrAlreadyExists) {
+		t.Fatalf("conflicting patch = %v", err)
+	}
+	if ok, _ := f.store.IsMember(f.ctx, "acme", g.ID, u.ID); ok || f.lastSeq("acme") != seq {
+		t.Fatal("a refused patch applied its membership change")
+	}
+	got, mc, err := f.engine.PatchGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupPatch{
+		Mutate: func(g *provision.Group) error { g.DisplayName = "Engineering"; return nil },
+		Add:    []string{u.ID},
+	})
+	if err != nil || got.DisplayName != "Engineering" || !slices.Equal(mc.Added, []string{u.ID}) {
+		t.Fatalf("patch = %+v, %+v, %v", got, mc, err)
+	}
+	f.expectEvents("acme", seq, provision.GroupUpdated, provision.GroupMembersAdded)
+}

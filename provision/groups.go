@@ -135,86 +135,153 @@ func dedupe(ids []string) []string {
 
 // UpdateGroup applies mutate to a copy of group id and stores it if
 // anything changed (group.updated); see UpdateUser for the rules. Members
-// change through AddMembers, RemoveMembers and ReplaceMembers.
+// change through AddMembers, RemoveMembers, ReplaceMembers, or PatchGroup
+// for attributes and members together.
 func (e *Engine) UpdateGroup(ctx context.Context, o Origin, id string, pre Precondition, mutate func(g *Group) error) (Group, error) {
+	g, _, err := e.PatchGroup(ctx, o, id, pre, GroupPatch{Mutate: mutate})
+	return g, err
+}
+
+// GroupPatch is a change of a group's attributes and members applied as
+// one intent (a SCIM PATCH that renames a group and changes its members).
+type GroupPatch struct {
+	// Mutate, when set, changes the group's attributes, as UpdateGroup.
+	Mutate func(g *Group) error
+	// Add and Remove are user IDs to add and remove (see AddMembers and
+	// RemoveMembers for their validation).
+	Add, Remove []string
+	// ReplaceMembers makes the members exactly Members (Add and Remove are
+	// then ignored).
+	ReplaceMembers bool
+	Members        []string
+}
+
+// PatchGroup applies p to group id in one transaction: all of it, or
+// nothing (an unknown member id or a displayName conflict refuses the
+// whole patch). It returns the group and the membership change.
+func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precondition, p GroupPatch) (Group, MembershipChange, error) {
 	s, err := e.scope(o)
 	if err != nil {
-		return Group{}, err
+		return Group{}, MembershipChange{}, err
 	}
+	add, remove, want := dedupe(p.Add), dedupe(p.Remove), dedupe(p.Members)
 	var out Group
+	var mc MembershipChange
 	err = e.atomically(ctx, s, pre.Version != 0, func(ctx context.Context, tx Store, rec *recorder) error {
-		cur, err := tx.GetGroup(ctx, s.tenant.ID, id)
+		mc = MembershipChange{}
+		g, err := e.updateGroupTx(ctx, s, tx, rec, id, pre, p.Mutate)
 		if err != nil {
 			return err
 		}
-		if pre.Version != 0 && cur.Version != pre.Version {
-			return fmt.Errorf("%w: group %s is at version %d, not %d", ErrVersionConflict, id, cur.Version, pre.Version)
-		}
-		adopt, err := s.mayWrite(cur.Owner)
-		if err != nil {
-			return err
-		}
-		link, lerr := e.groupLinkOf(ctx, tx, s, id)
-		if lerr != nil && !errors.Is(lerr, ErrNotFound) {
-			return lerr
-		}
-		cur.ExternalID = link.ExternalID
-		next := cloneGroup(cur)
-		if err := mutate(&next); err != nil {
-			return err
-		}
-		owner := cur.Owner
-		if adopt {
-			owner = s.conn.ID
-		}
-		next.ID, next.TenantID, next.Owner = cur.ID, cur.TenantID, owner
-		next.Version, next.Created, next.Modified = cur.Version, cur.Created, cur.Modified
-		if err := validateGroup(next); err != nil {
-			return err
-		}
-		fields := GroupChanges(cur, next)
-		if owner != cur.Owner {
-			fields = append(fields, "owner")
-		}
-		if next.DisplayName != cur.DisplayName || owner != cur.Owner {
-			if err := e.checkNameFree(ctx, scope{origin: s.origin, tenant: s.tenant, conn: Connection{ID: owner}}, tx, next.DisplayName, id); err != nil {
+		out = g
+		switch {
+		case p.ReplaceMembers:
+			if err := e.checkMembers(ctx, s, tx, want, false); err != nil {
 				return err
 			}
-		}
-		if next.ExternalID != cur.ExternalID && !s.isAdmin() {
-			if lerr == nil {
-				if err := tx.DeleteLink(ctx, s.tenant.ID, ResourceGroup, s.conn.ID, link.ExternalID); err != nil {
-					return err
+			cur, err := allMembers(ctx, tx, s.tenant.ID, id)
+			if err != nil {
+				return err
+			}
+			keep := make(map[string]struct{}, len(want))
+			for _, m := range want {
+				keep[m] = struct{}{}
+			}
+			var drop []string
+			for _, m := range cur {
+				if _, ok := keep[m]; !ok {
+					drop = append(drop, m)
 				}
 			}
-			if next.ExternalID != "" {
-				if err := tx.CreateLink(ctx, Link{TenantID: s.tenant.ID, Kind: ResourceGroup, ConnectionID: s.conn.ID, ExternalID: next.ExternalID, ResourceID: id, Created: e.now().UTC()}); err != nil {
-					return err
-				}
+			return e.applyMembers(ctx, s, tx, rec, g, want, drop, &mc)
+		case len(add) > 0 || len(remove) > 0:
+			if err := e.checkMembers(ctx, s, tx, add, false); err != nil {
+				return err
 			}
+			if err := e.checkMembers(ctx, s, tx, remove, true); err != nil {
+				return err
+			}
+			return e.applyMembers(ctx, s, tx, rec, g, add, remove, &mc)
 		}
-		if len(fields) == 0 {
-			out = next
-			return nil
-		}
-		ext := next.ExternalID
-		next.ExternalID = ""
-		next.Modified = e.now().UTC()
-		stored, err := tx.UpdateGroup(ctx, next, cur.Version)
-		if err != nil {
-			return err
-		}
-		before, after := cloneGroup(cur), cloneGroup(stored)
-		before.ExternalID = ""
-		rec.add(Change{Kind: GroupUpdated, Origin: s.origin, Fields: fields, GroupBefore: &before, GroupAfter: &after})
-		stored.ExternalID = ext
-		out = stored
 		return nil
 	})
 	if err != nil {
+		return Group{}, MembershipChange{}, err
+	}
+	return out, mc, nil
+}
+
+// updateGroupTx applies mutate (if any) to group id inside tx, checking
+// the precondition and ownership.
+func (e *Engine) updateGroupTx(ctx context.Context, s scope, tx Store, rec *recorder, id string, pre Precondition, mutate func(*Group) error) (Group, error) {
+	cur, err := tx.GetGroup(ctx, s.tenant.ID, id)
+	if err != nil {
 		return Group{}, err
 	}
-	return out, nil
+	if pre.Version != 0 && cur.Version != pre.Version {
+		return Group{}, fmt.Errorf("%w: group %s is at version %d, not %d", ErrVersionConflict, id, cur.Version, pre.Version)
+	}
+	adopt, err := s.mayWrite(cur.Owner)
+	if err != nil {
+		return Group{}, err
+	}
+	if mutate == nil {
+		return cur, nil // a membership change: the group itself stays
+	}
+	link, lerr := e.groupLinkOf(ctx, tx, s, id)
+	if lerr != nil && !errors.Is(lerr, ErrNotFound) {
+		return Group{}, lerr
+	}
+	cur.ExternalID = link.ExternalID
+	next := cloneGroup(cur)
+	if err := mutate(&next); err != nil {
+		return Group{}, err
+	}
+	owner := cur.Owner
+	if adopt {
+		owner = s.conn.ID
+	}
+	next.ID, next.TenantID, next.Owner = cur.ID, cur.TenantID, owner
+	next.Version, next.Created, next.Modified = cur.Version, cur.Created, cur.Modified
+	if err := validateGroup(next); err != nil {
+		return Group{}, err
+	}
+	fields := GroupChanges(cur, next)
+	if owner != cur.Owner {
+		fields = append(fields, "owner")
+	}
+	if next.DisplayName != cur.DisplayName || owner != cur.Owner {
+		if err := e.checkNameFree(ctx, scope{origin: s.origin, tenant: s.tenant, conn: Connection{ID: owner}}, tx, next.DisplayName, id); err != nil {
+			return Group{}, err
+		}
+	}
+	if next.ExternalID != cur.ExternalID && !s.isAdmin() {
+		if lerr == nil {
+			if err := tx.DeleteLink(ctx, s.tenant.ID, ResourceGroup, s.conn.ID, link.ExternalID); err != nil {
+				return Group{}, err
+			}
+		}
+		if next.ExternalID != "" {
+			if err := tx.CreateLink(ctx, Link{TenantID: s.tenant.ID, Kind: ResourceGroup, ConnectionID: s.conn.ID, ExternalID: next.ExternalID, ResourceID: id, Created: e.now().UTC()}); err != nil {
+				return Group{}, err
+			}
+		}
+	}
+	if len(fields) == 0 {
+		return next, nil
+	}
+	ext := next.ExternalID
+	next.ExternalID = ""
+	next.Modified = e.now().UTC()
+	stored, err := tx.UpdateGroup(ctx, next, cur.Version)
+	if err != nil {
+		return Group{}, err
+	}
+	before, after := cloneGroup(cur), cloneGroup(stored)
+	before.ExternalID = ""
+	rec.add(Change{Kind: GroupUpdated, Origin: s.origin, Fields: fields, GroupBefore: &before, GroupAfter: &after})
+	stored.ExternalID = ext
+	return stored, nil
 }
 
 func (e *Engine) groupLinkOf(ctx context.Context, st Store, s scope, id string) (Link, error) {
@@ -318,7 +385,7 @@ func (e *Engine) ListGroups(ctx context.Context, o Origin, q Query) ([]Group, in
 // Every id must be a live user of the tenant, else *MembersError and
 // nothing is added. The cost does not depend on the group's size.
 func (e *Engine) AddMembers(ctx context.Context, o Origin, groupID string, userIDs []string) ([]string, error) {
-	mc, err := e.changeMembersBoth(ctx, o, groupID, dedupe(userIDs), nil)
+	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{Add: userIDs})
 	return mc.Added, err
 }
 
@@ -326,7 +393,7 @@ func (e *Engine) AddMembers(ctx context.Context, o Origin, groupID string, userI
 // members (group.members_removed). Ids of deleted users are accepted as
 // no-ops; unknown ids are a *MembersError and nothing is removed.
 func (e *Engine) RemoveMembers(ctx context.Context, o Origin, groupID string, userIDs []string) ([]string, error) {
-	mc, err := e.changeMembersBoth(ctx, o, groupID, nil, dedupe(userIDs))
+	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{Remove: userIDs})
 	return mc.Removed, err
 }
 
@@ -341,32 +408,7 @@ type MembershipChange struct {
 // (a SCIM PATCH with several operations). Validation is AddMembers' and
 // RemoveMembers'; nothing is applied if any id is unknown.
 func (e *Engine) ChangeMembers(ctx context.Context, o Origin, groupID string, add, remove []string) (MembershipChange, error) {
-	return e.changeMembersBoth(ctx, o, groupID, dedupe(add), dedupe(remove))
-}
-
-func (e *Engine) changeMembersBoth(ctx context.Context, o Origin, groupID string, add, remove []string) (MembershipChange, error) {
-	s, err := e.scope(o)
-	if err != nil {
-		return MembershipChange{}, err
-	}
-	var mc MembershipChange
-	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
-		mc = MembershipChange{}
-		g, err := tx.GetGroup(ctx, s.tenant.ID, groupID)
-		if err != nil {
-			return err
-		}
-		if _, err := s.mayWrite(g.Owner); err != nil {
-			return err
-		}
-		if err := e.checkMembers(ctx, s, tx, add, false); err != nil {
-			return err
-		}
-		if err := e.checkMembers(ctx, s, tx, remove, true); err != nil {
-			return err
-		}
-		return e.applyMembers(ctx, s, tx, rec, g, add, remove, &mc)
-	})
+	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{Add: add, Remove: remove})
 	return mc, err
 }
 
@@ -405,40 +447,7 @@ func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recor
 // ReplaceMembers makes the group's members exactly userIDs (a SCIM
 // replace of members, an LDAP group sync). Its cost is the group's size.
 func (e *Engine) ReplaceMembers(ctx context.Context, o Origin, groupID string, userIDs []string) (MembershipChange, error) {
-	s, err := e.scope(o)
-	if err != nil {
-		return MembershipChange{}, err
-	}
-	want := dedupe(userIDs)
-	var mc MembershipChange
-	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
-		mc = MembershipChange{}
-		g, err := tx.GetGroup(ctx, s.tenant.ID, groupID)
-		if err != nil {
-			return err
-		}
-		if _, err := s.mayWrite(g.Owner); err != nil {
-			return err
-		}
-		if err := e.checkMembers(ctx, s, tx, want, false); err != nil {
-			return err
-		}
-		cur, err := allMembers(ctx, tx, s.tenant.ID, groupID)
-		if err != nil {
-			return err
-		}
-		keep := make(map[string]struct{}, len(want))
-		for _, id := range want {
-			keep[id] = struct{}{}
-		}
-		var remove []string
-		for _, id := range cur {
-			if _, ok := keep[id]; !ok {
-				remove = append(remove, id)
-			}
-		}
-		return e.applyMembers(ctx, s, tx, rec, g, want, remove, &mc)
-	})
+	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{ReplaceMembers: true, Members: userIDs})
 	return mc, err
 }
 
