@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,6 +95,14 @@ type Config struct {
 	// Workers is the number of entries applied concurrently. Default 4.
 	Workers int
 
+	// ReferralsIncomplete makes a continuation reference in a search
+	// result (a part of the subtree that another server or naming context
+	// holds: Active Directory returns them for CN=Configuration and the
+	// DNS partitions below a domain root) end the search as incomplete,
+	// so nothing is swept. By default references are not followed: they
+	// are ignored and counted in Report.Referrals.
+	ReferralsIncomplete bool
+
 	// OnReport, when set, receives the outcome of every round Run makes.
 	OnReport func(*Report, error)
 	// Logger receives the Syncer's diagnostics. Nil discards them.
@@ -117,7 +126,9 @@ type Incremental string
 // The incremental sync strategies.
 const (
 	// IncrementalAuto uses syncrepl when the server's root DSE lists the
-	// RFC 4533 sync request control, modifyTimestamp otherwise.
+	// RFC 4533 sync request control, DirSync when it lists Active
+	// Directory's DirSync control (uSNChanged polling when the account may
+	// not use it), modifyTimestamp otherwise.
 	IncrementalAuto Incremental = ""
 	// IncrementalSyncrepl uses RFC 4533 syncrepl refreshOnly with a stored
 	// cookie: adds, modifications, renames, moves and deletes.
@@ -126,6 +137,19 @@ const (
 	// newer than the last sync's. It cannot see deletes: the periodic full
 	// sync does.
 	IncrementalModifyTimestamp Incremental = "modifyTimestamp"
+	// IncrementalDirSync uses Active Directory's DirSync control
+	// (1.2.840.113556.1.4.841) with a stored cookie: adds, modifications,
+	// renames, moves and deletes (tombstones). It needs the "Replicating
+	// Directory Changes" right on the domain; without it (DirSync refused)
+	// the Syncer polls uSNChanged instead.
+	IncrementalDirSync Incremental = "dirsync"
+	// IncrementalUSNChanged polls Active Directory entries whose uSNChanged
+	// is above the one stored from the last sync. uSNChanged is local to a
+	// domain controller: the cursor is tied to the DC, and talking to
+	// another one runs a full sync. Deletes are seen only when the bind
+	// account can read tombstones; otherwise the periodic full sync
+	// sweeps them.
+	IncrementalUSNChanged Incremental = "uSNChanged"
 	// IncrementalNone makes every sync a full sync.
 	IncrementalNone Incremental = "none"
 )
@@ -136,10 +160,14 @@ const (
 // DirectoryServer389) and change what differs.
 type Mapping struct {
 	// ID is the server-assigned stable id: entryUUID (OpenLDAP, 389 with
-	// its plugin) or nsUniqueId (389). Never the DN, which changes on
-	// rename and move. It becomes the Link's ExternalID, in the canonical
-	// 8-4-4-4-12 lower-case form when it is 32 hex digits.
+	// its plugin), nsUniqueId (389) or objectGUID (Active Directory).
+	// Never the DN, which changes on rename and move. It becomes the
+	// Link's ExternalID, in the canonical 8-4-4-4-12 lower-case form when
+	// it is 32 hex digits.
 	ID string
+	// IDFormat says how the ID attribute's value is read. objectGUID is
+	// always IDMicrosoftGUID.
+	IDFormat IDFormat
 	// UserName is required on every user entry (uid).
 	UserName string
 	// Email is the primary e-mail (mail); further values are kept as
@@ -181,14 +209,56 @@ type Mapping struct {
 	MemberUIDAttribute string
 }
 
-// DisabledRule matches a disabled entry: Attribute present (Value empty),
-// or having a value equal to Value (case-insensitive).
+// IDFormat says how a Mapping.ID value is read.
+type IDFormat int
+
+// The id formats.
+const (
+	// IDText is a string id (entryUUID, nsUniqueId); 32 hex digits,
+	// however grouped, become the 8-4-4-4-12 lower-case form.
+	IDText IDFormat = iota
+	// IDMicrosoftGUID is 16 raw bytes in Microsoft's GUID layout
+	// (objectGUID), rendered in the canonical mixed-endian string form
+	// that Active Directory itself shows (<GUID=...>): the first three
+	// groups byte-swapped, lower case.
+	IDMicrosoftGUID
+)
+
+// DisabledRule matches a disabled entry. With the zero Match: Attribute
+// present (Value empty), or having a value equal to Value
+// (case-insensitive).
 type DisabledRule struct {
-	// Attribute is the LDAP attribute to test (pwdAccountLockedTime).
+	// Attribute is the LDAP attribute to test (pwdAccountLockedTime,
+	// userAccountControl).
 	Attribute string
-	// Value, when set, must equal one of the attribute's values.
+	// Value, when set, must equal one of the attribute's values; with
+	// MatchAnyBit it is the bit mask, in decimal.
 	Value string
+	// Match says how the attribute is tested.
+	Match DisabledMatch
 }
+
+// DisabledMatch is how a DisabledRule tests its attribute.
+type DisabledMatch string
+
+// The ways a DisabledRule matches.
+const (
+	// MatchPresentOrEqual: the attribute is present (Value empty) or has
+	// a value equal to Value, case-insensitive.
+	MatchPresentOrEqual DisabledMatch = ""
+	// MatchAnyBit: an integer value with any bit of the mask in Value set
+	// (Active Directory's userAccountControl with "2", ACCOUNTDISABLE).
+	MatchAnyBit DisabledMatch = "anyBit"
+	// MatchNonZero: an integer value other than 0 (Active Directory's
+	// lockoutTime: set when the account is locked out, reset to 0 by an
+	// unlock or the next successful logon).
+	MatchNonZero DisabledMatch = "nonZero"
+	// MatchExpired: a Windows FILETIME (100 ns intervals since 1601)
+	// before now, by Config.Now (Active Directory's accountExpires; 0 and
+	// 0x7FFFFFFFFFFFFFFF mean never). Expiry changes nothing in the
+	// directory, so only a full sync notices it.
+	MatchExpired DisabledMatch = "expired"
+)
 
 // OpenLDAP returns the mapping for OpenLDAP's inetOrgPerson entries:
 // entryUUID, uid -> userName, mail, givenName and sn, cn -> displayName,
@@ -226,6 +296,51 @@ func DirectoryServer389() Mapping {
 	m.ID = "nsUniqueId"
 	m.Disabled = []DisabledRule{{Attribute: "nsAccountLock", Value: "TRUE"}}
 	return m
+}
+
+// ActiveDirectory returns the mapping for Active Directory (and Samba
+// AD): objectGUID as the id, in its canonical mixed-endian string form;
+// userPrincipalName -> userName (the login name Entra ID and AD FS also
+// send, unique in the forest; set UserName to "sAMAccountName" for the
+// pre-Windows 2000 name), mail, givenName and sn, displayName, title,
+// department, employeeID -> employeeNumber, telephoneNumber, and
+// sAMAccountName kept in User.Attributes; userAccountControl with the
+// ACCOUNTDISABLE bit (0x2) means disabled. Users are
+// (&(objectCategory=person)(objectClass=user)), groups (objectClass=group)
+// with cn as displayName and member DNs, nested groups flattened.
+//
+// Locked-out and expired accounts are not disabled by default; to treat
+// them so, append
+//
+//	ldap.DisabledRule{Attribute: "lockoutTime", Match: ldap.MatchNonZero}
+//	ldap.DisabledRule{Attribute: "accountExpires", Match: ldap.MatchExpired}
+//
+// to Disabled.
+func ActiveDirectory() Mapping {
+	return Mapping{
+		ID:             "objectGUID",
+		IDFormat:       IDMicrosoftGUID,
+		UserName:       "userPrincipalName",
+		Email:          "mail",
+		GivenName:      "givenName",
+		FamilyName:     "sn",
+		DisplayName:    "displayName",
+		Title:          "title",
+		Department:     "department",
+		EmployeeNumber: "employeeID",
+		Phone:          "telephoneNumber",
+		Attributes:     map[string]string{"sAMAccountName": "sAMAccountName"},
+		Disabled:       []DisabledRule{{Attribute: "userAccountControl", Value: "2", Match: MatchAnyBit}},
+		UserFilter:     "(&(objectCategory=person)(objectClass=user))",
+		GroupFilter:    "(objectClass=group)",
+		GroupName:      "cn",
+		DNMembers:      []string{"member"},
+	}
+}
+
+// guidID reports whether the id is a binary Microsoft GUID.
+func (m Mapping) guidID() bool {
+	return m.IDFormat == IDMicrosoftGUID || strings.EqualFold(m.ID, "objectGUID")
 }
 
 func (m Mapping) isZero() bool {
@@ -351,6 +466,20 @@ func (c Config) validate() (*config, error) {
 		if r.Attribute == "" {
 			return nil, errors.New("ldap: a Mapping.Disabled rule names no attribute")
 		}
+		switch r.Match {
+		case MatchPresentOrEqual, MatchNonZero, MatchExpired:
+		case MatchAnyBit:
+			if mask, err := strconv.ParseInt(r.Value, 10, 64); err != nil || mask == 0 {
+				return nil, fmt.Errorf("ldap: Mapping.Disabled rule on %s: MatchAnyBit needs a non-zero decimal mask in Value, not %q", r.Attribute, r.Value)
+			}
+		default:
+			return nil, fmt.Errorf("ldap: Mapping.Disabled rule on %s: unknown Match %q", r.Attribute, r.Match)
+		}
+	}
+	switch m.IDFormat {
+	case IDText, IDMicrosoftGUID:
+	default:
+		return nil, fmt.Errorf("ldap: Mapping.IDFormat %d is unknown", m.IDFormat)
 	}
 	v.userFilter = firstNonEmpty(c.UserFilter, m.UserFilter, "(objectClass=*)")
 	v.groupFilter = firstNonEmpty(c.GroupFilter, m.GroupFilter, "(objectClass=*)")
@@ -368,7 +497,7 @@ func (c Config) validate() (*config, error) {
 		return nil, fmt.Errorf("ldap: Config.Scope %d is unknown", c.Scope)
 	}
 	switch c.Incremental {
-	case IncrementalAuto, IncrementalSyncrepl, IncrementalModifyTimestamp, IncrementalNone:
+	case IncrementalAuto, IncrementalSyncrepl, IncrementalModifyTimestamp, IncrementalDirSync, IncrementalUSNChanged, IncrementalNone:
 	default:
 		return nil, fmt.Errorf("ldap: Config.Incremental %q is unknown", c.Incremental)
 	}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
@@ -15,15 +17,26 @@ import (
 
 // conn is one connection for one sync run.
 type conn struct {
-	c    *goldap.Conn
+	c    goldap.Client
 	stop func() bool
 	cfg  *config
+	// referrals counts the continuation references searches returned.
+	referrals atomic.Int64
 }
 
 // dial connects, secures and binds. The connection is closed as soon as
 // ctx ends, which makes every blocking go-ldap call return.
 func (s *Syncer) dial(ctx context.Context) (*conn, error) {
 	cfg := s.cfg
+	if s.dialClient != nil {
+		c, err := s.dialClient(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ldap: dial: %w", err)
+		}
+		cn := &conn{c: c, cfg: cfg}
+		cn.stop = context.AfterFunc(ctx, func() { c.Close() })
+		return cn, nil
+	}
 	scheme, addr, err := hostPort(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("ldap: %w", err)
@@ -103,6 +116,8 @@ type search struct {
 	attrs  []string
 	// pageSize overrides Config.PageSize when set.
 	pageSize int
+	// controls are sent with every page, besides the paging control.
+	controls []goldap.Control
 }
 
 // groupPageSize bounds the page size of group searches: a group entry
@@ -161,13 +176,19 @@ func (c *conn) readPage(ctx context.Context, q search, cookie []byte) ([]*goldap
 	}
 	paging := goldap.NewControlPaging(uint32(size))
 	paging.SetCookie(cookie)
-	req := goldap.NewSearchRequest(q.base, q.scope, goldap.NeverDerefAliases, 0, 0, false, q.filter, q.attrs, []goldap.Control{paging})
+	ctls := append([]goldap.Control{paging}, q.controls...)
+	req := goldap.NewSearchRequest(q.base, q.scope, goldap.NeverDerefAliases, 0, 0, false, q.filter, q.attrs, ctls)
 	r := c.c.SearchAsync(pctx, req, 64)
 	entries := make([]*goldap.Entry, 0, size)
 	var done *goldap.ControlPaging
 	for r.Next() {
 		if e := r.Entry(); e != nil {
 			entries = append(entries, e)
+		}
+		if ref := r.Referral(); ref != "" {
+			if err := c.referral(q.base, ref); err != nil {
+				return nil, nil, err
+			}
 		}
 		if ctl, ok := goldap.FindControl(r.Controls(), goldap.ControlTypePaging).(*goldap.ControlPaging); ok {
 			done = ctl
@@ -199,28 +220,67 @@ func searchErr(ctx, pctx context.Context, err error, base string) error {
 	return nil
 }
 
-// supportedControls reads the root DSE's supportedControl.
-func (c *conn) supportedControls(ctx context.Context) ([]string, error) {
+// referral handles a continuation reference: counted and ignored, or
+// ErrIncomplete with Config.ReferralsIncomplete.
+func (c *conn) referral(base, ref string) error {
+	c.referrals.Add(1)
+	if c.cfg.ReferralsIncomplete {
+		return fmt.Errorf("%w: the search of %q returned a continuation reference to %s (Config.ReferralsIncomplete)", ErrIncomplete, base, ref)
+	}
+	return nil
+}
+
+// rootDSE is what the Syncer reads from the server's root DSE.
+type rootDSE struct {
+	controls []string
+	// Active Directory: the DC's NTDS Settings DN, the naming contexts,
+	// the DC's highest committed USN.
+	dsServiceName  string
+	defaultNC      string
+	namingContexts []string
+	highestUSN     int64
+}
+
+func (d *rootDSE) supports(oid string) bool {
+	return slices.ContainsFunc(d.controls, func(s string) bool { return strings.TrimSpace(s) == oid })
+}
+
+// readEntry reads one entry with a base search (nil when there is none).
+func (c *conn) readEntry(ctx context.Context, dn string, attrs []string) (*goldap.Entry, error) {
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	req := goldap.NewSearchRequest("", goldap.ScopeBaseObject, goldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"supportedControl"}, nil)
+	req := goldap.NewSearchRequest(dn, goldap.ScopeBaseObject, goldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", attrs, nil)
 	r := c.c.SearchAsync(pctx, req, 4)
-	var out []string
+	var out *goldap.Entry
 	for r.Next() {
 		if e := r.Entry(); e != nil {
-			out = append(out, e.GetEqualFoldAttributeValues("supportedControl")...)
+			out = e
 		}
 	}
-	if err := searchErr(ctx, pctx, r.Err(), "root DSE"); err != nil {
+	name := dn
+	if name == "" {
+		name = "root DSE"
+	}
+	if err := searchErr(ctx, pctx, r.Err(), name); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *conn) supportsSyncrepl(ctx context.Context) (bool, error) {
-	ctls, err := c.supportedControls(ctx)
+// rootDSE reads the root DSE.
+func (c *conn) rootDSE(ctx context.Context) (*rootDSE, error) {
+	e, err := c.readEntry(ctx, "", []string{"supportedControl", "dsServiceName", "defaultNamingContext", "namingContexts", "highestCommittedUSN"})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return slices.ContainsFunc(ctls, func(s string) bool { return strings.TrimSpace(s) == goldap.ControlTypeSyncRequest }), nil
+	d := &rootDSE{}
+	if e == nil {
+		return d, nil
+	}
+	d.controls = e.GetEqualFoldAttributeValues("supportedControl")
+	d.dsServiceName = e.GetEqualFoldAttributeValue("dsServiceName")
+	d.defaultNC = e.GetEqualFoldAttributeValue("defaultNamingContext")
+	d.namingContexts = e.GetEqualFoldAttributeValues("namingContexts")
+	d.highestUSN, _ = strconv.ParseInt(e.GetEqualFoldAttributeValue("highestCommittedUSN"), 10, 64)
+	return d, nil
 }

@@ -1,6 +1,7 @@
 // Package ldap syncs users and groups from an LDAP directory (OpenLDAP, 389
-// Directory Server; Active Directory follows) into a provision.Engine: the
-// pull side of idprov, next to SCIM's push and SAML's just-in-time.
+// Directory Server, Active Directory and Samba AD) into a
+// provision.Engine: the pull side of idprov, next to SCIM's push and SAML's
+// just-in-time.
 //
 // A Syncer serves one LDAP connection of one tenant:
 //
@@ -19,9 +20,11 @@
 // # Identity
 //
 // An entry is known by its server-assigned stable id (entryUUID,
-// nsUniqueId: Mapping.ID), which becomes the Link's ExternalID, never by
-// its DN: a rename (modrdn) or a move is an update of the same user. The DN
-// is used only to resolve group members.
+// nsUniqueId, objectGUID: Mapping.ID), which becomes the Link's
+// ExternalID, never by its DN: a rename (modrdn) or a move is an update of
+// the same user. The DN is used only to resolve group members.
+// objectGUID's 16 bytes are rendered in the mixed-endian form Active
+// Directory itself shows (<GUID=f673ddf1-5059-4402-...>).
 //
 // # Full and incremental syncs
 //
@@ -39,8 +42,37 @@
 // offers it (adds, modifications, renames, moves and deletes, all by
 // entryUUID; a refresh without changes keeps the old cookie; deletes of
 // unknown ids are ignored; e-syncRefreshRequired falls back to a full
-// sync); otherwise by modifyTimestamp, which cannot see deletes, so the
-// periodic full sync sweeps them.
+// sync); on Active Directory with DirSync (below); otherwise by
+// modifyTimestamp, which cannot see deletes, so the periodic full sync
+// sweeps them.
+//
+// # Active Directory
+//
+// The ActiveDirectory mapping reads users by objectGUID,
+// userPrincipalName, mail and the usual person attributes, disabled
+// accounts from userAccountControl's ACCOUNTDISABLE bit (lockoutTime and
+// accountExpires on request), and groups from member, nested groups
+// flattened. Values AD returns in ranges (member;range=0-1499, past
+// MaxValRange) are read to the end; pages are capped by the server
+// (MaxPageSize, 1,000) and simply continue; continuation references
+// (CN=Configuration below a domain root) are ignored and counted unless
+// Config.ReferralsIncomplete.
+//
+// Incremental syncs use DirSync (1.2.840.113556.1.4.841) from a cookie
+// taken before the last full sync read: a fresh request per call, looping
+// while the server sets the more-data flag. Deleted objects arrive as
+// tombstones (isDeleted) and deactivate their users; changed objects
+// arrive with only their changed attributes, so they are re-read whole by
+// objectGUID within the configured bases and filters (an object that
+// changed and is no longer in scope is gone). DirSync needs the
+// "Replicating Directory Changes" right on the domain; when it is refused
+// the Syncer polls uSNChanged instead (Report.Note says so), which sees
+// deletes only as tombstones the account may read. Membership changes are
+// read through groups: AD does not touch a user's uSNChanged when its
+// groups change. The cursor records the domain controller it came from
+// (dsServiceName, and invocationId, which a restore from backup changes):
+// a uSNChanged cursor is useless on another DC, and a DirSync cookie
+// another DC rejects, or any cursor of a restored DC, runs a full sync.
 //
 // # Safety
 //
@@ -65,5 +97,6 @@
 // # Testing
 //
 // Package ldaptest starts a real slapd in a temporary directory for tests,
-// with the overlays a sync needs (syncprov, memberof, refint, ppolicy).
+// with the overlays a sync needs (syncprov, memberof, refint, ppolicy);
+// package adtest provisions a Samba AD domain controller.
 package ldap

@@ -1,8 +1,12 @@
 package ldap
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
 
@@ -98,6 +102,9 @@ func (e *skipError) Error() string { return e.reason }
 
 // entryID returns the entry's canonical stable id.
 func (m Mapping) entryID(e *goldap.Entry) string {
+	if m.guidID() {
+		return guidString(e.GetEqualFoldRawAttributeValue(m.ID))
+	}
 	v := e.GetEqualFoldAttributeValue(m.ID)
 	if v == "" {
 		return ""
@@ -105,10 +112,81 @@ func (m Mapping) entryID(e *goldap.Entry) string {
 	return canonicalID(v)
 }
 
-// disabled reports whether a Disabled rule matches the entry.
-func (m Mapping) disabled(e *goldap.Entry) bool {
+// guidString renders 16 raw bytes in Microsoft's GUID layout the way
+// Active Directory shows them (<GUID=...>): the first three fields are
+// little-endian. Anything but 16 bytes is "".
+func guidString(b []byte) string {
+	if len(b) != 16 {
+		return ""
+	}
+	return fmt.Sprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15])
+}
+
+// guidBytes is the inverse of guidString.
+func guidBytes(s string) ([]byte, bool) {
+	raw, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+	if err != nil || len(raw) != 16 {
+		return nil, false
+	}
+	return []byte{raw[3], raw[2], raw[1], raw[0], raw[5], raw[4], raw[7], raw[6],
+		raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]}, true
+}
+
+// idFilter is a filter matching the entry whose id is id.
+func (m Mapping) idFilter(id string) string {
+	if m.guidID() {
+		if b, ok := guidBytes(id); ok {
+			var f strings.Builder
+			f.WriteString("(" + m.ID + "=")
+			for _, c := range b {
+				fmt.Fprintf(&f, "\\%02x", c)
+			}
+			f.WriteString(")")
+			return f.String()
+		}
+	}
+	return "(" + m.ID + "=" + goldap.EscapeFilter(id) + ")"
+}
+
+// fileTimeNever are the accountExpires values that mean "never".
+const fileTimeNever = 0x7FFFFFFFFFFFFFFF
+
+// fileTime converts a Windows FILETIME (100 ns intervals since
+// 1601-01-01 UTC) to a time.
+func fileTime(v int64) time.Time {
+	const epochDiff = 116444736000000000 // 1601 to 1970, in 100 ns
+	return time.Unix(0, 0).UTC().Add(time.Duration(v-epochDiff) * 100)
+}
+
+// disabled reports whether a Disabled rule matches the entry at now.
+func (m Mapping) disabled(e *goldap.Entry, now time.Time) bool {
 	for _, r := range m.Disabled {
 		vals := e.GetEqualFoldAttributeValues(r.Attribute)
+		if r.Match != MatchPresentOrEqual {
+			for _, v := range vals {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					continue
+				}
+				switch r.Match {
+				case MatchAnyBit:
+					mask, _ := strconv.ParseInt(r.Value, 10, 64)
+					if n&mask != 0 {
+						return true
+					}
+				case MatchNonZero:
+					if n != 0 {
+						return true
+					}
+				case MatchExpired:
+					if n > 0 && n != fileTimeNever && fileTime(n).Before(now) {
+						return true
+					}
+				}
+			}
+			continue
+		}
 		if r.Value == "" {
 			if len(vals) > 0 {
 				return true
@@ -125,7 +203,7 @@ func (m Mapping) disabled(e *goldap.Entry) bool {
 }
 
 // identity maps a user entry. The id must already have been checked.
-func (m Mapping) identity(connID, id string, e *goldap.Entry) (provision.Identity, error) {
+func (m Mapping) identity(connID, id string, e *goldap.Entry, now time.Time) (provision.Identity, error) {
 	first := func(attr string) string {
 		if attr == "" {
 			return ""
@@ -142,7 +220,7 @@ func (m Mapping) identity(connID, id string, e *goldap.Entry) (provision.Identit
 			GivenName:  first(m.GivenName),
 			FamilyName: first(m.FamilyName),
 		},
-		Active: !m.disabled(e),
+		Active: !m.disabled(e, now),
 	}
 	if u.UserName == "" {
 		return provision.Identity{}, &skipError{reason: "no " + m.UserName + " attribute"}

@@ -73,3 +73,43 @@ func ExampleSyncer_Run() {
 	defer cancel()
 	go s.Run(ctx)
 }
+
+// The Active Directory preset keys users on objectGUID (rendered the way
+// AD shows it), maps userPrincipalName to userName and reads disabled
+// accounts from userAccountControl. Incremental syncs use DirSync when
+// the bind account holds "Replicating Directory Changes", and poll
+// uSNChanged otherwise.
+func ExampleActiveDirectory() {
+	m := ldap.ActiveDirectory()
+	fmt.Println(m.ID, m.UserName, m.Disabled[0].Attribute, m.Disabled[0].Match, m.Disabled[0].Value)
+	fmt.Println(m.UserFilter, m.GroupFilter, m.DNMembers)
+
+	// Log in with the pre-Windows 2000 name instead, and treat locked-out
+	// accounts as disabled too.
+	m.UserName = "sAMAccountName"
+	m.Disabled = append(m.Disabled, ldap.DisabledRule{Attribute: "lockoutTime", Match: ldap.MatchNonZero})
+
+	eng, err := provision.NewEngine(provision.Config{
+		Store: memstore.New(),
+		Tenants: []provision.Tenant{{ID: "acme", Connections: []provision.Connection{
+			{ID: "corp-ad", Kind: provision.KindLDAP},
+		}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := ldap.NewSyncer(ldap.Config{
+		Engine: eng, TenantID: "acme", ConnectionID: "corp-ad",
+		URL:    "ldaps://dc1.corp.acme.example",
+		BindDN: "CN=idprov-sync,OU=Service Accounts,DC=corp,DC=acme,DC=example", BindPassword: "secret",
+		UserBaseDN:  "OU=Staff,DC=corp,DC=acme,DC=example",
+		GroupBaseDN: "OU=Groups,DC=corp,DC=acme,DC=example",
+		Mapping:     m,
+		Incremental: ldap.IncrementalDirSync,
+	})
+	fmt.Println(s != nil, err)
+	// Output:
+	// objectGUID userPrincipalName userAccountControl anyBit 2
+	// (&(objectCategory=person)(objectClass=user)) (objectClass=group) [member]
+	// true <nil>
+}

@@ -177,15 +177,22 @@ func (s *Syncer) syncChanges(ctx context.Context) (*Report, error) {
 		why = "this Syncer has not seen the directory since the cursor was stored"
 	case cur.Mode == ModeSyncrepl && (len(cur.UserCookie) == 0 || (s.cfg.GroupBaseDN != "" && len(cur.GroupCookie) == 0)):
 		why = "no syncrepl cookie"
-	case cur.Mode != ModeSyncrepl && cur.Mode != ModeModifyTimestamp:
+	case cur.Mode == ModeDirSync && len(cur.DirSyncCookie) == 0:
+		why = "no DirSync cookie"
+	case cur.Mode != ModeSyncrepl && cur.Mode != ModeModifyTimestamp && cur.Mode != ModeDirSync && cur.Mode != ModeUSNChanged:
 		why = "the cursor has no incremental mode"
 	}
 	if why == "" {
 		rep, err := s.incremental(ctx, cur)
-		if !errors.Is(err, errRefreshRequired) {
+		var rs *resyncError
+		switch {
+		case errors.Is(err, errRefreshRequired):
+			why = "the server asked for a full refresh (e-syncRefreshRequired)"
+		case errors.As(err, &rs):
+			why = rs.reason
+		default:
 			return rep, err
 		}
-		why = "the server asked for a full refresh (e-syncRefreshRequired)"
 	}
 	return s.full(ctx, false, why)
 }
@@ -211,13 +218,7 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 	}
 	changedGroups := map[string]bool{}
 	groups := func(entries []*goldap.Entry) error {
-		for _, e := range entries {
-			r.readGroup(e)
-			if id := m.entryID(e); id != "" {
-				changedGroups[id] = true
-			}
-		}
-		return nil
+		return r.readGroups(ctx, c, entries, changedGroups)
 	}
 	next := *cur
 	var gone, goneGroups []string
@@ -282,7 +283,13 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 			next.GroupStamp = nextStamp(cur.GroupStamp, r.stamp, start)
 		}
 		rep.NotSwept = "modifyTimestamp polling cannot see deletes: the periodic full sync sweeps"
+	case ModeDirSync, ModeUSNChanged:
+		ch := adChanges{c: c, r: r, userQuery: userQuery, groupQuery: groupQuery, users: users, groups: groups, changedGroups: changedGroups}
+		if gone, goneGroups, err = s.adIncremental(ctx, &ch, cur, &next); err != nil {
+			return rep, err
+		}
 	}
+	rep.Referrals = int(c.referrals.Load())
 	if err := r.deleted(ctx, gone); err != nil {
 		return rep, err
 	}

@@ -18,6 +18,12 @@ const (
 	ModeSyncrepl Mode = "syncrepl"
 	// ModeModifyTimestamp read the entries modified since the last sync.
 	ModeModifyTimestamp Mode = "modifyTimestamp"
+	// ModeDirSync read the changes since a stored Active Directory
+	// DirSync cookie.
+	ModeDirSync Mode = "dirsync"
+	// ModeUSNChanged read the Active Directory entries whose uSNChanged
+	// is above the stored USN.
+	ModeUSNChanged Mode = "uSNChanged"
 	// ModeConfirm applied a held plan.
 	ModeConfirm Mode = "confirm"
 )
@@ -60,6 +66,12 @@ type Report struct {
 	// IgnoredDeletes counts deletes of ids this connection does not know
 	// or does not own (syncrepl reports entries leaving the filter too).
 	IgnoredDeletes int
+	// Referrals counts the continuation references the searches returned
+	// and the sync did not follow (Config.ReferralsIncomplete).
+	Referrals int
+	// Note says how the incremental mode was chosen when it is not the
+	// one asked for (DirSync refused: uSNChanged polling).
+	Note string `json:",omitempty"`
 
 	// Groups summarizes the group sync.
 	Groups GroupReport

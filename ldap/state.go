@@ -23,7 +23,8 @@ type cursor struct {
 	// Fingerprint digests the configuration that decides what is in
 	// scope: a change forces a full sync.
 	Fingerprint string
-	// Mode is ModeSyncrepl or ModeModifyTimestamp.
+	// Mode is ModeSyncrepl, ModeModifyTimestamp, ModeDirSync or
+	// ModeUSNChanged.
 	Mode Mode
 	// UserCookie and GroupCookie are the syncrepl cookies.
 	UserCookie  []byte `json:",omitempty"`
@@ -31,6 +32,16 @@ type cursor struct {
 	// UserStamp and GroupStamp are the modifyTimestamp cursors.
 	UserStamp  time.Time `json:",omitzero"`
 	GroupStamp time.Time `json:",omitzero"`
+	// DirSyncCookie is Active Directory's DirSync cookie, and USN the
+	// highest committed USN of the DC as of the last sync (uSNChanged
+	// polling).
+	DirSyncCookie []byte `json:",omitempty"`
+	USN           int64  `json:",omitempty"`
+	// DC and InvocationID name the domain controller the DirSync cookie
+	// or the USN came from: its dsServiceName and the invocationId of
+	// its directory database (which changes on a restore from backup).
+	DC           string `json:",omitempty"`
+	InvocationID string `json:",omitempty"`
 	// LastFull is when the last full sync completed.
 	LastFull time.Time
 	// Owned is the number of active users the connection owns, as of
@@ -78,7 +89,7 @@ func fingerprintOf(c *config) string {
 	h := sha256.New()
 	m := c.Mapping
 	for _, v := range []string{c.URL, strings.ToLower(c.UserBaseDN), c.userFilter, strings.ToLower(c.GroupBaseDN), c.groupFilter,
-		fmt.Sprint(c.scope), m.ID, m.UserName, strings.Join(m.DNMembers, ","), strings.Join(m.UIDMembers, ","), m.MemberUIDAttribute} {
+		fmt.Sprint(c.scope), m.ID, fmt.Sprint(m.guidID()), m.UserName, strings.Join(m.DNMembers, ","), strings.Join(m.UIDMembers, ","), m.MemberUIDAttribute} {
 		h.Write([]byte(v))
 		h.Write([]byte{0})
 	}

@@ -33,6 +33,9 @@ type Syncer struct {
 	// beforeSyncrepl, when set (by tests), runs before an incremental
 	// syncrepl refresh; its error replaces the refresh's.
 	beforeSyncrepl func() error
+	// dialClient, when set (by tests), replaces dialing: it returns a
+	// connected, bound client (a fake of go-ldap's Client).
+	dialClient func(context.Context) (goldap.Client, error)
 }
 
 // NewSyncer validates cfg and returns a Syncer. It checks the filters
@@ -172,14 +175,29 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 			mode = ModeSyncrepl
 		case IncrementalModifyTimestamp:
 			mode = ModeModifyTimestamp
+		case IncrementalDirSync:
+			mode = ModeDirSync
+		case IncrementalUSNChanged:
+			mode = ModeUSNChanged
 		case IncrementalAuto:
-			ok, err := c.supportsSyncrepl(ctx)
+			dse, err := c.rootDSE(ctx)
 			if err != nil {
 				return rep, err
 			}
-			mode = ModeModifyTimestamp
-			if ok {
+			switch {
+			case dse.supports(goldap.ControlTypeSyncRequest):
 				mode = ModeSyncrepl
+			case dse.supports(goldap.ControlTypeDirSync):
+				mode = ModeDirSync
+			default:
+				mode = ModeModifyTimestamp
+			}
+		}
+		if mode == ModeDirSync || mode == ModeUSNChanged {
+			// Take the cursor before reading, so that changes made
+			// during the read are replayed by the next incremental sync.
+			if mode, err = s.adCursor(ctx, c, rep, mode, &cur); err != nil {
+				return rep, err
 			}
 		}
 		if mode == ModeSyncrepl {
@@ -217,10 +235,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	if s.cfg.GroupBaseDN != "" {
 		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes(), pageSize: groupPageSize}
 		err = c.pagedSearch(ctx, groupQuery, func(entries []*goldap.Entry) error {
-			for _, e := range entries {
-				r.readGroup(e)
-			}
-			return nil
+			return r.readGroups(ctx, c, entries, nil)
 		})
 		if err != nil {
 			rep.NotSwept = "the group search did not complete: " + err.Error()
@@ -230,6 +245,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 			return rep, err
 		}
 	}
+	rep.Referrals = int(c.referrals.Load())
 	owned, err := r.sweep(ctx)
 	if err != nil {
 		return rep, err
@@ -333,7 +349,7 @@ func (r *run) user(ctx context.Context, e *goldap.Entry) error {
 		r.touched[id] = true
 		r.mu.Unlock()
 	}
-	ident, err := m.identity(r.s.cfg.ConnectionID, id, e)
+	ident, err := m.identity(r.s.cfg.ConnectionID, id, e, r.s.cfg.Now())
 	if err != nil {
 		r.cache.putUser(id, dn, uid, "")
 		r.mu.Lock()
@@ -494,6 +510,24 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 		r.deact = append(r.deact, Deactivation{UserID: u.ID, ExternalID: full.ExternalID, UserName: u.UserName, Reason: "gone"})
 	}
 	return owned, nil
+}
+
+// readGroups completes the ranged member values of group entries and
+// records them in the run's cache (and their ids in changed, when set).
+func (r *run) readGroups(ctx context.Context, c *conn, entries []*goldap.Entry, changed map[string]bool) error {
+	m := r.s.cfg.Mapping
+	for _, e := range entries {
+		if err := c.completeRanges(ctx, e, m.DNMembers); err != nil {
+			return err
+		}
+		r.readGroup(e)
+		if changed != nil {
+			if id := m.entryID(e); id != "" {
+				changed[id] = true
+			}
+		}
+	}
+	return nil
 }
 
 // readGroup records a group entry in the run's cache.

@@ -48,7 +48,16 @@ func TestConfigValidation(t *testing.T) {
 		{"bad group filter", func(c *Config) { c.GroupFilter = "objectClass=group)" }, "GroupFilter"},
 		{"password without dn", func(c *Config) { c.BindPassword = "x" }, "without a BindDN"},
 		{"bad scope", func(c *Config) { c.Scope = 7 }, "Scope"},
-		{"bad incremental", func(c *Config) { c.Incremental = "dirsync" }, "Incremental"},
+		{"bad incremental", func(c *Config) { c.Incremental = "persist" }, "Incremental"},
+		{"dirsync", func(c *Config) { c.Incremental = IncrementalDirSync }, ""},
+		{"bad bit mask", func(c *Config) {
+			c.Mapping = ActiveDirectory()
+			c.Mapping.Disabled = []DisabledRule{{Attribute: "userAccountControl", Match: MatchAnyBit, Value: "x"}}
+		}, "decimal mask"},
+		{"unknown match", func(c *Config) {
+			c.Mapping = OpenLDAP()
+			c.Mapping.Disabled = []DisabledRule{{Attribute: "a", Match: "like"}}
+		}, "unknown Match"},
 		{"negative page", func(c *Config) { c.PageSize = -1 }, "negative"},
 		{"share over 1", func(c *Config) { c.MaxDeactivationShare = 1.5 }, "at most 1"},
 		{"disabled rule without attribute", func(c *Config) { c.Mapping = OpenLDAP(); c.Mapping.Disabled = []DisabledRule{{Value: "x"}} }, "names no attribute"},
@@ -113,22 +122,22 @@ func TestMappingPresets(t *testing.T) {
 	m.Attributes = map[string]string{"employeeType": "employeeType"}
 	id := m.entryID(e)
 	eq(t, "id", id, "ae18b218-7d82-1041-8717-cdf72cc14d78")
-	ident, err := m.identity(ldapConn, id, e)
+	ident, err := m.identity(ldapConn, id, e, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	u := ident.User
 	eq(t, "user", []any{u.UserName, u.Active, u.PrimaryEmail(), len(u.Emails), u.PhoneNumbers[0].Value, string(u.Attributes["employeeType"])},
 		[]any{"ada", false, "ada@x.example", 2, "+1 555", `["staff","contractor"]`})
-	if OpenLDAP().disabled(e) {
+	if OpenLDAP().disabled(e, time.Now()) {
 		t.Error("OpenLDAP's rule matched nsAccountLock")
 	}
 	e.Attributes = append(e.Attributes, &goldap.EntryAttribute{Name: "pwdAccountLockedTime", Values: []string{"000001010000Z"}})
-	if !OpenLDAP().disabled(e) {
+	if !OpenLDAP().disabled(e, time.Now()) {
 		t.Error("pwdAccountLockedTime did not disable")
 	}
 	noUID := goldap.NewEntry("cn=x", map[string][]string{"entryUUID": {"x"}})
-	if _, err := OpenLDAP().identity(ldapConn, "x", noUID); err == nil {
+	if _, err := OpenLDAP().identity(ldapConn, "x", noUID, time.Now()); err == nil {
 		t.Error("an entry without uid was mapped")
 	}
 }
