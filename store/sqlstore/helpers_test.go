@@ -161,3 +161,5 @@ func TestIDsIncrease(t *testing.T) {
 		prev = id
 	}
 }
+
+func dsnSet() bool { return os.Getenv("IDPROV_TEST_POSTGRES_DSN") != "" }
