@@ -54,28 +54,34 @@ func writeError(w http.ResponseWriter, e *scimError, retryAfter time.Duration) {
 	if retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
 	}
+	body := errorBody(e)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.status)
+	_, _ = w.Write(body)
+}
+
+// errorBody is the SCIM Error JSON of e.
+func errorBody(e *scimError) []byte {
 	body, _ := json.Marshal(struct {
 		Schemas  []string `json:"schemas"`
 		ScimType string   `json:"scimType,omitempty"`
 		Detail   string   `json:"detail,omitempty"`
 		Status   string   `json:"status"`
 	}{[]string{"urn:ietf:params:scim:api:messages:2.0:Error"}, e.scimType, e.detail, strconv.Itoa(e.status)})
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(e.status)
-	_, _ = w.Write(body)
+	return body
 }
 
 // fail records the SCIM answer for err on the request and returns it in
 // the form elimity expects from a resource handler. The front writes the
 // recorded answer whatever elimity makes of it.
-func (h *handler) fail(st *request, err error) error {
+func (h *Handler) fail(st *request, err error) error {
 	e := h.toSCIM(st, err)
 	st.err = e
 	return e.elimity()
 }
 
 // toSCIM maps an engine error to its SCIM answer.
-func (h *handler) toSCIM(st *request, err error) *scimError {
+func (h *Handler) toSCIM(st *request, err error) *scimError {
 	var se *scimError
 	var ce *provision.ConflictError
 	var oe *provision.OwnerError

@@ -148,7 +148,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown user", "GET", "/Users/nobody", "", 404, ""},
 		{"unknown group patch", "PATCH", "/Groups/nobody", patch(`{"op":"add","path":"members","value":[{"value":"` + id + `"}]}`), 404, ""},
 		{"stale If-Match", "PATCH", "/Users/" + id, patch(`{"op":"replace","path":"title","value":"CTO"}`), 412, ""},
-		{"bulk", "POST", "/Bulk", `{}`, 404, ""},
+		{"bulk without operations", "POST", "/Bulk", `{}`, 400, "invalidValue"},
 		{"me", "GET", "/Me", "", 501, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -227,7 +227,8 @@ func TestCountClamped(t *testing.T) {
 		t.Fatalf("past the end = %s", r.raw)
 	}
 	r = e.must(e.do(acmeOkta, "GET", "/ServiceProviderConfig", ""), 200, "spc")
-	if r.get("filter", "maxResults") != 2.0 || r.get("patch", "supported") != true || r.get("bulk", "supported") != false {
+	if r.get("filter", "maxResults") != 2.0 || r.get("patch", "supported") != true || r.get("bulk", "supported") != true ||
+		r.get("etag", "supported") != true || r.get("sort", "supported") != true || r.get("changePassword", "supported") != true {
 		t.Fatalf("spc = %s", r.raw)
 	}
 }

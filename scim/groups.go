@@ -7,16 +7,16 @@ import (
 	"strings"
 
 	elimity "github.com/elimity-com/scim"
-	"github.com/elimity-com/scim/optional"
 	fp "github.com/scim2/filter-parser/v2"
 
 	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/provision/filter"
 )
 
 // groupHandler is elimity's ResourceHandler for /Groups. Membership is
 // its own relation in the engine: member changes cost O(change) and a
 // group read with excludedAttributes=members never lists them.
-type groupHandler struct{ h *handler }
+type groupHandler struct{ h *Handler }
 
 // memberIDs reads the user ids of a members value ([{"value": id}, ...]).
 func memberIDs(v any) ([]string, *scimError) {
@@ -64,16 +64,17 @@ func (gh groupHandler) Create(r *http.Request, attrs elimity.ResourceAttributes)
 	if err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
-	if created.Version != 1 || len(members) == 0 {
+	want := st.proj.wantsMembers()
+	if want && (created.Version != 1 || len(members) == 0) {
 		// A retried create returns the existing group: show its members.
 		if members, err = h.allMembers(r.Context(), st, created.ID); err != nil {
 			return elimity.Resource{}, h.fail(st, err)
 		}
 	}
-	return h.groupResource(created, members, true), nil
+	return h.groupResource(st, created, members, want), nil
 }
 
-func (h *handler) allMembers(ctx context.Context, st *request, id string) ([]string, error) {
+func (h *Handler) allMembers(ctx context.Context, st *request, id string) ([]string, error) {
 	var out []string
 	for off := 0; ; {
 		page, total, err := h.engine.ListMembers(ctx, st.origin, id, provision.Page{Offset: off, Limit: 1000})
@@ -98,13 +99,18 @@ func (gh groupHandler) Get(r *http.Request, id string) (elimity.Resource, error)
 	if err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
+	want := st.proj.wantsMembers()
+	// The version does not cover the members: 304 only without them.
+	if !want && st.notModified(g.Version) {
+		return resource(g.ID, g.Version), nil
+	}
 	var members []string
-	if !st.excludeMembers {
+	if want {
 		if members, err = h.allMembers(r.Context(), st, id); err != nil {
 			return elimity.Resource{}, h.fail(st, err)
 		}
 	}
-	return h.groupResource(g, members, !st.excludeMembers), nil
+	return h.groupResource(st, g, members, want), nil
 }
 
 // GetAll handles GET /Groups.
@@ -113,25 +119,38 @@ func (gh groupHandler) GetAll(r *http.Request, params elimity.ListRequestParams)
 	if st.err != nil {
 		return elimity.Page{}, st.err.elimity()
 	}
-	groups, total, err := h.engine.ListGroups(r.Context(), st.origin, provision.Query{
-		Filter: st.filter,
-		Page:   provision.Page{Offset: params.StartIndex - 1, Limit: params.Count},
-	})
+	out, total, err := h.listGroups(r.Context(), st, st.filter, params.StartIndex-1, params.Count)
 	if err != nil {
 		return elimity.Page{}, h.fail(st, err)
 	}
-	page := elimity.Page{TotalResults: total, Resources: make([]elimity.Resource, 0, len(groups))}
-	for _, g := range groups {
+	st.setList(out, params.StartIndex, total)
+	return elimity.Page{TotalResults: total, Resources: []elimity.Resource{}}, nil
+}
+
+// listGroups renders a page of groups, with their members when the
+// projection wants them.
+func (h *Handler) listGroups(ctx context.Context, st *request, f filter.Expr, offset, limit int) ([]map[string]any, int, error) {
+	groups, total, err := h.engine.ListGroups(ctx, st.origin, provision.Query{
+		Filter:     f,
+		SortBy:     st.sortBy,
+		Descending: st.descending,
+		Page:       provision.Page{Offset: offset, Limit: limit},
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	want := st.proj.wantsMembers()
+	out := make([]map[string]any, len(groups))
+	for i, g := range groups {
 		var members []string
-		if !st.excludeMembers {
-			if members, err = h.allMembers(r.Context(), st, g.ID); err != nil {
-				return elimity.Page{}, h.fail(st, err)
+		if want {
+			if members, err = h.allMembers(ctx, st, g.ID); err != nil {
+				return nil, 0, err
 			}
 		}
-		page.Resources = append(page.Resources, h.groupResource(g, members, !st.excludeMembers))
+		out[i] = h.renderGroup(g, members, want, st.proj)
 	}
-	st.isList, st.listed = true, len(page.Resources)
-	return page, nil
+	return out, total, nil
 }
 
 // Replace handles PUT /Groups/{id}. The members are replaced when the body
@@ -142,7 +161,7 @@ func (gh groupHandler) Replace(r *http.Request, id string, attrs elimity.Resourc
 	if st.err != nil {
 		return elimity.Resource{}, st.err.elimity()
 	}
-	pre, serr := precondition(r)
+	pre, serr := h.precondition(r, st, groupKind, id)
 	if serr != nil {
 		return elimity.Resource{}, h.fail(st, serr)
 	}
@@ -160,12 +179,7 @@ func (gh groupHandler) Replace(r *http.Request, id string, attrs elimity.Resourc
 	for k, v := range ex.attrs {
 		doc[k] = v
 	}
-	if hasMembers {
-		if _, err := h.engine.ReplaceMembers(r.Context(), st.origin, id, members); err != nil {
-			return elimity.Resource{}, h.fail(st, err)
-		}
-	}
-	g, err := h.engine.UpdateGroup(r.Context(), st.origin, id, pre, func(cur *provision.Group) error {
+	g, _, err := h.engine.PatchGroup(r.Context(), st.origin, id, pre, provision.GroupPatch{ReplaceMembers: hasMembers, Members: members, Mutate: func(cur *provision.Group) error {
 		d := deepCopy(doc).(map[string]any)
 		if _, ok := d["externalId"]; !ok && cur.ExternalID != "" {
 			d["externalId"] = cur.ExternalID
@@ -183,16 +197,17 @@ func (gh groupHandler) Replace(r *http.Request, id string, attrs elimity.Resourc
 		}
 		*cur = ng
 		return nil
-	})
+	}})
 	if err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
-	if !hasMembers {
+	want := st.proj.wantsMembers()
+	if !hasMembers && want {
 		if members, err = h.allMembers(r.Context(), st, id); err != nil {
 			return elimity.Resource{}, h.fail(st, err)
 		}
 	}
-	return h.groupResource(g, members, true), nil
+	return h.groupResource(st, g, dedupe(members), want), nil
 }
 
 // Delete handles DELETE /Groups/{id}.
@@ -201,7 +216,7 @@ func (gh groupHandler) Delete(r *http.Request, id string) error {
 	if st.err != nil {
 		return st.err.elimity()
 	}
-	pre, serr := precondition(r)
+	pre, serr := h.precondition(r, st, groupKind, id)
 	if serr != nil {
 		return h.fail(st, serr)
 	}
@@ -314,7 +329,7 @@ func (gh groupHandler) Patch(r *http.Request, id string, ops []elimity.PatchOper
 	if st.err != nil {
 		return elimity.Resource{}, st.err.elimity()
 	}
-	pre, serr := precondition(r)
+	pre, serr := h.precondition(r, st, groupKind, id)
 	if serr != nil {
 		return elimity.Resource{}, h.fail(st, serr)
 	}
@@ -348,35 +363,26 @@ func (gh groupHandler) Patch(r *http.Request, id string, ops []elimity.PatchOper
 	if len(st.customOps) > 0 {
 		other = true
 	}
-	ctx := r.Context()
-	var err error
+	var p provision.GroupPatch
 	switch {
 	case plan.replaced:
-		var set []string
+		p.ReplaceMembers = true
 		for _, id := range plan.set {
 			if plan.inSet[id] {
-				set = append(set, id)
+				p.Members = append(p.Members, id)
 			}
 		}
-		_, err = h.engine.ReplaceMembers(ctx, st.origin, id, set)
 	case !plan.empty():
-		var add, remove []string
 		for _, id := range plan.order {
 			if plan.delta[id] {
-				add = append(add, id)
+				p.Add = append(p.Add, id)
 			} else {
-				remove = append(remove, id)
+				p.Remove = append(p.Remove, id)
 			}
 		}
-		_, err = h.engine.ChangeMembers(ctx, st.origin, id, add, remove)
-	case !other:
-		_, err = h.engine.GetGroup(ctx, st.origin, id) // a no-op PATCH still needs the group
-	}
-	if err != nil {
-		return elimity.Resource{}, h.fail(st, err)
 	}
 	if other {
-		_, err = h.engine.UpdateGroup(ctx, st.origin, id, pre, func(cur *provision.Group) error {
+		p.Mutate = func(cur *provision.Group) error {
 			doc := groupDoc(*cur)
 			if serr := h.applyOps(groupKind, doc, ops, st.customOps, "members"); serr != nil {
 				return serr
@@ -387,10 +393,12 @@ func (gh groupHandler) Patch(r *http.Request, id string, ops []elimity.PatchOper
 			}
 			*cur = ng
 			return nil
-		})
-		if err != nil {
-			return elimity.Resource{}, h.fail(st, err)
 		}
+	}
+	// Attributes and members change in one transaction: a refused rename
+	// leaves the members as they were.
+	if _, _, err := h.engine.PatchGroup(r.Context(), st.origin, id, pre, p); err != nil {
+		return elimity.Resource{}, h.fail(st, err)
 	}
 	return elimity.Resource{}, nil
 }
@@ -434,20 +442,26 @@ func groupFromDoc(d map[string]any) (provision.Group, *scimError) {
 	return g, nil
 }
 
-func (h *handler) groupResource(g provision.Group, members []string, withMembers bool) elimity.Resource {
-	d := groupDoc(g)
-	delete(d, "externalId")
-	groupExtensions(d)
-	if withMembers {
-		l := make([]any, len(members))
-		for i, id := range members {
-			l[i] = map[string]any{"value": id}
+// groupResource renders g as the response body and returns what elimity
+// needs of it.
+func (h *Handler) groupResource(st *request, g provision.Group, members []string, withMembers bool) elimity.Resource {
+	if members == nil {
+		members = []string{}
+	}
+	st.setBody(h.renderGroup(g, members, withMembers, st.proj))
+	st.resID = g.ID
+	return resource(g.ID, g.Version)
+}
+
+// dedupe drops repeated ids, keeping the first.
+func dedupe(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
 		}
-		d["members"] = l
 	}
-	res := elimity.Resource{ID: g.ID, Attributes: d, Meta: meta(g.Created, g.Modified, g.Version)}
-	if g.ExternalID != "" {
-		res.ExternalID = optional.NewString(g.ExternalID)
-	}
-	return res
+	return out
 }

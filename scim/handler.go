@@ -59,11 +59,30 @@ type Config struct {
 	// password sent is dropped. An error answers the request 500 (the
 	// identity provider retries).
 	SetPassword func(ctx context.Context, o provision.Origin, userID, password string) error
+	// Bulk bounds POST /Bulk; the bounds are advertised in
+	// /ServiceProviderConfig.
+	Bulk BulkLimits
+	// RequestLog keeps each directory's recent requests and responses,
+	// redacted, for the host's support tooling (Handler.RequestLog,
+	// Handler.Health).
+	RequestLog RequestLogConfig
 	// Logger receives the handler's diagnostics (never tokens, passwords
 	// or request bodies). Nil discards them.
 	Logger *slog.Logger
-	// Now is the clock of the rate limiter. Nil means time.Now.
+	// Now is the clock of the rate limiter and the request log. Nil means
+	// time.Now.
 	Now func() time.Time
+}
+
+// BulkLimits bound a Bulk request (RFC 7644 section 3.7); a request past
+// them is answered 413. The zero value means the defaults.
+type BulkLimits struct {
+	// MaxOperations is the most operations one request may hold. Default
+	// 1000.
+	MaxOperations int
+	// MaxPayloadSize is the largest Bulk request body, in bytes (it
+	// replaces MaxBodyBytes for /Bulk). Default 1 MiB.
+	MaxPayloadSize int
 }
 
 // RateLimit is a token bucket per directory.
@@ -86,10 +105,11 @@ const (
 
 const defaultMaxBody = 1 << 20
 
-// handler is the SCIM 2.0 server NewHandler returns. The host mounts
-// it under any prefix with http.StripPrefix, so that it sees paths such as
-// "/Users/{id}".
-type handler struct {
+// Handler is the SCIM 2.0 server: an http.Handler the host mounts under
+// any prefix with http.StripPrefix, so that it sees paths such as
+// "/Users/{id}". Besides serving, it tells the host how each directory is
+// doing: RequestLog and Health. Make one with New.
+type Handler struct {
 	engine      *provision.Engine
 	auth        Authenticator
 	server      elimity.Server
@@ -100,21 +120,38 @@ type handler struct {
 	strict      bool
 	setPassword func(ctx context.Context, o provision.Origin, userID, password string) error
 	limiter     *limiter
+	baseURL     string
+	bulk        BulkLimits
+	spc         []byte
+	logCfg      RequestLogConfig
+	logs        *logStore
+	now         func() time.Time
 
 	userSchema, groupSchema, enterpriseSchema schema.Schema
 }
 
-// NewHandler validates cfg and returns the SCIM handler. It builds one
+// NewHandler validates cfg and returns the SCIM handler, as New does, as
+// an http.Handler.
+func NewHandler(cfg Config) (http.Handler, error) {
+	h, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// New validates cfg and returns the SCIM handler. It builds one
 // elimity-com/scim Server for this handler only, with no process-wide
 // settings, so handlers with different configurations live side by side.
-func NewHandler(cfg Config) (http.Handler, error) {
+func New(cfg Config) (*Handler, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("scim: Config.Engine is required")
 	}
 	if cfg.Authenticator == nil {
 		return nil, errors.New("scim: Config.Authenticator is required")
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxResults < 0 || cfg.RetryAfter < 0 || cfg.RateLimit.PerSecond < 0 || cfg.RateLimit.Burst < 0 {
+	if cfg.MaxBodyBytes < 0 || cfg.MaxResults < 0 || cfg.RetryAfter < 0 || cfg.RateLimit.PerSecond < 0 || cfg.RateLimit.Burst < 0 ||
+		cfg.Bulk.MaxOperations < 0 || cfg.Bulk.MaxPayloadSize < 0 || cfg.RequestLog.MaxAge < 0 || cfg.RequestLog.MaxBodyBytes < 0 {
 		return nil, errors.New("scim: Config limits must not be negative")
 	}
 	if cfg.BaseURL != "" {
@@ -123,7 +160,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 			return nil, errors.New("scim: Config.BaseURL must be an absolute URL")
 		}
 	}
-	h := &handler{
+	h := &Handler{
 		engine:           cfg.Engine,
 		auth:             cfg.Authenticator,
 		log:              cfg.Logger,
@@ -132,6 +169,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		retryAfter:       cfg.RetryAfter,
 		strict:           cfg.StrictTypes,
 		setPassword:      cfg.SetPassword,
+		baseURL:          strings.TrimRight(cfg.BaseURL, "/"),
+		bulk:             cfg.Bulk,
+		logCfg:           cfg.RequestLog,
+		now:              cfg.Now,
 		userSchema:       schema.CoreUserSchema(),
 		groupSchema:      schema.CoreGroupSchema(),
 		enterpriseSchema: schema.ExtensionEnterpriseUser(),
@@ -148,13 +189,21 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if h.retryAfter == 0 {
 		h.retryAfter = 30 * time.Second
 	}
-	if cfg.RateLimit.PerSecond > 0 {
-		now := cfg.Now
-		if now == nil {
-			now = time.Now
-		}
-		h.limiter = newLimiter(cfg.RateLimit, now)
+	if h.now == nil {
+		h.now = time.Now
 	}
+	if cfg.RateLimit.PerSecond > 0 {
+		h.limiter = newLimiter(cfg.RateLimit, h.now)
+	}
+	if h.bulk.MaxOperations == 0 {
+		h.bulk.MaxOperations = 1000
+	}
+	if h.bulk.MaxPayloadSize == 0 {
+		h.bulk.MaxPayloadSize = 1 << 20
+	}
+	h.logCfg = h.logCfg.withDefaults()
+	h.logs = newLogStore(h.logCfg)
+	h.spc = h.serviceProviderConfig()
 	spc := &elimity.ServiceProviderConfig{
 		DocumentationURI: optional.NewString("https://github.com/idprov/idprov#scim-quick-start"),
 		AuthenticationSchemes: []elimity.AuthenticationScheme{{
@@ -168,7 +217,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		SupportFiltering: true,
 		SupportPatch:     true,
 	}
-	opts := []elimity.ServerOption{elimity.WithLogger(elimityLogger{h.log})}
+	opts := []elimity.ServerOption{elimity.WithLogger(elimityLogger{h.log}), elimity.WithRootQueryHandler(rootHandler{h})}
 	if cfg.BaseURL != "" {
 		opts = append(opts, elimity.WithBaseURL(cfg.BaseURL))
 	}
@@ -231,6 +280,8 @@ type route struct {
 	ep   endpoint
 	// item is set for "/Users/{id}" and "/Groups/{id}".
 	item bool
+	// search is set for "/.search", "/Users/.search" and "/Groups/.search".
+	search bool
 }
 
 var endpointNames = map[string]string{
@@ -243,6 +294,13 @@ var endpointNames = map[string]string{
 	"me":                     "Me",
 	"bulk":                   "Bulk",
 	".search":                ".search",
+}
+
+func kindOf(rt route) kind {
+	if rt.ep == epGroups {
+		return groupKind
+	}
+	return userKind
 }
 
 func parseRoute(p string) route {
@@ -263,8 +321,12 @@ func parseRoute(p string) route {
 	case "Groups":
 		rt.ep = epGroups
 	}
+	if len(segs) == 1 && segs[0] == ".search" {
+		rt.search = true
+	}
 	if len(segs) == 2 && strings.EqualFold(segs[1], ".search") {
 		segs[1] = ".search"
+		rt.search = rt.ep != epOther
 	} else if len(segs) == 2 && rt.ep != epOther {
 		rt.item = true
 	}
@@ -278,7 +340,12 @@ func parseRoute(p string) route {
 // ServeHTTP implements http.Handler: the front. It authenticates, limits,
 // normalizes the request and hands it to the elimity server, whose answer
 // it then finishes (SCIM errors, list page sizes).
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	rt := parseRoute(r.URL.Path)
+	st := &request{route: rt, start: time.Now()}
+	st.origin.RequestID = requestID(r)
+	w := &logWriter{ResponseWriter: rw, status: http.StatusOK, max: h.logCfg.MaxBodyBytes}
+	var body []byte
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -287,11 +354,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.log.Error("scim: panic while serving a request", "method", r.Method, "panic", fmt.Sprintf("%T", v))
 			writeError(w, &scimError{status: http.StatusInternalServerError, detail: "Internal server error."}, 0)
 		}
+		h.record(r, st, body, w)
 	}()
-	rt := parseRoute(r.URL.Path)
 	ctx := r.Context()
-	st := &request{route: rt, start: time.Now()}
-	st.origin.RequestID = requestID(r)
 	w.Header().Set("X-Request-Id", st.origin.RequestID)
 
 	dir, err := h.auth.Authenticate(ctx, bearerToken(r))
@@ -317,33 +382,88 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	var body []byte
 	switch r.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
-		if r.ContentLength > h.maxBody {
-			writeError(w, tooLarge(h.maxBody), 0)
+		limit := h.maxBody
+		if rt.path == "/Bulk" && r.Method == http.MethodPost {
+			limit = int64(h.bulk.MaxPayloadSize)
+		}
+		if r.ContentLength > limit {
+			writeError(w, tooLarge(limit), 0)
 			return
 		}
-		body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, h.maxBody))
+		body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				writeError(w, tooLarge(h.maxBody), 0)
+				writeError(w, tooLarge(limit), 0)
 				return
 			}
 			writeError(w, &scimError{status: http.StatusBadRequest, scimType: "invalidSyntax", detail: "The request body could not be read."}, 0)
 			return
 		}
 	}
+	h.serve(w, r, st, r.Method, body, r.URL.RawQuery)
+}
 
-	query := r.URL.RawQuery
-	if serr := h.prepare(st, r.Method, &body, &query); serr != nil {
-		writeError(w, serr, 0)
+// serve answers an authenticated request: the endpoints the front answers
+// itself (/ServiceProviderConfig, /Bulk, the .search endpoints), else
+// elimity's, after prepare. A Bulk operation comes here too.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, method string, body []byte, query string) {
+	rt := st.route
+	switch {
+	case rt.path == "/ServiceProviderConfig" && method == http.MethodGet:
+		h.serveSPC(w)
 		return
+	case rt.path == "/Bulk":
+		if method != http.MethodPost {
+			writeError(w, &scimError{status: http.StatusMethodNotAllowed, detail: "Bulk requests are POSTed."}, 0)
+			return
+		}
+		if st.inBulk {
+			writeError(w, badValue("A Bulk operation cannot be a Bulk request."), 0)
+			return
+		}
+		h.serveBulk(w, r, st, body)
+		return
+	case rt.search:
+		if method != http.MethodPost {
+			writeError(w, &scimError{status: http.StatusMethodNotAllowed, detail: "Searches are POSTed."}, 0)
+			return
+		}
+		q, serr := h.prepareSearch(st, body)
+		if serr != nil {
+			writeError(w, serr, 0)
+			return
+		}
+		// The search goes on as the equivalent GET.
+		method, body, query = http.MethodGet, nil, q
+		switch rt.ep {
+		case epUsers:
+			st.route.path = "/Users"
+		case epGroups:
+			st.route.path = "/Groups"
+		default:
+			st.route.path = "/"
+		}
+	default:
+		if method == http.MethodGet {
+			st.ifNoneMatch = r.Header.Get("If-None-Match")
+		} else if rt.ep != epOther && query != "" {
+			// attributes and excludedAttributes shape a write's answer too.
+			if q, err := url.ParseQuery(query); err == nil {
+				st.proj = parseProjection(kindOf(rt), q["attributes"], q["excludedAttributes"])
+			}
+		}
+		if serr := h.prepare(st, method, &body, &query); serr != nil {
+			writeError(w, serr, 0)
+			return
+		}
 	}
 
-	r2 := r.Clone(context.WithValue(ctx, requestKey{}, st))
-	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = rt.path, "", query
+	r2 := r.Clone(context.WithValue(r.Context(), requestKey{}, st))
+	r2.Method = method
+	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = st.route.path, "", query
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
 	rec := &recorder{header: w.Header(), status: http.StatusOK}
@@ -358,7 +478,7 @@ func tooLarge(max int64) *scimError {
 // prepare normalizes what elimity would refuse although Okta or Entra send
 // it, and takes out what elimity would drop (extension attributes it does
 // not know, the filter its parser cannot read).
-func (h *handler) prepare(st *request, method string, body *[]byte, query *string) *scimError {
+func (h *Handler) prepare(st *request, method string, body *[]byte, query *string) *scimError {
 	rt := st.route
 	switch {
 	case rt.ep == epUsers && !rt.item && method == http.MethodPost,
@@ -371,7 +491,7 @@ func (h *handler) prepare(st *request, method string, body *[]byte, query *strin
 		return h.preparePatch(st, body, userKind)
 	case rt.ep == epGroups && rt.item && method == http.MethodPatch:
 		return h.preparePatch(st, body, groupKind)
-	case rt.ep != epOther && method == http.MethodGet:
+	case (rt.ep != epOther || rt.path == "/") && method == http.MethodGet:
 		return h.prepareQuery(st, query)
 	}
 	return nil
@@ -381,25 +501,67 @@ func (h *handler) prepare(st *request, method string, body *[]byte, query *strin
 // `emails[type eq "work"].value eq "x"` and filters mixing core and
 // extension attributes, both of which elimity's validator refuses) and
 // removes it from the query elimity sees; reads excludedAttributes.
-func (h *handler) prepareQuery(st *request, query *string) *scimError {
+func (h *Handler) prepareQuery(st *request, query *string) *scimError {
 	q, err := url.ParseQuery(*query)
 	if err != nil {
 		return &scimError{status: http.StatusBadRequest, detail: "The query string is malformed."}
 	}
-	for _, ex := range q["excludedAttributes"] {
-		for a := range strings.SplitSeq(ex, ",") {
-			if strings.EqualFold(strings.TrimSpace(a), "members") {
-				st.excludeMembers = true
-			}
-		}
+	st.proj = parseProjection(kindOf(st.route), q["attributes"], q["excludedAttributes"])
+	if serr := st.setSort(q.Get("sortBy"), q.Get("sortOrder")); serr != nil {
+		return serr
 	}
-	f := strings.TrimSpace(q.Get("filter"))
-	if _, ok := q["filter"]; !ok {
+	f, has := q["filter"]
+	if !has {
 		return nil
 	}
 	delete(q, "filter")
 	*query = q.Encode()
+	return h.setFilter(st, strings.TrimSpace(f[0]))
+}
+
+// setSort validates a sortBy and sortOrder.
+func (st *request) setSort(sortBy, order string) *scimError {
+	sortBy = strings.TrimSpace(sortBy)
+	switch {
+	case order == "" || strings.EqualFold(order, "ascending"):
+	case strings.EqualFold(order, "descending"):
+		st.descending = true
+	default:
+		return badValue(`sortOrder must be "ascending" or "descending".`)
+	}
+	if sortBy == "" {
+		return nil
+	}
+	res := filter.Users
+	if st.route.ep == epGroups {
+		res = filter.Groups
+	}
+	if st.route.ep != epOther {
+		a, err := filter.Resolve(res, sortBy)
+		if err != nil || a.Path == "members.value" || a.Path == "members" {
+			return badPath("sortBy names no attribute this server sorts by.")
+		}
+	}
+	st.sortBy = sortBy
+	return nil
+}
+
+// setFilter parses a filter with idprov's parser (which reads Entra's
+// `emails[type eq "work"].value eq "x"` and filters mixing core and
+// extension attributes, both of which elimity's validator refuses). For
+// a root query it is parsed for users and for groups: a filter naming an
+// attribute of one resource type only selects among that type.
+func (h *Handler) setFilter(st *request, f string) *scimError {
 	if f == "" {
+		return nil
+	}
+	if st.route.ep == epOther {
+		ue, uerr := filter.ParseFor(filter.Users, f)
+		ge, gerr := filter.ParseFor(filter.Groups, f)
+		if uerr != nil && gerr != nil {
+			return filterError(uerr)
+		}
+		st.root = &rootQuery{users: ue, groups: ge, skipUsers: uerr != nil, skipGroups: gerr != nil}
 		return nil
 	}
 	res := filter.Users
@@ -408,27 +570,36 @@ func (h *handler) prepareQuery(st *request, query *string) *scimError {
 	}
 	expr, err := filter.ParseFor(res, f)
 	if err != nil {
-		var se *filter.SyntaxError
-		if errors.As(err, &se) {
-			return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: "Invalid filter: " + se.Msg + " (at byte " + strconv.Itoa(se.Pos) + ")."}
-		}
-		return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: "Invalid filter."}
+		return filterError(err)
 	}
 	st.filter = expr
 	return nil
 }
 
+func filterError(err error) *scimError {
+	var se *filter.SyntaxError
+	if errors.As(err, &se) {
+		return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: "Invalid filter: " + se.Msg + " (at byte " + strconv.Itoa(se.Pos) + ")."}
+	}
+	return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: "Invalid filter."}
+}
+
 // finish writes elimity's answer, or the error a resource handler chose
 // (elimity turns some statuses, such as 503, into 500), and sets a list's
 // itemsPerPage to the page's length (elimity writes the requested count).
-func (h *handler) finish(w http.ResponseWriter, rec *recorder, st *request) {
+func (h *Handler) finish(w http.ResponseWriter, rec *recorder, st *request) {
 	if st.err != nil {
 		writeError(w, st.err, st.err.retryAfter)
 		return
 	}
 	body := rec.body.Bytes()
-	if st.listed >= 0 && st.isList && rec.status == http.StatusOK {
-		body = fixItemsPerPage(body, st.listed)
+	switch {
+	case st.status304 && rec.status == http.StatusOK:
+		w.Header().Del("Content-Type")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	case st.body != nil && rec.status < 300:
+		body = st.body
 	}
 	if len(body) > 0 {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -437,30 +608,6 @@ func (h *handler) finish(w http.ResponseWriter, rec *recorder, st *request) {
 	if len(body) > 0 {
 		_, _ = w.Write(body)
 	}
-}
-
-// fixItemsPerPage rewrites the top-level itemsPerPage of a ListResponse.
-// elimity marshals it from a map, so keys are sorted: "Resources" comes
-// first and the last `"itemsPerPage":` is the top-level one (a key inside
-// a resource can only appear before it).
-func fixItemsPerPage(body []byte, n int) []byte {
-	key := []byte(`"itemsPerPage":`)
-	i := bytes.LastIndex(body, key)
-	if i < 0 {
-		return body
-	}
-	j := i + len(key)
-	k := j
-	for k < len(body) && body[k] >= '0' && body[k] <= '9' {
-		k++
-	}
-	if k == j {
-		return body
-	}
-	out := make([]byte, 0, len(body)+4)
-	out = append(out, body[:j]...)
-	out = strconv.AppendInt(out, int64(n), 10)
-	return append(out, body[k:]...)
 }
 
 // recorder buffers elimity's response so the front can finish it.
@@ -495,9 +642,24 @@ type request struct {
 	origin provision.Origin
 	start  time.Time
 
-	// filter is the parsed filter of a list.
-	filter         filter.Expr
-	excludeMembers bool
+	// filter is the parsed filter of a list; sortBy and descending its
+	// sort.
+	filter     filter.Expr
+	sortBy     string
+	descending bool
+	// proj is the response's projection (attributes, excludedAttributes).
+	proj *projection
+	// root holds the filters of a root query (GET / and POST /.search).
+	root *rootQuery
+	// ifNoneMatch is the GET's If-None-Match; status304 is set when it
+	// matched.
+	ifNoneMatch string
+	status304   bool
+	// body, when set, is the response body the front writes in place of
+	// elimity's (resources and lists the handlers rendered).
+	body []byte
+	// resID is the id of the resource answered.
+	resID string
 	// extras holds what the front took out of a POST or PUT body.
 	extras *extras
 	// customOps are the PATCH operations on attributes elimity does not
@@ -508,6 +670,10 @@ type request struct {
 	// isList and listed are set by a list: the page's length.
 	isList bool
 	listed int
+	// inBulk is set for the operations of a Bulk request.
+	inBulk bool
+	// dialect signals seen in the request's body (see detectDialect).
+	sawStringBool, sawUpperOp, sawLowerOp bool
 
 	// err, when set, is the answer, whatever elimity made of it.
 	err *scimError

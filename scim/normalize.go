@@ -89,14 +89,14 @@ func getFold(m map[string]any, k string) (any, string, bool) {
 	return nil, "", false
 }
 
-func (h *handler) coreSchema(k kind) schema.Schema {
+func (h *Handler) coreSchema(k kind) schema.Schema {
 	if k == groupKind {
 		return h.groupSchema
 	}
 	return h.userSchema
 }
 
-func (h *handler) coreURN(k kind) string {
+func (h *Handler) coreURN(k kind) string {
 	if k == groupKind {
 		return groupURN
 	}
@@ -183,7 +183,7 @@ func normManager(v any) any {
 }
 
 // normCore normalizes one attribute of a core schema, in place.
-func (h *handler) normCore(m map[string]any, key string) {
+func (h *Handler) normCore(m map[string]any, key string) {
 	if h.strict {
 		return
 	}
@@ -197,7 +197,7 @@ func (h *handler) normCore(m map[string]any, key string) {
 
 // normEnterprise normalizes the enterprise block obj; unknown keys go to
 // extra (keyed fully qualified).
-func (h *handler) normEnterprise(obj map[string]any, extra func(key string, v any)) {
+func (h *Handler) normEnterprise(obj map[string]any, extra func(key string, v any)) {
 	for _, k := range keysOf(obj) {
 		if _, ok := h.enterpriseSchema.Attributes.ContainsAttribute(k); !ok {
 			extra(enterpriseURN+":"+k, obj[k])
@@ -224,7 +224,7 @@ func keysOf(m map[string]any) []string {
 
 // prepareResource normalizes a POST or PUT body for elimity and takes out
 // what elimity would drop or refuse.
-func (h *handler) prepareResource(st *request, body *[]byte, k kind) *scimError {
+func (h *Handler) prepareResource(st *request, body *[]byte, k kind) *scimError {
 	v, err := decodeJSON(*body)
 	if err != nil {
 		return badSyntax("The request body is not valid JSON.")
@@ -343,7 +343,7 @@ const (
 // attribute key and sub-attribute. Paths elimity handles are also
 // normalized: the caller gets the attribute name ("active", "manager",
 // "emails") to normalize the value by.
-func (h *handler) classify(k kind, p string) (class pathClass, attr, key, sub string, serr *scimError) {
+func (h *Handler) classify(k kind, p string) (class pathClass, attr, key, sub string, serr *scimError) {
 	head := p
 	filtered := false
 	if i := strings.IndexByte(p, '['); i >= 0 {
@@ -399,7 +399,7 @@ func (h *handler) classify(k kind, p string) (class pathClass, attr, key, sub st
 // attributes elimity does not know (it would refuse them with
 // invalidPath), and passwords. When nothing is left for elimity, one empty
 // path-less add (a no-op by RFC 7644) keeps its non-empty rule satisfied.
-func (h *handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
+func (h *Handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
 	v, err := decodeJSON(*body)
 	if err != nil {
 		return badSyntax("The request body is not valid JSON.")
@@ -430,6 +430,13 @@ func (h *handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
 		}
 		opV, _, _ := getFold(om, "op")
 		opName, _ := opV.(string)
+		if opName != "" {
+			if opName[0] >= 'A' && opName[0] <= 'Z' {
+				st.sawUpperOp = true
+			} else {
+				st.sawLowerOp = true
+			}
+		}
 		opName = strings.ToLower(opName)
 		pathV, _, _ := getFold(om, "path")
 		path, _ := pathV.(string)
@@ -498,7 +505,7 @@ func (h *handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
 // preparePathless normalizes the value of a path-less add or replace: its
 // keys are attribute paths (plain, dotted or URN-qualified) or extension
 // blocks.
-func (h *handler) preparePathless(st *request, k kind, op string, obj map[string]any) *scimError {
+func (h *Handler) preparePathless(st *request, k kind, op string, obj map[string]any) *scimError {
 	custom := func(key string, v any) {
 		key, sub := splitCustom(key)
 		st.customOps = append(st.customOps, customOp{op: op, key: key, sub: sub, value: v})

@@ -484,7 +484,7 @@ func eqConstraints(e fp.Expression, def *schema.CoreAttribute, el map[string]any
 // ones to doc. ent is the name of the extension block (the enterprise
 // URN for users, "" for groups); skip names attributes the caller handles
 // itself (a group's members).
-func (h *handler) applyOps(k kind, doc map[string]any, ops []elimity.PatchOperation, custom []customOp, skip string) *scimError {
+func (h *Handler) applyOps(k kind, doc map[string]any, ops []elimity.PatchOperation, custom []customOp, skip string) *scimError {
 	for _, op := range ops {
 		if op.Path == nil {
 			obj, ok := op.Value.(map[string]any)
@@ -552,7 +552,7 @@ func ptr[T any](v T) *T { return &v }
 
 // resolve finds where path p applies in doc. A removal under an absent
 // extension block yields a target with no container (nothing to do).
-func (h *handler) resolve(k kind, doc map[string]any, p fp.Path, op string) (target, *scimError) {
+func (h *Handler) resolve(k kind, doc map[string]any, p fp.Path, op string) (target, *scimError) {
 	sch := h.coreSchema(k)
 	c := doc
 	if uri := p.AttributePath.URI(); uri != "" {

@@ -10,14 +10,13 @@ import (
 	"time"
 
 	elimity "github.com/elimity-com/scim"
-	"github.com/elimity-com/scim/optional"
 
 	"github.com/idprov/idprov/provision"
 )
 
 // userHandler is elimity's ResourceHandler for /Users: it converts
 // between elimity's attribute maps and provision.User and calls the engine.
-type userHandler struct{ h *handler }
+type userHandler struct{ h *Handler }
 
 // Create handles POST /Users.
 func (uh userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
@@ -45,7 +44,7 @@ func (uh userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err := h.passwordHook(r.Context(), st, created.ID); err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
-	return h.userResource(created), nil
+	return h.userResource(st, created), nil
 }
 
 // Get handles GET /Users/{id}.
@@ -58,7 +57,10 @@ func (uh userHandler) Get(r *http.Request, id string) (elimity.Resource, error) 
 	if err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
-	return h.userResource(u), nil
+	if st.notModified(u.Version) {
+		return resource(u.ID, u.Version), nil
+	}
+	return h.userResource(st, u), nil
 }
 
 // GetAll handles GET /Users, with the filter the front parsed.
@@ -68,18 +70,20 @@ func (uh userHandler) GetAll(r *http.Request, params elimity.ListRequestParams) 
 		return elimity.Page{}, st.err.elimity()
 	}
 	users, total, err := h.engine.ListUsers(r.Context(), st.origin, provision.Query{
-		Filter: st.filter,
-		Page:   provision.Page{Offset: params.StartIndex - 1, Limit: params.Count},
+		Filter:     st.filter,
+		SortBy:     st.sortBy,
+		Descending: st.descending,
+		Page:       provision.Page{Offset: params.StartIndex - 1, Limit: params.Count},
 	})
 	if err != nil {
 		return elimity.Page{}, h.fail(st, err)
 	}
-	page := elimity.Page{TotalResults: total, Resources: make([]elimity.Resource, 0, len(users))}
-	for _, u := range users {
-		page.Resources = append(page.Resources, h.userResource(u))
+	out := make([]map[string]any, len(users))
+	for i, u := range users {
+		out[i] = h.renderUser(u, st.proj)
 	}
-	st.isList, st.listed = true, len(page.Resources)
-	return page, nil
+	st.setList(out, params.StartIndex, total)
+	return elimity.Page{TotalResults: total, Resources: []elimity.Resource{}}, nil
 }
 
 // Replace handles PUT /Users/{id}: a full replace of what the body's
@@ -91,7 +95,7 @@ func (uh userHandler) Replace(r *http.Request, id string, attrs elimity.Resource
 	if st.err != nil {
 		return elimity.Resource{}, st.err.elimity()
 	}
-	pre, serr := precondition(r)
+	pre, serr := h.precondition(r, st, userKind, id)
 	if serr != nil {
 		return elimity.Resource{}, h.fail(st, serr)
 	}
@@ -138,7 +142,7 @@ func (uh userHandler) Replace(r *http.Request, id string, attrs elimity.Resource
 	if err := h.passwordHook(r.Context(), st, out.ID); err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
-	return h.userResource(out), nil
+	return h.userResource(st, out), nil
 }
 
 // Delete handles DELETE /Users/{id}: the engine's tombstone.
@@ -147,7 +151,7 @@ func (uh userHandler) Delete(r *http.Request, id string) error {
 	if st.err != nil {
 		return st.err.elimity()
 	}
-	pre, serr := precondition(r)
+	pre, serr := h.precondition(r, st, userKind, id)
 	if serr != nil {
 		return h.fail(st, serr)
 	}
@@ -166,7 +170,7 @@ func (uh userHandler) Patch(r *http.Request, id string, ops []elimity.PatchOpera
 	if st.err != nil {
 		return elimity.Resource{}, st.err.elimity()
 	}
-	pre, serr := precondition(r)
+	pre, serr := h.precondition(r, st, userKind, id)
 	if serr != nil {
 		return elimity.Resource{}, h.fail(st, serr)
 	}
@@ -188,10 +192,10 @@ func (uh userHandler) Patch(r *http.Request, id string, ops []elimity.PatchOpera
 	if err := h.passwordHook(r.Context(), st, out.ID); err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
-	return h.userResource(out), nil
+	return h.userResource(st, out), nil
 }
 
-func (h *handler) passwordHook(ctx context.Context, st *request, userID string) error {
+func (h *Handler) passwordHook(ctx context.Context, st *request, userID string) error {
 	if st.password == nil {
 		return nil
 	}
@@ -205,20 +209,6 @@ func (h *handler) passwordHook(ctx context.Context, st *request, userID string) 
 		return errPasswordHook
 	}
 	return nil
-}
-
-// precondition reads If-Match: a version the change must find, or any.
-func precondition(r *http.Request) (provision.Precondition, *scimError) {
-	im := strings.TrimSpace(r.Header.Get("If-Match"))
-	if im == "" || im == "*" {
-		return provision.Precondition{}, nil
-	}
-	v := strings.Trim(strings.TrimPrefix(im, "W/"), `"`)
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 {
-		return provision.Precondition{}, &scimError{status: http.StatusPreconditionFailed, detail: "If-Match does not name a version of this resource."}
-	}
-	return provision.Precondition{Version: n}, nil
 }
 
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
@@ -413,7 +403,7 @@ var knownUserKeys = map[string]bool{
 
 // userFromDoc turns a document into a User. Roles that access rules gave
 // (not "direct") are kept from base.
-func (h *handler) userFromDoc(d map[string]any, base provision.User) (provision.User, *scimError) {
+func (h *Handler) userFromDoc(d map[string]any, base provision.User) (provision.User, *scimError) {
 	var r docReader
 	u := provision.User{
 		UserName:          r.str(d, "userName", "userName"),
@@ -505,17 +495,12 @@ func (h *handler) userFromDoc(d map[string]any, base provision.User) (provision.
 	return u, nil
 }
 
-// userResource renders u for elimity: the document with extension
-// attributes grouped under their schema URN, and the meta.
-func (h *handler) userResource(u provision.User) elimity.Resource {
-	d := userDoc(u)
-	delete(d, "externalId")
-	groupExtensions(d)
-	res := elimity.Resource{ID: u.ID, Attributes: d, Meta: meta(u.Created, u.Modified, u.Version)}
-	if u.ExternalID != "" {
-		res.ExternalID = optional.NewString(u.ExternalID)
-	}
-	return res
+// userResource renders u as the response body and returns what elimity
+// needs of it.
+func (h *Handler) userResource(st *request, u provision.User) elimity.Resource {
+	st.setBody(h.renderUser(u, st.proj))
+	st.resID = u.ID
+	return resource(u.ID, u.Version)
 }
 
 // groupExtensions moves fully qualified attribute keys
