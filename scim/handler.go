@@ -342,7 +342,7 @@ func parseRoute(p string) route {
 // it then finishes (SCIM errors, list page sizes).
 func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rt := parseRoute(r.URL.Path)
-	st := &request{route: rt, start: time.Now()}
+	st := &request{route: rt, start: h.now()}
 	st.origin.RequestID = requestID(r)
 	w := &logWriter{ResponseWriter: rw, status: http.StatusOK, max: h.logCfg.MaxBodyBytes}
 	var body []byte

@@ -16,6 +16,9 @@ type scimFeature struct {
 	token  string
 	connID string
 	tokens *scim.TokenSet
+	// handler serves /scim/v2; its RequestLog and Health are for the
+	// admin page.
+	handler *scim.Handler
 }
 
 func (f *scimFeature) flags(fs *flag.FlagSet) {
@@ -46,7 +49,7 @@ func (f *scimFeature) start(_ context.Context, a *app) error {
 		return err
 	}
 	base := a.BaseURL + "/scim/v2"
-	h, err := scim.NewHandler(scim.Config{
+	h, err := scim.New(scim.Config{
 		Engine:        a.Engine,
 		Authenticator: f.tokens,
 		BaseURL:       base,
@@ -55,6 +58,7 @@ func (f *scimFeature) start(_ context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	f.handler = h
 	a.Mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", h))
 	fmt.Fprintf(a.Stdout, "scim: %s\n", base)
 	fmt.Fprintf(a.Stdout, "scim-token: %s\n", f.token)
