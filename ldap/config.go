@@ -42,7 +42,9 @@ type Config struct {
 	// such a Config is refused.
 	InsecurePlaintext bool
 	// BindDN and BindPassword are the sync account's credentials (a simple
-	// bind). An empty BindDN binds anonymously.
+	// bind). An empty BindDN binds anonymously. Active Directory also
+	// takes a userPrincipalName (idprov-sync@corp.example) or a
+	// down-level name (CORP\idprov-sync) here.
 	BindDN       string
 	BindPassword string
 
@@ -442,8 +444,8 @@ func (c Config) validate() (*config, error) {
 		return nil, errors.New("ldap: Config.BindPassword without a BindDN")
 	}
 	for _, dn := range []struct{ name, v string }{{"UserBaseDN", c.UserBaseDN}, {"GroupBaseDN", c.GroupBaseDN}, {"BindDN", c.BindDN}} {
-		if dn.v == "" {
-			continue
+		if dn.v == "" || (dn.name == "BindDN" && !strings.Contains(dn.v, "=")) {
+			continue // AD binds by userPrincipalName or DOMAIN\user too
 		}
 		if _, err := goldap.ParseDN(dn.v); err != nil {
 			return nil, fmt.Errorf("ldap: Config.%s %q: %w", dn.name, dn.v, err)

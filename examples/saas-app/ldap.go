@@ -19,6 +19,10 @@ import (
 //	  -ldap-bind-dn cn=idprov-sync,dc=example,dc=com -ldap-bind-password ... \
 //	  -ldap-base-dn dc=example,dc=com -ldap-interval 1m
 //
+// -ldap-preset picks the directory's attribute mapping: openldap (the
+// default), 389, or ad (Active Directory, Samba AD: objectGUID,
+// userPrincipalName, userAccountControl, DirSync).
+//
 // An ldap:// URL to a loopback address is used in clear; any other ldap://
 // URL is upgraded with StartTLS; ldaps:// is TLS from the start. Both
 // verify the server's certificate against the system roots. Users and
@@ -26,6 +30,7 @@ import (
 type ldapFeature struct {
 	url, bindDN, bindPassword, baseDN string
 	userFilter, groupFilter           string
+	preset                            string
 	interval                          time.Duration
 	connID                            string
 	syncer                            *ldap.Syncer
@@ -36,8 +41,9 @@ func (f *ldapFeature) flags(fs *flag.FlagSet) {
 	fs.StringVar(&f.bindDN, "ldap-bind-dn", "", "DN of the LDAP sync account")
 	fs.StringVar(&f.bindPassword, "ldap-bind-password", "", "password of the LDAP sync account")
 	fs.StringVar(&f.baseDN, "ldap-base-dn", "", "base DN of the users and groups to sync")
-	fs.StringVar(&f.userFilter, "ldap-user-filter", "", "LDAP filter selecting users (default (objectClass=inetOrgPerson))")
-	fs.StringVar(&f.groupFilter, "ldap-group-filter", "", "LDAP filter selecting groups (default groupOfNames, groupOfUniqueNames, posixGroup)")
+	fs.StringVar(&f.preset, "ldap-preset", "openldap", "directory mapping: openldap, 389 or ad (Active Directory)")
+	fs.StringVar(&f.userFilter, "ldap-user-filter", "", "LDAP filter selecting users (default: the preset's, e.g. (objectClass=inetOrgPerson))")
+	fs.StringVar(&f.groupFilter, "ldap-group-filter", "", "LDAP filter selecting groups (default: the preset's, e.g. groupOfNames, groupOfUniqueNames, posixGroup)")
 	fs.DurationVar(&f.interval, "ldap-interval", time.Minute, "how often to sync LDAP changes (a full sync runs every 6h)")
 	fs.StringVar(&f.connID, "ldap-connection", "ldap", "id of the LDAP connection")
 }
@@ -49,8 +55,24 @@ func (f *ldapFeature) setup(a *app) error {
 	if f.baseDN == "" {
 		return fmt.Errorf("-ldap-url needs -ldap-base-dn")
 	}
+	if _, err := f.mapping(); err != nil {
+		return err
+	}
 	a.Tenant.Connections = append(a.Tenant.Connections, provision.Connection{ID: f.connID, Kind: provision.KindLDAP, Name: "LDAP directory"})
 	return nil
+}
+
+// mapping is the -ldap-preset's Mapping.
+func (f *ldapFeature) mapping() (ldap.Mapping, error) {
+	switch f.preset {
+	case "", "openldap":
+		return ldap.OpenLDAP(), nil
+	case "389":
+		return ldap.DirectoryServer389(), nil
+	case "ad":
+		return ldap.ActiveDirectory(), nil
+	}
+	return ldap.Mapping{}, fmt.Errorf("-ldap-preset %q: want openldap, 389 or ad", f.preset)
 }
 
 func (f *ldapFeature) start(ctx context.Context, a *app) error {
@@ -60,6 +82,10 @@ func (f *ldapFeature) start(ctx context.Context, a *app) error {
 	u, err := url.Parse(f.url)
 	if err != nil {
 		return fmt.Errorf("-ldap-url: %w", err)
+	}
+	m, err := f.mapping()
+	if err != nil {
+		return err
 	}
 	plainLoopback := false
 	if u.Scheme == "ldap" {
@@ -79,6 +105,7 @@ func (f *ldapFeature) start(ctx context.Context, a *app) error {
 		UserFilter:        f.userFilter,
 		GroupBaseDN:       f.baseDN,
 		GroupFilter:       f.groupFilter,
+		Mapping:           m,
 		Interval:          f.interval,
 		Logger:            a.Log,
 		OnReport: func(r *ldap.Report, err error) {
@@ -96,6 +123,6 @@ func (f *ldapFeature) start(ctx context.Context, a *app) error {
 		return err
 	}
 	go func() { _ = f.syncer.Run(ctx) }()
-	fmt.Fprintf(a.Stdout, "ldap: %s every %s\n", f.url, f.interval)
+	fmt.Fprintf(a.Stdout, "ldap: %s (%s) every %s\n", f.url, f.preset, f.interval)
 	return nil
 }
