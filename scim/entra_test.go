@@ -5,11 +5,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/idprov/idprov/scim/scimtest"
 )
 
 func q(filter string) string { return url.QueryEscape(filter) }
 
-const entraUser = `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"externalId":"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef","userName":"Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1","active":true,"emails":[{"primary":true,"type":"work","value":"Test_User_fd0ea19b-0777-472c-9f96-4f70d2226f2e@testuser.com"}],"meta":{"resourceType":"User"},"name":{"formatted":"givenName familyName","familyName":"familyName","givenName":"givenName"},"roles":[]}`
+// entraUser is the user Entra creates, as its SCIM tutorial shows it.
+var entraUser = scimtest.Body("entra-create-user", nil)
 
 func patch(ops string) string {
 	return `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[` + ops + `]}`
@@ -171,7 +174,7 @@ func TestEntraGroupLifecycle(t *testing.T) {
 	if r.get("totalResults") != 0.0 {
 		t.Fatalf("lookup = %s", r.raw)
 	}
-	r = e.must(e.do(acmeEntra, "POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],"externalId":"8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159","displayName":"displayName","meta":{"resourceType":"Group"}}`), 201, "create group")
+	r = e.must(e.do(acmeEntra, "POST", "/Groups", scimtest.Body("entra-create-group", nil)), 201, "create group")
 	gid := r.str("id")
 	if !strings.Contains(r.raw, `"members":[]`) || r.str("externalId") != "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159" {
 		t.Fatalf("created group = %s", r.raw)

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/idprov/idprov/scim/scimtest"
 )
 
 // TestOktaUserLifecycle replays Okta's user lifecycle (research section
@@ -20,7 +22,7 @@ func TestOktaUserLifecycle(t *testing.T) {
 	}
 
 	// Create, with application/json as Okta sends it.
-	create := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"test.user@okta.local","name":{"givenName":"Test","familyName":"User"},"emails":[{"primary":true,"value":"test.user@okta.local","type":"work"}],"displayName":"Test User","locale":"en-US","externalId":"00ujl29u0le5T6Aj10h7","groups":[],"password":"1mz050nq","active":true}`
+	create := scimtest.Body("okta-create-user", nil)
 	r = e.must(e.do(acmeOkta, "POST", "/Users", create, "Content-Type", "application/json", "User-Agent", "Okta SCIM Client 1.0.0"), 201, "create")
 	id := r.str("id")
 	if id == "" || r.str("externalId") != "00ujl29u0le5T6Aj10h7" || r.str("meta", "resourceType") != "User" || r.get("active") != true {
@@ -58,8 +60,8 @@ func TestOktaUserLifecycle(t *testing.T) {
 	}
 
 	// OIN update: GET then PUT of the full object with id, meta and groups.
-	got := e.must(e.do(acmeOkta, "GET", "/Users/"+id, ""), 200, "get")
-	put := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"` + id + `","userName":"test.user@okta.local","name":{"givenName":"Another","middleName":"Middle","familyName":"User"},"emails":[{"primary":true,"value":"test.user@okta.local","type":"work"}],"displayName":"Another User","locale":"en-US","externalId":"00ujl29u0le5T6Aj10h7","groups":[],"active":true,"meta":` + mustJSON(got.get("meta")) + `}`
+	e.must(e.do(acmeOkta, "GET", "/Users/"+id, ""), 200, "get")
+	put := scimtest.Body("okta-put-user", map[string]string{"user": id})
 	r = e.must(e.do(acmeOkta, "PUT", "/Users/"+id, put, "Content-Type", "application/json"), 200, "put")
 	if r.str("name", "middleName") != "Middle" || r.str("displayName") != "Another User" || r.header.Get("Etag") != `W/"2"` {
 		t.Fatalf("put = %s", r.raw)
@@ -76,7 +78,7 @@ func TestOktaUserLifecycle(t *testing.T) {
 	e.wantEvents("acme")
 
 	// Deactivate: the path-less replace touches only active.
-	deactivate := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`
+	deactivate := scimtest.Body("okta-deactivate-user", nil)
 	r = e.must(e.do(acmeOkta, "PATCH", "/Users/"+id, deactivate), 200, "deactivate")
 	if r.get("active") != false || r.str("name", "givenName") != "Another" || r.str("emails", "0", "value") != "test.user@okta.local" {
 		t.Fatalf("deactivated = %s", r.raw)
@@ -123,7 +125,7 @@ func TestOktaGroupLifecycle(t *testing.T) {
 	u2 := e.must(e.do(acmeOkta, "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"other.user@okta.local","externalId":"00u2","active":true}`), 201, "u2").str("id")
 	e.events("acme")
 
-	r := e.must(e.do(acmeOkta, "POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Test SCIMv2","members":[]}`), 201, "push group")
+	r := e.must(e.do(acmeOkta, "POST", "/Groups", scimtest.Body("okta-create-group", nil)), 201, "push group")
 	gid := r.str("id")
 	if gid == "" || r.raw == "" || !strings.Contains(r.raw, `"members":[]`) {
 		t.Fatalf("created group = %s", r.raw)
