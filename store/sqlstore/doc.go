@@ -80,4 +80,13 @@
 // the SQL selects a superset and provision.MatchUser decides, so the
 // answer is always exactly the reference evaluator's; such a search
 // reads at most 10,000 candidate rows, else ErrTooMany.
+//
+// # Testing
+//
+// The package's tests run storetest.Run and the other tests on SQLite
+// always, and on PostgreSQL when IDPROV_TEST_POSTGRES_DSN holds a DSN
+// (for example postgres://postgres@127.0.0.1:5432/test?sslmode=disable);
+// each test creates its tables under a random prefix and drops them.
+// Without the variable the PostgreSQL tests are skipped, unless CI=true,
+// where they fail.
 package sqlstore
