@@ -50,6 +50,7 @@ type feature interface {
 // features returns fresh instances of the app's features, in start order.
 func features() []feature {
 	return []feature{
+		&dbFeature{},
 		&scimFeature{},
 		&samlFeature{},
 		&ldapFeature{},
@@ -64,8 +65,9 @@ type app struct {
 	BaseURL string
 	// Tenant is the one tenant of the demo; setup adds connections to it.
 	Tenant provision.Tenant
-	// Store is the engine's store: memstore unless a feature sets another.
-	Store provision.Store
+	// Store is the engine's store (-db); StoreName says which.
+	Store     provision.Store
+	StoreName string
 	// EngineConfig is handed to provision.NewEngine after every setup.
 	EngineConfig provision.Config
 	Engine       *provision.Engine
@@ -141,6 +143,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	cancel()
+	for _, f := range feats {
+		if s, ok := f.(interface{ stop() error }); ok {
+			if err := s.stop(); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

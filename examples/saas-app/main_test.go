@@ -20,7 +20,7 @@ func startApp(t *testing.T, args ...string) map[string]string {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), pw)
+		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-db", "memory"}, args...), pw)
 		pw.Close()
 	}()
 	t.Cleanup(func() {

@@ -23,7 +23,7 @@ func startAppLines(t *testing.T, want []string, args ...string) map[string]strin
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), pw)
+		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-db", "memory"}, args...), pw)
 		pw.Close()
 	}()
 	t.Cleanup(func() {
