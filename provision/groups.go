@@ -285,16 +285,7 @@ func (e *Engine) updateGroupTx(ctx context.Context, s scope, tx Store, rec *reco
 }
 
 func (e *Engine) groupLinkOf(ctx context.Context, st Store, s scope, id string) (Link, error) {
-	links, err := st.LinksOf(ctx, s.tenant.ID, ResourceGroup, id)
-	if err != nil {
-		return Link{}, err
-	}
-	for _, l := range links {
-		if l.ConnectionID == s.conn.ID {
-			return l, nil
-		}
-	}
-	return Link{}, fmt.Errorf("%w: no link of connection %q", ErrNotFound, s.conn.ID)
+	return s.link(ctx, st, ResourceGroup, id)
 }
 
 // DeleteGroup removes group id with its memberships and links
@@ -345,16 +336,11 @@ func (e *Engine) GetGroup(ctx context.Context, o Origin, id string) (Group, erro
 }
 
 func (e *Engine) groupWithExternalID(ctx context.Context, s scope, g Group) (Group, error) {
-	if s.isAdmin() {
-		return g, nil
-	}
-	l, err := e.groupLinkOf(ctx, e.store, s, g.ID)
-	switch {
-	case err == nil:
-		g.ExternalID = l.ExternalID
-	case !errors.Is(err, ErrNotFound):
+	ext, err := s.externalID(ctx, e.store, ResourceGroup, g.ID)
+	if err != nil {
 		return Group{}, err
 	}
+	g.ExternalID = ext
 	return g, nil
 }
 

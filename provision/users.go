@@ -170,7 +170,12 @@ func (e *Engine) insertUser(ctx context.Context, s scope, tx Store, rec *recorde
 
 // linkOf returns the calling connection's link to user id.
 func (e *Engine) linkOf(ctx context.Context, st Store, s scope, id string) (Link, error) {
-	links, err := st.LinksOf(ctx, s.tenant.ID, ResourceUser, id)
+	return s.link(ctx, st, ResourceUser, id)
+}
+
+// link returns the calling connection's link to a resource.
+func (s scope) link(ctx context.Context, st Store, kind ResourceKind, id string) (Link, error) {
+	links, err := st.LinksOf(ctx, s.tenant.ID, kind, id)
 	if err != nil {
 		return Link{}, err
 	}
@@ -180,6 +185,19 @@ func (e *Engine) linkOf(ctx context.Context, st Store, s scope, id string) (Link
 		}
 	}
 	return Link{}, fmt.Errorf("%w: no link of connection %q", ErrNotFound, s.conn.ID)
+}
+
+// externalID returns the id the calling connection knows a resource by,
+// "" when it has no link (and always for the admin API).
+func (s scope) externalID(ctx context.Context, st Store, kind ResourceKind, id string) (string, error) {
+	if s.isAdmin() {
+		return "", nil
+	}
+	l, err := s.link(ctx, st, kind, id)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return l.ExternalID, err
 }
 
 // firstContact applies the connection's match rules, in order, to find the
@@ -475,16 +493,11 @@ func (e *Engine) GetUser(ctx context.Context, o Origin, id string) (User, error)
 }
 
 func (e *Engine) withExternalID(ctx context.Context, s scope, u User) (User, error) {
-	if s.isAdmin() {
-		return u, nil
-	}
-	l, err := e.linkOf(ctx, e.store, s, u.ID)
-	switch {
-	case err == nil:
-		u.ExternalID = l.ExternalID
-	case !errors.Is(err, ErrNotFound):
+	ext, err := s.externalID(ctx, e.store, ResourceUser, u.ID)
+	if err != nil {
 		return User{}, err
 	}
+	u.ExternalID = ext
 	return u, nil
 }
 
