@@ -19,6 +19,8 @@ import (
 // group holding all of them and a group of 10, behind the real handler.
 type benchEnv struct {
 	h          http.Handler
+	base       http.Handler // the elimity baseline (vs_elimity_test.go)
+	userID     string
 	store      *memstore.Store
 	engine     *provision.Engine
 	big, small string
@@ -79,7 +81,7 @@ func getBench(b *testing.B) *benchEnv {
 		if err != nil {
 			b.Fatal(err)
 		}
-		bench = &benchEnv{h: h, store: st, engine: engine, big: big.ID, small: small.ID}
+		bench = &benchEnv{h: h, base: newBaseline(engine), store: st, engine: engine, big: big.ID, small: small.ID, userID: users[4242].ID}
 	})
 	return bench
 }

@@ -129,7 +129,7 @@ func (gh groupHandler) GetAll(r *http.Request, params elimity.ListRequestParams)
 
 // listGroups renders a page of groups, with their members when the
 // projection wants them.
-func (h *Handler) listGroups(ctx context.Context, st *request, f filter.Expr, offset, limit int) ([]map[string]any, int, error) {
+func (h *Handler) listGroups(ctx context.Context, st *request, f filter.Expr, offset, limit int) ([]any, int, error) {
 	groups, total, err := h.engine.ListGroups(ctx, st.origin, provision.Query{
 		Filter:     f,
 		SortBy:     st.sortBy,
@@ -140,15 +140,15 @@ func (h *Handler) listGroups(ctx context.Context, st *request, f filter.Expr, of
 		return nil, 0, err
 	}
 	want := st.proj.wantsMembers()
-	out := make([]map[string]any, len(groups))
-	for i, g := range groups {
+	out := make([]any, len(groups))
+	for i := range groups {
 		var members []string
 		if want {
-			if members, err = h.allMembers(ctx, st, g.ID); err != nil {
+			if members, err = h.allMembers(ctx, st, groups[i].ID); err != nil {
 				return nil, 0, err
 			}
 		}
-		out[i] = h.renderGroup(g, members, want, st.proj)
+		out[i] = h.groupJSON(&groups[i], members, want, st.proj)
 	}
 	return out, total, nil
 }
@@ -448,7 +448,7 @@ func (h *Handler) groupResource(st *request, g provision.Group, members []string
 	if members == nil {
 		members = []string{}
 	}
-	st.setBody(h.renderGroup(g, members, withMembers, st.proj))
+	st.setBody(h.groupJSON(&g, members, withMembers, st.proj))
 	st.resID = g.ID
 	return resource(g.ID, g.Version)
 }

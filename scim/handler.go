@@ -461,9 +461,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, met
 		}
 	}
 
-	r2 := r.Clone(context.WithValue(r.Context(), requestKey{}, st))
-	r2.Method = method
-	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = st.route.path, "", query
+	r2 := r.WithContext(context.WithValue(r.Context(), requestKey{}, st))
+	u := *r.URL
+	u.Path, u.RawPath, u.RawQuery = st.route.path, "", query
+	r2.URL, r2.Method = &u, method
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
 	rec := &recorder{header: w.Header(), status: http.StatusOK}

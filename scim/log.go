@@ -128,9 +128,16 @@ type outcome struct {
 	failed bool
 }
 
+// entry is a LogEntry as kept: bodies as byte slices (shared with the
+// response written), made strings when the host reads them.
+type entry struct {
+	LogEntry
+	reqBody, respBody []byte
+}
+
 // dirLog is one directory's ring of entries and health counters.
 type dirLog struct {
-	entries []LogEntry
+	entries []entry
 	head    int // next slot when the ring is full
 	full    bool
 
@@ -171,14 +178,19 @@ func (w *logWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write keeps b itself when it fits (the handler writes each body once,
+// from a slice it never reuses), else a copy of its start.
 func (w *logWriter) Write(b []byte) (int, error) {
 	w.wrote = true
-	if room := w.max - len(w.body); room > 0 {
+	switch room := w.max - len(w.body); {
+	case room <= 0:
+		w.cut = w.cut || len(b) > 0
+	case w.body == nil && len(b) <= room:
+		w.body = b
+	default:
 		n := min(room, len(b))
-		w.body = append(w.body, b[:n]...)
+		w.body = append(w.body[:len(w.body):len(w.body)], b[:n]...)
 		w.cut = w.cut || n < len(b)
-	} else if len(b) > 0 {
-		w.cut = true
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -224,15 +236,18 @@ func (h *Handler) record(r *http.Request, st *request, body []byte, w *logWriter
 				e.Header[k] = v
 			}
 		}
-		var cut bool
-		e.RequestBody, cut = redactBody(body, h.logCfg.MaxBodyBytes)
-		e.ResponseBody = string(w.body)
-		e.Truncated = cut || w.cut
 	}
-	h.logs.add(e, keep, now)
+	en := entry{LogEntry: e}
+	if keep {
+		var cut bool
+		en.reqBody, cut = redactBody(body, h.logCfg.MaxBodyBytes)
+		en.respBody = w.body
+		en.Truncated = cut || w.cut
+	}
+	h.logs.add(en, keep, now)
 }
 
-func (s *logStore) add(e LogEntry, keep bool, now time.Time) {
+func (s *logStore) add(e entry, keep bool, now time.Time) {
 	k := dirKey{e.TenantID, e.ConnectionID}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -287,7 +302,9 @@ func (h *Handler) RequestLog(tenantID, connectionID string) []LogEntry {
 	for i := range n {
 		e := d.entries[(d.head+i)%n]
 		if !e.Time.Before(cutoff) {
-			out = append(out, e)
+			le := e.LogEntry
+			le.RequestBody, le.ResponseBody = string(e.reqBody), string(e.respBody)
+			out = append(out, le)
 		}
 	}
 	return out
@@ -378,23 +395,43 @@ func detectDialect(ua string, st *request) Dialect {
 const redacted = "[redacted]"
 
 // redactBody returns body with passwords replaced, cut at max bytes. Only
-// a body that mentions a password is decoded.
-func redactBody(body []byte, max int) (string, bool) {
+// a body that mentions a password is decoded; another one is kept as is
+// (the request's body is never modified after it was read).
+func redactBody(body []byte, max int) ([]byte, bool) {
 	if len(body) == 0 {
-		return "", false
+		return nil, false
 	}
-	if bytes.Contains(bytes.ToLower(body), []byte("password")) {
+	if mentionsPassword(body) {
 		v, err := decodeJSON(body)
 		if err != nil {
-			return "[redacted: a body that is not JSON and mentions a password]", false
+			return []byte("[redacted: a body that is not JSON and mentions a password]"), false
 		}
 		redactValue(v)
 		body, _ = json.Marshal(v)
 	}
 	if len(body) > max {
-		return string(body[:max]), true
+		return bytes.Clone(body[:max]), true
 	}
-	return string(body), false
+	return body, false
+}
+
+// mentionsPassword reports whether b holds "password" in any case,
+// without allocating.
+func mentionsPassword(b []byte) bool {
+	const word = "password"
+	for i := 0; i+len(word) <= len(b); i++ {
+		if b[i]|0x20 != 'p' {
+			continue
+		}
+		j := 1
+		for j < len(word) && b[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
 }
 
 // redactValue replaces in place every value under a key named password,

@@ -101,8 +101,34 @@ func resource(id string, version int64) elimity.Resource {
 	return elimity.Resource{ID: id, Attributes: elimity.ResourceAttributes{"id": id}, Meta: elimity.Meta{Version: etag(version)}}
 }
 
+// rendered is a resource already written as JSON (the fast path).
+type rendered []byte
+
+// MarshalJSON implements json.Marshaler.
+func (r rendered) MarshalJSON() ([]byte, error) { return r, nil }
+
+// userJSON renders u, by the fast path when it applies.
+func (h *Handler) userJSON(u *provision.User, p *projection) any {
+	if p == nil && len(u.Attributes) == 0 {
+		return rendered(h.appendUser(nil, u))
+	}
+	return h.renderUser(*u, p)
+}
+
+// groupJSON renders g, by the fast path when it applies.
+func (h *Handler) groupJSON(g *provision.Group, members []string, withMembers bool, p *projection) any {
+	if p == nil && len(g.Attributes) == 0 {
+		return rendered(h.appendGroup(nil, g, members, withMembers))
+	}
+	return h.renderGroup(*g, members, withMembers, p)
+}
+
 // setBody records d as the response body the front writes.
 func (st *request) setBody(d any) {
+	if r, ok := d.(rendered); ok {
+		st.body = r
+		return
+	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		st.err = &scimError{status: http.StatusInternalServerError, detail: "Internal server error."}
@@ -114,16 +140,16 @@ func (st *request) setBody(d any) {
 // listResponse is a SCIM ListResponse; its fields marshal in the order
 // elimity's map would (sorted keys).
 type listResponse struct {
-	Resources    []map[string]any `json:"Resources"`
-	ItemsPerPage int              `json:"itemsPerPage"`
-	Schemas      []string         `json:"schemas"`
-	StartIndex   int              `json:"startIndex"`
-	TotalResults int              `json:"totalResults"`
+	Resources    []any    `json:"Resources"`
+	ItemsPerPage int      `json:"itemsPerPage"`
+	Schemas      []string `json:"schemas"`
+	StartIndex   int      `json:"startIndex"`
+	TotalResults int      `json:"totalResults"`
 }
 
-func (st *request) setList(resources []map[string]any, startIndex, total int) {
+func (st *request) setList(resources []any, startIndex, total int) {
 	if resources == nil {
-		resources = []map[string]any{}
+		resources = []any{}
 	}
 	st.isList, st.listed = true, len(resources)
 	st.setBody(listResponse{Resources: resources, ItemsPerPage: len(resources), Schemas: []string{listResponseURN}, StartIndex: startIndex, TotalResults: total})

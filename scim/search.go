@@ -105,15 +105,15 @@ func (rh rootHandler) GetAll(r *http.Request, params elimity.ListRequestParams) 
 	}
 	ctx := r.Context()
 	offset, limit := params.StartIndex-1, params.Count
-	var out []map[string]any
+	var out []any
 	total := 0
 	if !rq.skipUsers {
 		users, n, err := h.engine.ListUsers(ctx, st.origin, provision.Query{Filter: rq.users, Page: provision.Page{Offset: offset, Limit: limit}})
 		if err != nil {
 			return elimity.Page{}, h.fail(st, err)
 		}
-		for _, u := range users {
-			out = append(out, h.renderUser(u, st.proj))
+		for i := range users {
+			out = append(out, h.userJSON(&users[i], st.proj))
 		}
 		total += n
 		offset = max(0, offset-n)

@@ -78,9 +78,9 @@ func (uh userHandler) GetAll(r *http.Request, params elimity.ListRequestParams) 
 	if err != nil {
 		return elimity.Page{}, h.fail(st, err)
 	}
-	out := make([]map[string]any, len(users))
-	for i, u := range users {
-		out[i] = h.renderUser(u, st.proj)
+	out := make([]any, len(users))
+	for i := range users {
+		out[i] = h.userJSON(&users[i], st.proj)
 	}
 	st.setList(out, params.StartIndex, total)
 	return elimity.Page{TotalResults: total, Resources: []elimity.Resource{}}, nil
@@ -498,7 +498,7 @@ func (h *Handler) userFromDoc(d map[string]any, base provision.User) (provision.
 // userResource renders u as the response body and returns what elimity
 // needs of it.
 func (h *Handler) userResource(st *request, u provision.User) elimity.Resource {
-	st.setBody(h.renderUser(u, st.proj))
+	st.setBody(h.userJSON(&u, st.proj))
 	st.resID = u.ID
 	return resource(u.ID, u.Version)
 }
