@@ -17,15 +17,17 @@ import (
 	"github.com/idprov/idprov/provision/webhook"
 )
 
-// eventsFeature serves the tenant's event log with a cursor, and delivers
-// it to a webhook:
+// eventsFeature serves the tenants' event logs with a cursor, and delivers
+// them to webhooks:
 //
-//	GET /events?after=N&limit=M   (Authorization: Bearer <events-token>)
+//	GET /events?after=N&limit=M[&tenant=ID]   (Authorization: Bearer <events-token>)
 //
 // answers {"events": [...], "next": <seq to pass as after next time>},
 // oldest first. With -webhook-url every event is also POSTed there, signed
 // with the printed webhook-secret (see package provision/webhook), and
-// GET /webhook/status shows the delivery state.
+// GET /webhook/status[?tenant=ID] shows the delivery state. The tenant is
+// the -tenant one unless ?tenant= names another; -config tenants declare
+// their webhook in "webhook".
 //
 //	go run ./examples/saas-app -webhook-url http://127.0.0.1:9000/hook
 //
@@ -36,6 +38,8 @@ type eventsFeature struct {
 	webhookURL    string
 	webhookSecret string
 	wh            *webhook.Webhook
+	// hooks are the tenants' webhook endpoints.
+	hooks map[string]webhook.Endpoint
 }
 
 func (f *eventsFeature) flags(fs *flag.FlagSet) {
@@ -59,22 +63,53 @@ func (f *eventsFeature) setup(a *app) error {
 		}
 		f.webhookSecret = s
 	}
+	f.hooks = map[string]webhook.Endpoint{}
+	if f.webhookURL != "" {
+		f.hooks[a.Tenants[0].ID] = webhook.Endpoint{URL: f.webhookURL, Secret: f.webhookSecret}
+	}
+	for _, t := range a.Tenants {
+		wc := t.Conf.Webhook
+		if wc == nil || wc.URL == "" {
+			continue
+		}
+		if _, ok := f.hooks[t.ID]; ok {
+			continue // the -webhook-url flag wins
+		}
+		if wc.Secret == "" {
+			return fmt.Errorf("-config: tenant %s: a webhook needs a secret (webhook.NewSecret makes one)", t.ID)
+		}
+		f.hooks[t.ID] = webhook.Endpoint{URL: wc.URL, Secret: wc.Secret}
+	}
 	return nil
 }
 
+// tenantOf is the ?tenant= of r, by default the -tenant one.
+func tenantOf(r *http.Request, a *app) (string, bool) {
+	id := r.URL.Query().Get("tenant")
+	if id == "" {
+		return a.Tenants[0].ID, true
+	}
+	return id, a.tenant(id) != nil
+}
+
 func (f *eventsFeature) start(ctx context.Context, a *app) error {
-	tenant := a.Tenant.ID
 	a.Mux.HandleFunc("GET /events", f.authorized(func(w http.ResponseWriter, r *http.Request) {
+		tenant, ok := tenantOf(r, a)
+		if !ok {
+			http.Error(w, "no such tenant", http.StatusNotFound)
+			return
+		}
 		f.serveEvents(w, r, a.Engine, tenant)
 	}))
 	fmt.Fprintf(a.Stdout, "events: %s/events\n", a.BaseURL)
 	fmt.Fprintf(a.Stdout, "events-token: %s\n", f.token)
-	if f.webhookURL == "" {
+	a.admin.events = f
+	if len(f.hooks) == 0 {
 		return nil
 	}
 	wh, err := webhook.New(webhook.Config{
 		Engine:    a.Engine,
-		Endpoints: map[string]webhook.Endpoint{tenant: {URL: f.webhookURL, Secret: f.webhookSecret}},
+		Endpoints: f.hooks,
 		Logger:    a.Log,
 	})
 	if err != nil {
@@ -87,6 +122,11 @@ func (f *eventsFeature) start(ctx context.Context, a *app) error {
 		}
 	}()
 	a.Mux.HandleFunc("GET /webhook/status", f.authorized(func(w http.ResponseWriter, r *http.Request) {
+		tenant, ok := tenantOf(r, a)
+		if _, hooked := f.hooks[tenant]; !ok || !hooked {
+			http.Error(w, "no webhook for this tenant", http.StatusNotFound)
+			return
+		}
 		st, err := wh.Status(r.Context(), tenant)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -94,7 +134,9 @@ func (f *eventsFeature) start(ctx context.Context, a *app) error {
 		}
 		writeEventsJSON(w, st)
 	}))
-	fmt.Fprintf(a.Stdout, "webhook-secret: %s\n", f.webhookSecret)
+	if f.webhookURL != "" {
+		fmt.Fprintf(a.Stdout, "webhook-secret: %s\n", f.webhookSecret)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/idprov/idprov/ldap"
@@ -27,13 +28,45 @@ import (
 // URL is upgraded with StartTLS; ldaps:// is TLS from the start. Both
 // verify the server's certificate against the system roots. Users and
 // groups it syncs show through SCIM GET like any other.
+//
+// The -config file's tenants declare theirs in "ldap" entries. One Syncer
+// runs per LDAP connection; the admin page shows each one's last report
+// and its held plan, and confirms it.
 type ldapFeature struct {
 	url, bindDN, bindPassword, baseDN string
 	userFilter, groupFilter           string
 	preset                            string
 	interval                          time.Duration
 	connID                            string
-	syncer                            *ldap.Syncer
+	// syncer is the -tenant's connection's (from the flags), if any.
+	syncer *ldap.Syncer
+	// sources are every LDAP connection of every tenant.
+	sources []*ldapSource
+}
+
+// ldapSource is one LDAP connection and its Syncer.
+type ldapSource struct {
+	TenantID string
+	Conf     ldapConfig
+	Syncer   *ldap.Syncer
+
+	mu         sync.Mutex
+	lastReport *ldap.Report
+	lastErr    error
+	lastTime   time.Time
+}
+
+// status returns the last sync's report, error and time.
+func (s *ldapSource) status() (*ldap.Report, error, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastReport, s.lastErr, s.lastTime
+}
+
+func (s *ldapSource) record(r *ldap.Report, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastReport, s.lastErr, s.lastTime = r, err, time.Now()
 }
 
 func (f *ldapFeature) flags(fs *flag.FlagSet) {
@@ -49,22 +82,40 @@ func (f *ldapFeature) flags(fs *flag.FlagSet) {
 }
 
 func (f *ldapFeature) setup(a *app) error {
-	if f.url == "" {
-		return nil
+	if f.url != "" {
+		if f.baseDN == "" {
+			return fmt.Errorf("-ldap-url needs -ldap-base-dn")
+		}
+		if _, err := ldapMapping(f.preset); err != nil {
+			return fmt.Errorf("-ldap-preset: %w", err)
+		}
+		a.Tenants[0].Conf.LDAP = append([]ldapConfig{{
+			ID: f.connID, Name: "LDAP directory", URL: f.url, BindDN: f.bindDN, BindPassword: f.bindPassword,
+			BaseDN: f.baseDN, Preset: f.preset, UserFilter: f.userFilter, GroupFilter: f.groupFilter, Interval: duration(f.interval),
+		}}, a.Tenants[0].Conf.LDAP...)
 	}
-	if f.baseDN == "" {
-		return fmt.Errorf("-ldap-url needs -ldap-base-dn")
+	for _, t := range a.Tenants {
+		for _, c := range t.Conf.LDAP {
+			if c.ID == "" || c.URL == "" || c.BaseDN == "" {
+				return fmt.Errorf("-config: tenant %s: an LDAP source needs an id, a url and a baseDN", t.ID)
+			}
+			if _, err := ldapMapping(c.Preset); err != nil {
+				return fmt.Errorf("-config: tenant %s, LDAP source %s: %w", t.ID, c.ID, err)
+			}
+			name := c.Name
+			if name == "" {
+				name = "LDAP directory " + c.ID
+			}
+			t.Connections = append(t.Connections, provision.Connection{ID: c.ID, Kind: provision.KindLDAP, Name: name})
+			f.sources = append(f.sources, &ldapSource{TenantID: t.ID, Conf: c})
+		}
 	}
-	if _, err := f.mapping(); err != nil {
-		return err
-	}
-	a.Tenant.Connections = append(a.Tenant.Connections, provision.Connection{ID: f.connID, Kind: provision.KindLDAP, Name: "LDAP directory"})
 	return nil
 }
 
-// mapping is the -ldap-preset's Mapping.
-func (f *ldapFeature) mapping() (ldap.Mapping, error) {
-	switch f.preset {
+// ldapMapping is a preset's Mapping.
+func ldapMapping(preset string) (ldap.Mapping, error) {
+	switch preset {
 	case "", "openldap":
 		return ldap.OpenLDAP(), nil
 	case "389":
@@ -72,18 +123,29 @@ func (f *ldapFeature) mapping() (ldap.Mapping, error) {
 	case "ad":
 		return ldap.ActiveDirectory(), nil
 	}
-	return ldap.Mapping{}, fmt.Errorf("-ldap-preset %q: want openldap, 389 or ad", f.preset)
+	return ldap.Mapping{}, fmt.Errorf("preset %q: want openldap, 389 or ad", preset)
 }
 
 func (f *ldapFeature) start(ctx context.Context, a *app) error {
-	if f.url == "" {
-		return nil
+	for i, src := range f.sources {
+		if err := f.startSource(ctx, a, src); err != nil {
+			return err
+		}
+		if i == 0 && f.url != "" {
+			f.syncer = src.Syncer
+		}
 	}
-	u, err := url.Parse(f.url)
+	a.admin.ldap = f
+	return nil
+}
+
+func (f *ldapFeature) startSource(ctx context.Context, a *app, src *ldapSource) error {
+	c := src.Conf
+	u, err := url.Parse(c.URL)
 	if err != nil {
-		return fmt.Errorf("-ldap-url: %w", err)
+		return fmt.Errorf("tenant %s: LDAP url: %w", src.TenantID, err)
 	}
-	m, err := f.mapping()
+	m, err := ldapMapping(c.Preset)
 	if err != nil {
 		return err
 	}
@@ -92,37 +154,51 @@ func (f *ldapFeature) start(ctx context.Context, a *app) error {
 		ip := net.ParseIP(u.Hostname())
 		plainLoopback = u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback())
 	}
-	f.syncer, err = ldap.NewSyncer(ldap.Config{
+	interval := time.Duration(c.Interval)
+	if interval == 0 {
+		interval = time.Minute
+	}
+	log := a.Log.With("tenant", src.TenantID, "connection", c.ID)
+	src.Syncer, err = ldap.NewSyncer(ldap.Config{
 		Engine:            a.Engine,
-		TenantID:          a.Tenant.ID,
-		ConnectionID:      f.connID,
-		URL:               f.url,
+		TenantID:          src.TenantID,
+		ConnectionID:      c.ID,
+		URL:               c.URL,
 		StartTLS:          u.Scheme == "ldap" && !plainLoopback,
 		InsecurePlaintext: plainLoopback,
-		BindDN:            f.bindDN,
-		BindPassword:      f.bindPassword,
-		UserBaseDN:        f.baseDN,
-		UserFilter:        f.userFilter,
-		GroupBaseDN:       f.baseDN,
-		GroupFilter:       f.groupFilter,
+		BindDN:            c.BindDN,
+		BindPassword:      c.BindPassword,
+		UserBaseDN:        c.BaseDN,
+		UserFilter:        c.UserFilter,
+		GroupBaseDN:       c.BaseDN,
+		GroupFilter:       c.GroupFilter,
 		Mapping:           m,
-		Interval:          f.interval,
+		Interval:          interval,
 		Logger:            a.Log,
 		OnReport: func(r *ldap.Report, err error) {
+			src.record(r, err)
 			switch {
 			case err != nil:
-				a.Log.Error("ldap sync failed", "error", err)
+				log.Error("ldap sync failed", "error", err)
 			case r.Held != nil:
-				a.Log.Warn("ldap sync: deactivations held until confirmed (ldap.Syncer.Confirm)", "plan", r.Held.ID, "count", len(r.Held.Deactivations), "reason", r.Held.Reason)
+				log.Warn("ldap sync: deactivations held until confirmed (on the admin page, or ldap.Syncer.Confirm)", "plan", r.Held.ID, "count", len(r.Held.Deactivations), "reason", r.Held.Reason)
 			default:
-				a.Log.Info(r.String())
+				log.Info(r.String())
 			}
 		},
 	})
 	if err != nil {
 		return err
 	}
-	go func() { _ = f.syncer.Run(ctx) }()
-	fmt.Fprintf(a.Stdout, "ldap: %s (%s) every %s\n", f.url, f.preset, f.interval)
+	go func() { _ = src.Syncer.Run(ctx) }()
+	preset := c.Preset
+	if preset == "" {
+		preset = "openldap"
+	}
+	if src.TenantID == a.Tenants[0].ID && c.ID == f.connID && f.url != "" {
+		fmt.Fprintf(a.Stdout, "ldap: %s (%s) every %s\n", c.URL, preset, interval)
+	} else {
+		fmt.Fprintf(a.Stdout, "ldap %s/%s: %s (%s) every %s\n", src.TenantID, c.ID, c.URL, preset, interval)
+	}
 	return nil
 }

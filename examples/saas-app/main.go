@@ -1,12 +1,18 @@
-// Command saas-app is a runnable multi-tenant host of idprov: one tenant on
-// an in-memory store, with a SCIM 2.0 endpoint an identity provider
-// provisions into.
+// Command saas-app is a runnable multi-tenant host of idprov. With no flags
+// it stores its data in the SQLite file saas-app.db, declares tenant acme
+// with a SCIM directory and a SAML connection to a built-in demo identity
+// provider, and serves an admin page that shows provisioning happen:
 //
+//	go run ./examples/saas-app
 //	go run ./examples/saas-app -addr 127.0.0.1:8080 -tenant acme -scim-token SECRET
+//	go run ./examples/saas-app -config tenants.json
 //
 // On start it prints one line per endpoint ("scim: <base URL>",
-// "scim-token: <token>"); scripts and tests read them. Each feature lives
-// in its own file (scim.go, ...) and is listed in features below.
+// "scim-token: <token>", "saml-login: <URL>", "admin: <URL>", ...); scripts
+// and tests read them. The one-tenant flags configure tenant -tenant; a
+// -config file declares more tenants (config.go). Each feature lives in its
+// own file (scim.go, saml.go, demoidp.go, ldap.go, events.go, admin.go) and
+// is listed in features below.
 package main
 
 import (
@@ -38,7 +44,7 @@ func main() {
 
 // feature is one part of the app, in its own file. For each run, flags
 // registers its flags; setup runs before the engine exists (declare
-// connections on a.Tenant, choose a.Store, extend a.EngineConfig); start
+// connections on a.Tenants, choose a.Store, extend a.EngineConfig); start
 // runs after (mount handlers on a.Mux, print its lines, start background
 // work that ends with ctx).
 type feature interface {
@@ -55,6 +61,7 @@ func features() []feature {
 		&samlFeature{},
 		&ldapFeature{},
 		&eventsFeature{},
+		&adminFeature{},
 	}
 }
 
@@ -63,11 +70,16 @@ type app struct {
 	// Addr and BaseURL are where the app listens ("http://127.0.0.1:8080").
 	Addr    string
 	BaseURL string
-	// Tenant is the one tenant of the demo; setup adds connections to it.
-	Tenant provision.Tenant
+	// Tenants are declared to the engine. Tenants[0] is the one the
+	// one-tenant flags configure (-tenant); the others come from -config.
+	// Setups add connections to them (each from its part of the tenant's
+	// Conf); the list does not change after run builds it.
+	Tenants []*tenant
 	// Store is the engine's store (-db); StoreName says which.
 	Store     provision.Store
 	StoreName string
+	// admin is the admin page's hooks into the features (admin.go).
+	admin adminHooks
 	// EngineConfig is handed to provision.NewEngine after every setup.
 	EngineConfig provision.Config
 	Engine       *provision.Engine
@@ -81,7 +93,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("saas-app", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
-	tenant := fs.String("tenant", "acme", "the tenant's id")
+	tenantID := fs.String("tenant", "acme", "the id of the tenant the one-tenant flags configure")
+	configFile := fs.String("config", "", "JSON file declaring more tenants and their connections (see config.go)")
 	feats := features()
 	for _, f := range feats {
 		f.flags(fs)
@@ -90,6 +103,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
+	tenants, err := loadTenants(*configFile, *tenantID)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -98,7 +115,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	a := &app{
 		Addr:    ln.Addr().String(),
 		BaseURL: "http://" + ln.Addr().String(),
-		Tenant:  provision.Tenant{ID: *tenant, Name: *tenant},
+		Tenants: tenants,
 		Mux:     http.NewServeMux(),
 		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Stdout:  stdout,
@@ -113,7 +130,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg := a.EngineConfig
 	cfg.Store = a.Store
-	cfg.Tenants = append(cfg.Tenants, a.Tenant)
+	for _, t := range a.Tenants {
+		cfg.Tenants = append(cfg.Tenants, t.Tenant)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = a.Log
 	}

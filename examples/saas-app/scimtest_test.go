@@ -40,17 +40,17 @@ func TestSCIMConformanceSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &app{
-		Tenant: provision.Tenant{ID: "acme", Name: "acme"},
-		Store:  st,
-		Mux:    http.NewServeMux(),
-		Log:    slog.New(slog.DiscardHandler),
-		Stdout: io.Discard,
+		Tenants: []*tenant{{Tenant: provision.Tenant{ID: "acme", Name: "acme"}}},
+		Store:   st,
+		Mux:     http.NewServeMux(),
+		Log:     slog.New(slog.DiscardHandler),
+		Stdout:  io.Discard,
 	}
 	f := &scimFeature{connID: "scim"}
 	if err := f.setup(a); err != nil {
 		t.Fatal(err)
 	}
-	if a.Engine, err = provision.NewEngine(provision.Config{Store: st, Tenants: []provision.Tenant{a.Tenant}, Logger: a.Log}); err != nil {
+	if a.Engine, err = provision.NewEngine(provision.Config{Store: st, Tenants: []provision.Tenant{a.Tenants[0].Tenant}, Logger: a.Log}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(a.Mux)

@@ -1,0 +1,802 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/idprov/idprov/ldap"
+	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/provision/filter"
+	"github.com/idprov/idprov/scim"
+)
+
+// adminFeature serves the admin page at /admin: the tenants and their
+// connections with health, users with search, groups with members, the
+// event log, SCIM token rotation, LDAP sync status with held plans, and the
+// access-rule plan preview. Server-rendered (html/template, no script).
+//
+// It is protected by an admin token: printed on start in the admin URL
+// ("admin: http://.../admin?token=..."), which sets an HttpOnly cookie;
+// API clients may send "Authorization: Bearer <token>" instead. Without
+// -admin-token the app makes one on first start and keeps it in the store,
+// so the printed link stays valid across restarts. Forms are POSTs,
+// refused when a browser sends them from another origin
+// (http.CrossOriginProtection).
+type adminFeature struct {
+	token string
+
+	mu       sync.Mutex
+	refusals map[string][]provision.Refusal // by tenant, newest last
+}
+
+// adminHooks are what the admin page reads from the other features; a nil
+// field is a feature that is off.
+type adminHooks struct {
+	scim   *scimFeature
+	saml   *samlFeature
+	ldap   *ldapFeature
+	events *eventsFeature
+}
+
+const (
+	adminCookie  = "saas_admin"
+	maxRefusals  = 50
+	adminPage    = 25
+	eventScanMax = 5000
+)
+
+//go:embed admin.html
+var adminFS embed.FS
+
+var adminTmpl = template.Must(template.New("admin.html").Funcs(template.FuncMap{
+	"when": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.Local().Format("2006-01-02 15:04:05")
+	},
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	},
+	"add":  func(a, b int) int { return a + b },
+	"join": strings.Join,
+	"pct":  func(f float64) string { return strconv.FormatFloat(100*f, 'f', 0, 64) + "%" },
+}).ParseFS(adminFS, "admin.html"))
+
+func (f *adminFeature) flags(fs *flag.FlagSet) {
+	fs.StringVar(&f.token, "admin-token", "", "token of the admin page (default: a random one kept in the store; the printed admin URL carries it)")
+}
+
+func (f *adminFeature) setup(a *app) error {
+	f.refusals = map[string][]provision.Refusal{}
+	prev := a.EngineConfig.Audit
+	a.EngineConfig.Audit = func(ctx context.Context, r provision.Refusal) {
+		f.mu.Lock()
+		l := append(f.refusals[r.Origin.TenantID], r)
+		if len(l) > maxRefusals {
+			l = l[len(l)-maxRefusals:]
+		}
+		f.refusals[r.Origin.TenantID] = l
+		f.mu.Unlock()
+		if prev != nil {
+			prev(ctx, r)
+		}
+	}
+	return nil
+}
+
+func (f *adminFeature) start(ctx context.Context, a *app) error {
+	if f.token == "" {
+		tok, err := scim.GenerateToken()
+		if err != nil {
+			return err
+		}
+		key, tenant := "saas-app:admin-token", a.Tenants[0].ID
+		if _, err := a.Engine.KVInsert(ctx, tenant, key, []byte(tok), 0); err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+		b, err := a.Engine.KVGet(ctx, tenant, key)
+		if err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+		f.token = string(b)
+	}
+	s := &adminServer{f: f, a: a}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin", s.overview)
+	mux.HandleFunc("GET /admin/t/{tenant}", s.dashboard)
+	mux.HandleFunc("GET /admin/t/{tenant}/groups/{id}", s.group)
+	mux.HandleFunc("GET /admin/t/{tenant}/scim/{conn}/log", s.scimLog)
+	mux.HandleFunc("POST /admin/t/{tenant}/scim/{conn}/rotate", s.rotate)
+	mux.HandleFunc("POST /admin/t/{tenant}/scim/{conn}/revoke-old", s.revokeOld)
+	mux.HandleFunc("POST /admin/t/{tenant}/ldap/{conn}/{action}", s.ldapAction)
+	mux.HandleFunc("POST /admin/t/{tenant}/users/{id}/{action}", s.userAction)
+	mux.HandleFunc("POST /admin/t/{tenant}/access/preview", s.accessPreview)
+	mux.HandleFunc("POST /admin/t/{tenant}/access/apply", s.accessApply)
+	h := http.NewCrossOriginProtection().Handler(f.authorized(mux))
+	a.Mux.Handle("/admin", h)
+	a.Mux.Handle("/admin/", h)
+	fmt.Fprintf(a.Stdout, "admin: %s/admin?token=%s\n", a.BaseURL, url.QueryEscape(f.token))
+	return nil
+}
+
+// authorized lets in the requests with the admin token: in ?token= (which
+// sets the cookie and redirects to the URL without it), the cookie, or an
+// Authorization header.
+func (f *adminFeature) authorized(next http.Handler) http.Handler {
+	ok := func(s string) bool { return s != "" && subtle.ConstantTimeCompare([]byte(s), []byte(f.token)) == 1 }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if q := r.URL.Query(); q.Has("token") {
+			if !ok(q.Get("token")) {
+				http.Error(w, "wrong admin token: open the admin link the app printed on start", http.StatusUnauthorized)
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: f.token, Path: "/admin", HttpOnly: true,
+				Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+			q.Del("token")
+			u := *r.URL
+			u.RawQuery = q.Encode()
+			http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+			return
+		}
+		if c, err := r.Cookie(adminCookie); err == nil && ok(c.Value) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found && ok(tok) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "admin page: open the admin link the app printed on start (it carries the admin token)", http.StatusUnauthorized)
+	})
+}
+
+type adminServer struct {
+	f *adminFeature
+	a *app
+}
+
+// page is what admin.html renders; View picks the section.
+type page struct {
+	View    string
+	Title   string
+	Msg     string
+	Err     string
+	Tenants []tenantView
+	T       *tenantView
+	Data    any
+}
+
+type connView struct {
+	provision.Connection
+	// Status is ok, warn, fail or idle; Health says why, in words.
+	Status string
+	Health string
+	// Details are the connection's facts, line by line.
+	Details []string
+	// Tokens is the number of valid SCIM tokens; Token the one in clear,
+	// when the app knows it (the -tenant's directory).
+	Tokens int
+	Token  string
+	// LoginURL is a SAML connection's sign-in link.
+	LoginURL string
+	// Held is an LDAP connection's held plan.
+	Held *ldap.HeldPlan
+	// Report is an LDAP connection's last report.
+	Report string
+}
+
+type tenantView struct {
+	ID, Name    string
+	Conns       []connView
+	Users       int
+	Active      int
+	Groups      int
+	LastSeq     int64
+	Webhook     string
+	WebhookSt   string
+	SCIMBase    string
+	AccessRules string
+	Refusals    []provision.Refusal
+}
+
+func (s *adminServer) render(w http.ResponseWriter, status int, p page) {
+	for _, t := range s.a.Tenants {
+		p.Tenants = append(p.Tenants, tenantView{ID: t.ID, Name: t.Name})
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if err := adminTmpl.Execute(w, p); err != nil {
+		s.a.Log.Error("saas-app: admin page", "err", err)
+	}
+}
+
+func (s *adminServer) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	s.render(w, status, page{View: "error", Title: "Error", Err: err.Error()})
+}
+
+// tenantOr404 returns the path's tenant.
+func (s *adminServer) tenantOr404(w http.ResponseWriter, r *http.Request) (provision.Tenant, bool) {
+	t, err := s.a.Engine.Tenant(r.PathValue("tenant"))
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, fmt.Errorf("no tenant %q", r.PathValue("tenant")))
+		return provision.Tenant{}, false
+	}
+	return t, true
+}
+
+func admin(t string) provision.Origin {
+	return provision.Origin{TenantID: t, ConnectionID: provision.APIConnection, Actor: "admin page"}
+}
+
+// tenantView gathers a tenant's connections with their health, and its
+// counts.
+func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenantView {
+	v := tenantView{ID: t.ID, Name: t.Name, SCIMBase: s.a.BaseURL + "/scim/v2"}
+	o := admin(t.ID)
+	_, v.Users, _ = s.a.Engine.ListUsers(ctx, o, provision.Query{})
+	if active, err := filter.Parse(`active eq true`); err == nil {
+		_, v.Active, _ = s.a.Engine.ListUsers(ctx, o, provision.Query{Filter: active})
+	}
+	_, v.Groups, _ = s.a.Engine.ListGroups(ctx, o, provision.Query{})
+	if el, ok := s.a.Engine.Store().(provision.EventLog); ok {
+		v.LastSeq, _ = el.LastSeq(ctx, t.ID)
+	}
+	if b, err := json.MarshalIndent(t.AccessRules, "", "  "); err == nil && len(t.AccessRules) > 0 {
+		v.AccessRules = string(b)
+	} else {
+		v.AccessRules = "[]"
+	}
+	h := s.a.admin
+	for _, c := range t.Connections {
+		cv := connView{Connection: c, Status: "idle"}
+		switch c.Kind {
+		case provision.KindSCIM:
+			s.scimConn(&cv, t.ID)
+		case provision.KindSAML:
+			if h.saml != nil && h.saml.handler != nil {
+				cv.LoginURL = h.saml.handler.LoginURL(t.ID) + "?return_to=/"
+				h.saml.mu.Lock()
+				st := h.saml.logins[t.ID]
+				h.saml.mu.Unlock()
+				cv.Health = fmt.Sprintf("%d sign-ins since start, last %s", st.Logins, ago(st.Last))
+				if st.Logins > 0 {
+					cv.Status = "ok"
+					cv.Details = append(cv.Details, "last user: "+st.LastUser)
+				}
+			}
+		case provision.KindLDAP:
+			s.ldapConn(ctx, &cv, t.ID)
+		}
+		v.Conns = append(v.Conns, cv)
+	}
+	if h.events != nil {
+		if ep, ok := h.events.hooks[t.ID]; ok && h.events.wh != nil {
+			v.Webhook = ep.URL
+			if st, err := h.events.wh.Status(ctx, t.ID); err == nil {
+				v.WebhookSt = fmt.Sprintf("delivered up to #%d of #%d", st.Cursor, st.LastSeq)
+				if st.Failing {
+					v.WebhookSt += fmt.Sprintf("; FAILING on #%d since %s (%d attempts): %s", st.FailingSeq, ago(st.FailingSince), st.Attempts, st.LastError)
+				}
+			}
+		}
+	}
+	s.f.mu.Lock()
+	v.Refusals = slices.Clone(s.f.refusals[t.ID])
+	s.f.mu.Unlock()
+	slices.Reverse(v.Refusals)
+	return v
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func (s *adminServer) scimConn(cv *connView, tenantID string) {
+	f := s.a.admin.scim
+	if f == nil || f.handler == nil {
+		return
+	}
+	for _, d := range f.directories() {
+		if d.TenantID == tenantID && d.ConnectionID == cv.ID {
+			cv.Tokens = len(d.Hashes)
+			if d.TenantID == s.a.Tenants[0].ID && d.ConnectionID == f.connID {
+				cv.Token = f.token
+			}
+		}
+	}
+	h := f.handler.Health(tenantID, cv.ID)
+	switch {
+	case h.Requests == 0:
+		cv.Health = "no requests in the last hour"
+	case h.ConsecutiveFailures > 0:
+		cv.Status = "fail"
+		cv.Health = fmt.Sprintf("%d failures in a row; last %d %s", h.ConsecutiveFailures, h.LastFailureStatus, h.LastFailureDetail)
+	case h.Warning != "" || h.Failures > 0:
+		cv.Status = "warn"
+		cv.Health = fmt.Sprintf("%d requests, %d failed (%s) in the last hour", h.Requests, h.Failures, strconv.FormatFloat(100*h.ErrorRate, 'f', 0, 64)+"%")
+	default:
+		cv.Status = "ok"
+		cv.Health = fmt.Sprintf("%d requests in the last hour, none failed", h.Requests)
+	}
+	if h.Dialect != "" {
+		cv.Details = append(cv.Details, "client: "+string(h.Dialect))
+	}
+	if !h.LastRequest.IsZero() {
+		cv.Details = append(cv.Details, "last request "+ago(h.LastRequest))
+	}
+	if h.Warning != "" {
+		cv.Details = append(cv.Details, h.Warning)
+	}
+}
+
+func (s *adminServer) ldapConn(ctx context.Context, cv *connView, tenantID string) {
+	f := s.a.admin.ldap
+	if f == nil {
+		return
+	}
+	for _, src := range f.sources {
+		if src.TenantID != tenantID || src.Conf.ID != cv.ID || src.Syncer == nil {
+			continue
+		}
+		cv.Details = append(cv.Details, src.Conf.URL+" ("+src.Conf.BaseDN+")")
+		r, err, at := src.status()
+		switch {
+		case err != nil:
+			cv.Status, cv.Health = "fail", "last sync failed "+ago(at)+": "+err.Error()
+		case r != nil:
+			cv.Status, cv.Health = "ok", "last sync "+ago(at)
+			cv.Report = r.String()
+		default:
+			cv.Health = "first sync pending"
+		}
+		if held, err := src.Syncer.Held(ctx); err == nil && held != nil {
+			cv.Held = held
+			cv.Status = "warn"
+			cv.Health += fmt.Sprintf("; %d deactivations held for confirmation", len(held.Deactivations))
+		}
+	}
+}
+
+func (s *adminServer) overview(w http.ResponseWriter, r *http.Request) {
+	p := page{View: "overview", Title: "Tenants", Msg: r.URL.Query().Get("msg")}
+	var views []tenantView
+	for _, t := range s.a.Tenants {
+		et, err := s.a.Engine.Tenant(t.ID)
+		if err != nil {
+			continue
+		}
+		views = append(views, s.tenantView(r.Context(), et))
+	}
+	p.Data = views
+	s.render(w, http.StatusOK, p)
+}
+
+// dashboardData is the tenant page below its connections.
+type dashboardData struct {
+	Q          string
+	QErr       string
+	Users      []userRow
+	UsersTotal int
+	Offset     int
+	Next, Prev int
+	Groups     []groupRow
+	GroupsMore int
+	Kinds      []string
+	Kind       string
+	User       string
+	Before     int64
+	Events     []eventRow
+	Older      int64
+	Scanned    int
+}
+
+type userRow struct {
+	provision.User
+	Email string
+	Roles string
+}
+
+type groupRow struct {
+	provision.Group
+	Members int
+}
+
+type eventRow struct {
+	provision.Event
+	Subject string
+	Detail  string
+}
+
+func (s *adminServer) dashboard(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	q := r.URL.Query()
+	tv := s.tenantView(ctx, t)
+	d := dashboardData{Q: strings.TrimSpace(q.Get("q")), Kind: q.Get("kind"), User: strings.TrimSpace(q.Get("user"))}
+	d.Offset, _ = strconv.Atoi(q.Get("offset"))
+	d.Offset = max(d.Offset, 0)
+	o := admin(t.ID)
+
+	// Users, with the search box: a SCIM filter, or words matched
+	// against userName, displayName and e-mails.
+	query := provision.Query{SortBy: "userName", Page: provision.Page{Offset: d.Offset, Limit: adminPage}}
+	if d.Q != "" {
+		expr, err := filter.Parse(d.Q)
+		if err != nil {
+			lit, _ := json.Marshal(d.Q)
+			expr, err = filter.Parse(fmt.Sprintf(`userName co %s or displayName co %s or emails.value co %s`, lit, lit, lit))
+		}
+		if err != nil {
+			d.QErr = err.Error()
+		}
+		query.Filter = expr
+	}
+	if d.QErr == "" {
+		users, total, err := s.a.Engine.ListUsers(ctx, o, query)
+		if err != nil {
+			d.QErr = err.Error()
+		}
+		d.UsersTotal = total
+		for _, u := range users {
+			var roles []string
+			for _, ro := range u.Roles {
+				roles = append(roles, ro.Value)
+			}
+			d.Users = append(d.Users, userRow{User: u, Email: u.PrimaryEmail(), Roles: strings.Join(roles, ", ")})
+		}
+		if d.Offset+adminPage < total {
+			d.Next = d.Offset + adminPage
+		}
+		d.Prev = max(d.Offset-adminPage, 0)
+	}
+
+	groups, gtotal, _ := s.a.Engine.ListGroups(ctx, o, provision.Query{SortBy: "displayName", Page: provision.Page{Limit: adminPage}})
+	for _, g := range groups {
+		_, n, _ := s.a.Engine.ListMembers(ctx, o, g.ID, provision.Page{})
+		d.Groups = append(d.Groups, groupRow{Group: g, Members: n})
+	}
+	d.GroupsMore = max(gtotal-len(groups), 0)
+
+	d.Kinds = []string{"user.created", "user.updated", "user.deactivated", "user.reactivated", "user.deleted",
+		"group.created", "group.updated", "group.deleted", "group.members_added", "group.members_removed"}
+	d.Before, _ = strconv.ParseInt(q.Get("before"), 10, 64)
+	d.Events, d.Older, d.Scanned = s.events(ctx, t.ID, tv.LastSeq, d)
+
+	s.render(w, http.StatusOK, page{View: "tenant", Title: t.Name, Msg: q.Get("msg"), Err: q.Get("err"), T: &tv, Data: d})
+}
+
+// events returns the newest events (before d.Before) of the kind and user
+// asked, reading the log backwards from its last Seq in windows, at most
+// eventScanMax events. Older is the Seq to continue before, 0 at the start
+// of the log.
+func (s *adminServer) events(ctx context.Context, tenantID string, last int64, d dashboardData) ([]eventRow, int64, int) {
+	hi := last
+	if d.Before > 0 && d.Before-1 < hi {
+		hi = d.Before - 1
+	}
+	const window = 200
+	var out []eventRow
+	scanned := 0
+	full := func() bool { return len(out) >= adminPage*2 }
+	for hi > 0 && !full() && scanned < eventScanMax {
+		lo := max(hi-window, 0)
+		evs, err := s.a.Engine.Events(ctx, tenantID, lo, int(hi-lo))
+		if err != nil {
+			break
+		}
+		scanned += len(evs)
+		next := lo // all of (lo, hi] read, unless full first
+		for i := len(evs) - 1; i >= 0; i-- {
+			if full() {
+				next = evs[i].Seq
+				break
+			}
+			ev := evs[i]
+			if d.Kind != "" && string(ev.Kind) != d.Kind {
+				continue
+			}
+			if d.User != "" && !eventOfUser(ev, d.User) {
+				continue
+			}
+			out = append(out, describeEvent(ev))
+		}
+		hi = next
+	}
+	older := int64(0)
+	if hi > 0 {
+		older = hi + 1
+	}
+	return out, older, scanned
+}
+
+// eventOfUser reports whether ev is about the user with this id or
+// userName (or adds or removes them).
+func eventOfUser(ev provision.Event, who string) bool {
+	if u := ev.User; u != nil && (u.ID == who || strings.EqualFold(u.UserName, who)) {
+		return true
+	}
+	return slices.Contains(ev.Members, who)
+}
+
+func describeEvent(ev provision.Event) eventRow {
+	row := eventRow{Event: ev}
+	switch {
+	case ev.User != nil:
+		row.Subject = ev.User.UserName
+		if row.Subject == "" {
+			row.Subject = ev.User.ID
+		}
+	case ev.Group != nil:
+		row.Subject = "group " + ev.Group.DisplayName
+	}
+	var parts []string
+	if len(ev.Fields) > 0 {
+		parts = append(parts, "changed: "+strings.Join(ev.Fields, ", "))
+	}
+	if len(ev.Members) > 0 {
+		parts = append(parts, fmt.Sprintf("%d member(s)", len(ev.Members)))
+	}
+	if ev.PreviousUser != nil && slices.Contains(ev.Fields, "roles") {
+		var before []string
+		for _, ro := range ev.PreviousUser.Roles {
+			before = append(before, ro.Value)
+		}
+		parts = append(parts, "roles were: "+strings.Join(before, ", "))
+	}
+	row.Detail = strings.Join(parts, "; ")
+	return row
+}
+
+type groupData struct {
+	Group        provision.Group
+	Members      []provision.User
+	Missing      []string
+	Total        int
+	Offset       int
+	Next, Prev   int
+	HasNext, Has bool
+}
+
+func (s *adminServer) group(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	ctx, o := r.Context(), admin(t.ID)
+	g, err := s.a.Engine.GetGroup(ctx, o, r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, fmt.Errorf("group: %w", err))
+		return
+	}
+	d := groupData{Group: g}
+	d.Offset, _ = strconv.Atoi(r.URL.Query().Get("offset"))
+	d.Offset = max(d.Offset, 0)
+	ids, total, err := s.a.Engine.ListMembers(ctx, o, g.ID, provision.Page{Offset: d.Offset, Limit: adminPage})
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, err)
+		return
+	}
+	d.Total = total
+	for _, id := range ids {
+		u, err := s.a.Engine.GetUser(ctx, o, id)
+		if err != nil {
+			d.Missing = append(d.Missing, id)
+			continue
+		}
+		d.Members = append(d.Members, u)
+	}
+	d.HasNext = d.Offset+adminPage < total
+	d.Next, d.Prev, d.Has = d.Offset+adminPage, max(d.Offset-adminPage, 0), d.Offset > 0
+	tv := tenantView{ID: t.ID, Name: t.Name}
+	s.render(w, http.StatusOK, page{View: "group", Title: g.DisplayName, T: &tv, Data: d})
+}
+
+func (s *adminServer) scimLog(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	if s.a.admin.scim == nil || s.a.admin.scim.handler == nil {
+		s.fail(w, r, http.StatusNotFound, errors.New("SCIM is off"))
+		return
+	}
+	entries := s.a.admin.scim.handler.RequestLog(t.ID, r.PathValue("conn"))
+	slices.Reverse(entries)
+	tv := tenantView{ID: t.ID, Name: t.Name}
+	s.render(w, http.StatusOK, page{View: "scimlog", Title: "SCIM requests of " + r.PathValue("conn"), T: &tv, Data: entries})
+}
+
+func (s *adminServer) back(w http.ResponseWriter, r *http.Request, tenantID, msg string, err error) {
+	v := url.Values{}
+	if msg != "" {
+		v.Set("msg", msg)
+	}
+	if err != nil {
+		v.Set("err", err.Error())
+	}
+	http.Redirect(w, r, "/admin/t/"+url.PathEscape(tenantID)+"?"+v.Encode(), http.StatusSeeOther)
+}
+
+func (s *adminServer) rotate(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	if s.a.admin.scim == nil {
+		s.fail(w, r, http.StatusNotFound, errors.New("SCIM is off"))
+		return
+	}
+	conn := r.PathValue("conn")
+	tok, err := s.a.admin.scim.rotate(r.Context(), s.a, t.ID, conn)
+	if err != nil {
+		s.back(w, r, t.ID, "", err)
+		return
+	}
+	tv := tenantView{ID: t.ID, Name: t.Name}
+	s.render(w, http.StatusOK, page{View: "rotated", Title: "New SCIM token", T: &tv,
+		Data: map[string]string{"Conn": conn, "Token": tok, "Base": s.a.BaseURL + "/scim/v2"}})
+}
+
+func (s *adminServer) revokeOld(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	if s.a.admin.scim == nil {
+		s.fail(w, r, http.StatusNotFound, errors.New("SCIM is off"))
+		return
+	}
+	err := s.a.admin.scim.revokeOld(r.Context(), s.a, t.ID, r.PathValue("conn"))
+	s.back(w, r, t.ID, "Old SCIM tokens of "+r.PathValue("conn")+" revoked: only the newest is valid.", err)
+}
+
+func (s *adminServer) ldapAction(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	var src *ldapSource
+	if f := s.a.admin.ldap; f != nil {
+		for _, x := range f.sources {
+			if x.TenantID == t.ID && x.Conf.ID == r.PathValue("conn") && x.Syncer != nil {
+				src = x
+			}
+		}
+	}
+	if src == nil {
+		s.fail(w, r, http.StatusNotFound, errors.New("no such LDAP connection"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	plan := r.FormValue("plan")
+	switch r.PathValue("action") {
+	case "confirm":
+		rep, err := src.Syncer.Confirm(ctx, plan)
+		if err == nil {
+			src.record(rep, nil)
+			s.back(w, r, t.ID, fmt.Sprintf("Held plan %s confirmed: %d users deactivated.", plan, rep.Deactivated), nil)
+			return
+		}
+		s.back(w, r, t.ID, "", err)
+	case "discard":
+		err := src.Syncer.Discard(ctx, plan)
+		s.back(w, r, t.ID, "Held plan "+plan+" discarded (a later full sync may hold it again).", err)
+	case "sync":
+		rep, err := src.Syncer.Sync(ctx)
+		src.record(rep, err)
+		if err != nil {
+			s.back(w, r, t.ID, "", err)
+			return
+		}
+		s.back(w, r, t.ID, "LDAP sync: "+rep.String(), nil)
+	default:
+		s.fail(w, r, http.StatusNotFound, errors.New("no such action"))
+	}
+}
+
+func (s *adminServer) userAction(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	o, id := admin(t.ID), r.PathValue("id")
+	var u provision.User
+	var err error
+	switch r.PathValue("action") {
+	case "deactivate":
+		u, err = s.a.Engine.DeactivateUser(r.Context(), o, id)
+	case "reactivate":
+		u, err = s.a.Engine.ReactivateUser(r.Context(), o, id)
+	default:
+		s.fail(w, r, http.StatusNotFound, errors.New("no such action"))
+		return
+	}
+	s.back(w, r, t.ID, fmt.Sprintf("%s: %sd.", u.UserName, r.PathValue("action")), err)
+}
+
+type planData struct {
+	Plan  provision.AccessPlan
+	Rules string
+	Roles []planRole
+}
+
+type planRole struct {
+	Role       string
+	Gain, Lose []string
+}
+
+func (s *adminServer) accessPreview(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	var rules []provision.AccessRule
+	if err := json.Unmarshal([]byte(r.FormValue("rules")), &rules); err != nil {
+		s.back(w, r, t.ID, "", fmt.Errorf("access rules: not a JSON list of rules: %w", err))
+		return
+	}
+	plan, err := s.a.Engine.PlanAccessRules(r.Context(), t.ID, rules)
+	if err != nil {
+		s.back(w, r, t.ID, "", err)
+		return
+	}
+	d := planData{Plan: plan, Rules: r.FormValue("rules")}
+	names := func(ids []string) []string {
+		var out []string
+		for i, id := range ids {
+			if i == 20 {
+				out = append(out, fmt.Sprintf("and %d more", len(ids)-20))
+				break
+			}
+			if u, err := s.a.Engine.GetUser(r.Context(), admin(t.ID), id); err == nil {
+				out = append(out, u.UserName)
+			} else {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	for _, rc := range plan.Roles {
+		d.Roles = append(d.Roles, planRole{Role: rc.Role, Gain: names(rc.Gain), Lose: names(rc.Lose)})
+	}
+	tv := tenantView{ID: t.ID, Name: t.Name}
+	s.render(w, http.StatusOK, page{View: "plan", Title: "Access rules: preview", T: &tv, Data: d})
+}
+
+func (s *adminServer) accessApply(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	plan, err := s.a.Engine.ApplyAccessPlan(r.Context(), admin(t.ID), r.FormValue("plan"))
+	n := 0
+	for _, rc := range plan.Roles {
+		n += len(rc.Gain) + len(rc.Lose)
+	}
+	s.back(w, r, t.ID, fmt.Sprintf("Access rules applied: %d role changes.", n), err)
+}
