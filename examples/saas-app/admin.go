@@ -484,7 +484,17 @@ func (s *adminServer) dashboard(w http.ResponseWriter, r *http.Request) {
 	d.Kinds = []string{"user.created", "user.updated", "user.deactivated", "user.reactivated", "user.deleted",
 		"group.created", "group.updated", "group.deleted", "group.members_added", "group.members_removed"}
 	d.Before, _ = strconv.ParseInt(q.Get("before"), 10, 64)
-	d.Events, d.Older, d.Scanned = s.events(ctx, t.ID, tv.LastSeq, d)
+	who := map[string]bool{}
+	if d.User != "" {
+		who[d.User] = true
+		lit, _ := json.Marshal(d.User)
+		if expr, err := filter.Parse("userName eq " + string(lit)); err == nil {
+			if us, _, err := s.a.Engine.ListUsers(ctx, o, provision.Query{Filter: expr, Page: provision.Page{Limit: 1}}); err == nil && len(us) == 1 {
+				who[us[0].ID] = true
+			}
+		}
+	}
+	d.Events, d.Older, d.Scanned = s.events(ctx, t.ID, tv.LastSeq, d, who)
 
 	s.render(w, http.StatusOK, page{View: "tenant", Title: t.Name, Msg: q.Get("msg"), Err: q.Get("err"), T: &tv, Data: d})
 }
@@ -493,7 +503,11 @@ func (s *adminServer) dashboard(w http.ResponseWriter, r *http.Request) {
 // asked, reading the log backwards from its last Seq in windows, at most
 // eventScanMax events. Older is the Seq to continue before, 0 at the start
 // of the log.
-func (s *adminServer) events(ctx context.Context, tenantID string, last int64, d dashboardData) ([]eventRow, int64, int) {
+//
+// who holds the user filter's ids and userName; a window's events that
+// name one of them by userName add their user's id, so that membership
+// events (which carry ids only) of a deleted user are found too.
+func (s *adminServer) events(ctx context.Context, tenantID string, last int64, d dashboardData, who map[string]bool) ([]eventRow, int64, int) {
 	hi := last
 	if d.Before > 0 && d.Before-1 < hi {
 		hi = d.Before - 1
@@ -509,6 +523,11 @@ func (s *adminServer) events(ctx context.Context, tenantID string, last int64, d
 			break
 		}
 		scanned += len(evs)
+		for _, ev := range evs {
+			if u := ev.User; d.User != "" && u != nil && strings.EqualFold(u.UserName, d.User) {
+				who[u.ID] = true
+			}
+		}
 		next := lo // all of (lo, hi] read, unless full first
 		for i := len(evs) - 1; i >= 0; i-- {
 			if full() {
@@ -519,7 +538,7 @@ func (s *adminServer) events(ctx context.Context, tenantID string, last int64, d
 			if d.Kind != "" && string(ev.Kind) != d.Kind {
 				continue
 			}
-			if d.User != "" && !eventOfUser(ev, d.User) {
+			if d.User != "" && !eventOfUser(ev, d.User, who) {
 				continue
 			}
 			out = append(out, describeEvent(ev))
@@ -533,13 +552,13 @@ func (s *adminServer) events(ctx context.Context, tenantID string, last int64, d
 	return out, older, scanned
 }
 
-// eventOfUser reports whether ev is about the user with this id or
-// userName (or adds or removes them).
-func eventOfUser(ev provision.Event, who string) bool {
-	if u := ev.User; u != nil && (u.ID == who || strings.EqualFold(u.UserName, who)) {
+// eventOfUser reports whether ev is about the user named (by id or
+// userName), or adds or removes them; ids are the ids known for them.
+func eventOfUser(ev provision.Event, name string, ids map[string]bool) bool {
+	if u := ev.User; u != nil && (ids[u.ID] || strings.EqualFold(u.UserName, name)) {
 		return true
 	}
-	return slices.Contains(ev.Members, who)
+	return slices.ContainsFunc(ev.Members, func(id string) bool { return ids[id] })
 }
 
 func describeEvent(ev provision.Event) eventRow {

@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// runUntil runs the app with args, returns its printed lines once "scim"
-// and "scim-token" are out, and a stop function that ends it and checks it
+// runUntil runs the app with args, returns its printed lines once "scim",
+// "scim-token" and "admin" are out, and a stop function that ends it and checks it
 // returned cleanly.
 func runUntil(t *testing.T, args ...string) (map[string]string, func()) {
 	t.Helper()
@@ -25,7 +25,7 @@ func runUntil(t *testing.T, args ...string) (map[string]string, func()) {
 	}()
 	lines := map[string]string{}
 	sc := bufio.NewScanner(pr)
-	for (lines["scim"] == "" || lines["scim-token"] == "") && sc.Scan() {
+	for (lines["scim"] == "" || lines["scim-token"] == "" || lines["admin"] == "") && sc.Scan() {
 		if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
 			lines[k] = v
 		}
