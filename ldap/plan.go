@@ -126,7 +126,7 @@ func compare(a, b string) int {
 // plan. It waits for a sync running elsewhere to finish (the connection's
 // lock), until ctx ends. A plan that is no longer held is ErrNoPlan.
 func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
-	release, err := s.lockWait(ctx)
+	ctx, release, err := s.lockWait(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
 // Discard drops the held plan planID without applying it. The next full
 // sync holds the same deactivations again if their entries are still gone.
 func (s *Syncer) Discard(ctx context.Context, planID string) error {
-	release, err := s.lockWait(ctx)
+	ctx, release, err := s.lockWait(ctx)
 	if err != nil {
 		return err
 	}

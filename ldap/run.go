@@ -31,14 +31,16 @@ func (s *Syncer) Run(ctx context.Context) error {
 
 // round runs one sync of Run.
 func (s *Syncer) round(ctx context.Context) {
-	release, err := s.lock(ctx)
+	held, release, err := s.lock(ctx)
 	if errors.Is(err, provision.ErrLocked) {
 		s.log().DebugContext(ctx, "ldap: another replica is syncing; skipping this round", "tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID)
 		return
 	}
 	var rep *Report
 	if err == nil {
-		rep, err = s.roundLocked(ctx)
+		// held ends if the lock is lost: the round stops, and the next
+		// round retries.
+		rep, err = s.roundLocked(held)
 		release()
 	}
 	if ctx.Err() != nil {

@@ -60,24 +60,26 @@ func (s *Syncer) log() *slog.Logger { return s.cfg.Logger }
 func (s *Syncer) lockName() string { return "ldap-sync/" + s.cfg.ConnectionID }
 
 // lock takes the connection's lock, or fails with provision.ErrLocked.
-func (s *Syncer) lock(ctx context.Context) (func(), error) {
-	release, err := s.eng.Lock(ctx, s.cfg.TenantID, s.lockName())
+// The work under the lock runs with held, which ends when the lock is
+// released or lost.
+func (s *Syncer) lock(ctx context.Context) (held context.Context, release func(), err error) {
+	held, release, err = s.eng.Lock(ctx, s.cfg.TenantID, s.lockName())
 	if err != nil {
-		return nil, fmt.Errorf("ldap: sync of %s/%s: %w", s.cfg.TenantID, s.cfg.ConnectionID, err)
+		return nil, nil, fmt.Errorf("ldap: sync of %s/%s: %w", s.cfg.TenantID, s.cfg.ConnectionID, err)
 	}
-	return release, nil
+	return held, release, nil
 }
 
 // lockWait takes the connection's lock, waiting while another holds it.
-func (s *Syncer) lockWait(ctx context.Context) (func(), error) {
+func (s *Syncer) lockWait(ctx context.Context) (held context.Context, release func(), err error) {
 	for {
-		release, err := s.lock(ctx)
+		held, release, err := s.lock(ctx)
 		if !errors.Is(err, provision.ErrLocked) {
-			return release, err
+			return held, release, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -97,7 +99,7 @@ func (s *Syncer) newReport(m Mode, dry bool) *Report {
 // An error may come with a partial Report: what was applied before it.
 // Nothing is swept then.
 func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
-	release, err := s.lock(ctx)
+	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +121,7 @@ func (s *Syncer) Plan(ctx context.Context) (*Report, error) {
 // not seen the directory since the cursor was stored (a restart, or a
 // sync on another replica); Report.FullReason says why.
 func (s *Syncer) SyncChanges(ctx context.Context) (*Report, error) {
-	release, err := s.lock(ctx)
+	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
 	}

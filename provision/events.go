@@ -567,7 +567,7 @@ func (c *consumer) settle(ctx context.Context, r outcome) {
 func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool) outcome {
 	e, name := c.e, c.name
 	out := outcome{tenant: tenantID, failed: knownFailure}
-	release, err := e.lock(ctx, tenantID, "consumer:"+name)
+	held, release, err := e.lock(ctx, tenantID, "consumer:"+name)
 	if errors.Is(err, ErrLocked) {
 		return out // another replica is on it; look again at the next poll
 	}
@@ -576,12 +576,20 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 		return out
 	}
 	defer release()
-	cursor, err := e.events.Cursor(ctx, tenantID, name)
+	// Everything below runs under held: when the lock is lost, fn's
+	// context ends, the pass stops at once and stores nothing more, and
+	// the next pass (on whichever replica holds the lock then) goes on
+	// from the stored cursor.
+	lost := func() outcome {
+		out.err = fmt.Errorf("provision: consumer %q of tenant %q stopped: %w", name, tenantID, lostErr(held))
+		return out
+	}
+	cursor, err := e.events.Cursor(held, tenantID, name)
 	if err != nil {
 		out.err = fmt.Errorf("provision: read cursor: %w", err)
 		return out
 	}
-	evs, err := e.events.ListEvents(ctx, tenantID, cursor, c.opts.BatchSize)
+	evs, err := e.events.ListEvents(held, tenantID, cursor, c.opts.BatchSize)
 	if err != nil {
 		out.err = fmt.Errorf("provision: list events: %w", err)
 		return out
@@ -589,7 +597,7 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 	if len(evs) == 0 {
 		return out
 	}
-	rec, failing, err := e.loadFailure(ctx, tenantID, name)
+	rec, failing, err := e.loadFailure(held, tenantID, name)
 	if err != nil {
 		out.err = err
 		return out
@@ -614,17 +622,30 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 		e.log.ErrorContext(ctx, "provision: events were purged before this consumer had them", "consumer", name, "tenant", tenantID, "cursor", cursor, "next", evs[0].Seq)
 	}
 	for _, ev := range evs {
-		err := c.fn(ctx, ev)
+		if lockLost(ctx, held) {
+			return lost()
+		}
+		err := c.fn(held, ev)
+		if lockLost(ctx, held) {
+			// Whatever fn answered, another holder may be delivering
+			// this tenant already: store nothing, not even a failure.
+			return lost()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				out.err = ctx.Err()
 				return out
 			}
-			return c.fail(ctx, tenantID, ev, err, rec, failing)
+			return c.fail(held, tenantID, ev, err, rec, failing)
 		}
 		// An accepted event is acknowledged even when ctx has just
-		// ended, so a clean stop redelivers nothing.
-		if err := c.ack(ctx, tenantID, ev.Seq); err != nil {
+		// ended, so a clean stop redelivers nothing; but not after the
+		// lock was lost, and a fencing Locker refuses the write if the
+		// lock goes in between.
+		if err := c.ack(held, tenantID, ev.Seq); err != nil {
+			if errors.Is(err, ErrLockLost) || lockLost(ctx, held) {
+				return lost()
+			}
 			out.err = fmt.Errorf("provision: store cursor: %w", err)
 			return out
 		}
@@ -633,7 +654,10 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 			return out
 		}
 		if failing {
-			if err := e.KVDelete(ctx, tenantID, statusKey(name)); err != nil {
+			if err := e.KVDelete(held, tenantID, statusKey(name)); err != nil {
+				if lockLost(ctx, held) {
+					return lost()
+				}
 				out.err = fmt.Errorf("provision: clear consumer status: %w", err)
 				return out
 			}
@@ -645,9 +669,12 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 	return out
 }
 
-// ack stores the cursor after an accepted event.
-func (c *consumer) ack(ctx context.Context, tenantID string, seq int64) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+// ack stores the cursor after an accepted event. held is the lock's
+// context: ack runs even when it has just ended with the consumer's ctx,
+// but keeps its values, so a fencing Store checks the lock in the
+// cursor's transaction.
+func (c *consumer) ack(held context.Context, tenantID string, seq int64) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(held), 10*time.Second)
 	defer cancel()
 	return c.e.events.SetCursor(ctx, tenantID, c.name, seq)
 }
@@ -721,7 +748,7 @@ func (e *Engine) consumeBestEffort(ctx context.Context, fn ConsumeFunc, opts *Co
 	}
 }
 
-func (e *Engine) lock(ctx context.Context, tenantID, name string) (func(), error) {
+func (e *Engine) lock(ctx context.Context, tenantID, name string) (context.Context, func(), error) {
 	if e.locker != nil {
 		return e.locker.TryLock(ctx, tenantID, name)
 	}
@@ -731,8 +758,32 @@ func (e *Engine) lock(ctx context.Context, tenantID, name string) (func(), error
 // Lock takes the named lock of the tenant through the Store's Locker (or a
 // process-local one), for adapters that must run one replica at a time
 // (an LDAP sync). It returns ErrLocked when another holder has it.
-func (e *Engine) Lock(ctx context.Context, tenantID, name string) (release func(), err error) {
+//
+// On success, held is derived from ctx and is cancelled when the lock is
+// released or lost (context.Cause(held) then wraps ErrLockLost); do the
+// protected work under held and stop writing as soon as it ends. Call
+// release in every case. See Locker for the whole contract.
+func (e *Engine) Lock(ctx context.Context, tenantID, name string) (held context.Context, release func(), err error) {
 	return e.lock(ctx, tenantID, name)
+}
+
+// lockLost reports whether held, a Locker's context taken under ctx,
+// ended because its lock was lost rather than because ctx ended. A
+// Locker that cancels held without ErrLockLost while ctx is live lost it
+// too.
+func lockLost(ctx, held context.Context) bool {
+	if held.Err() == nil {
+		return false
+	}
+	return errors.Is(context.Cause(held), ErrLockLost) || ctx.Err() == nil
+}
+
+// lostErr is the error of a consumer pass whose lock was lost.
+func lostErr(held context.Context) error {
+	if cause := context.Cause(held); errors.Is(cause, ErrLockLost) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", ErrLockLost, context.Cause(held))
 }
 
 // KVGet reads a tenant's value from the Store's KV (or process memory).

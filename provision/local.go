@@ -15,17 +15,21 @@ type localLocker struct {
 
 func newLocalLocker() *localLocker { return &localLocker{held: map[string]bool{}} }
 
-func (l *localLocker) TryLock(_ context.Context, tenantID, name string) (func(), error) {
+// TryLock takes the process-local lock. held ends on release and with
+// ctx; the lock is never lost otherwise.
+func (l *localLocker) TryLock(ctx context.Context, tenantID, name string) (context.Context, func(), error) {
 	key := tenantID + "\x00" + name
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.held[key] {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, name)
+		return nil, nil, fmt.Errorf("%w: %s", ErrLocked, name)
 	}
 	l.held[key] = true
+	held, cancel := context.WithCancel(ctx)
 	var once sync.Once
-	return func() {
+	return held, func() {
 		once.Do(func() {
+			cancel()
 			l.mu.Lock()
 			delete(l.held, key)
 			l.mu.Unlock()

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/idprov/idprov/provision/filter"
@@ -219,8 +220,46 @@ type KV interface {
 // process, not across replicas; the engine logs a warning.
 type Locker interface {
 	// TryLock takes the lock name of the tenant if it is free, and returns
-	// ErrLocked if another holder has it. The lock is held until release
-	// is called or the holder's process dies (never forever). release is
-	// idempotent and never frees a later holder's lock.
-	TryLock(ctx context.Context, tenantID, name string) (release func(), err error)
+	// ErrLocked if another holder has it.
+	//
+	// On success it returns held, a context derived from ctx (its values,
+	// and it ends when ctx ends), and release. held is cancelled when the
+	// holding ends for any reason:
+	//   - release is called (context.Cause(held) is context.Canceled);
+	//   - the lock is lost: a lease could not be renewed before it could
+	//     have lapsed, the connection a lock is tied to broke, another
+	//     holder took it (context.Cause(held) wraps ErrLockLost);
+	//   - ctx ends (the lock is still held until release).
+	// A lost lock is never silently kept, and never taken back silently: a
+	// Locker cancels held no later than the moment another holder could
+	// take the lock (for a lease: before the lease can have lapsed, with a
+	// margin, by the holder's clock), or, for a lock that can vanish under
+	// the holder (a server session lock freed when its connection dies), as
+	// soon as it sees the loss, within a bound the implementation
+	// documents; and after a loss it does not renew or retake the lock.
+	//
+	// The holder does all the work the lock protects under held, and
+	// checks held before each write of the protected state: once held has
+	// ended through a loss, the holder must stop writing that state (a
+	// cursor, a sync's changes) at once, since another holder may already
+	// be writing it, and take the lock again before going on.
+	//
+	// A Locker may also fence: a write of its own Store made with held, or
+	// with a context derived from it (context.WithoutCancel included),
+	// verifies in its transaction that the lock is still this holding's,
+	// and fails with ErrLockLost, writing nothing, when it is not. The
+	// engine stores consumer cursors that way, so a fencing Store never
+	// takes a cursor from a holder that lost its lock.
+	//
+	// The lock is held until release is called or the holder's process
+	// dies (never forever); release must be called in every case, after a
+	// loss or the end of ctx too. release is idempotent, never frees a
+	// later holder's lock, and returns after held is cancelled.
+	TryLock(ctx context.Context, tenantID, name string) (held context.Context, release func(), err error)
 }
+
+// ErrLockLost is the cause (context.Cause) of a Locker's held context
+// when the lock was lost rather than released, and the error of a fenced
+// write made after the loss. It is not ErrLocked: the holder had the lock
+// and must stop; taking it again may well succeed later.
+var ErrLockLost = errors.New("provision: lock lost")

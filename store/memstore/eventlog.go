@@ -386,20 +386,23 @@ type lockTable struct {
 
 // TryLock takes the named lock of the tenant, or returns ErrLocked while
 // another holder has it. The lock lives in this process: it is gone when
-// the process ends. release is idempotent.
-func (s *Store) TryLock(ctx context.Context, tenantID, name string) (release func(), err error) {
+// the process ends, and it is never lost otherwise, so held ends only on
+// release or with ctx. release is idempotent.
+func (s *Store) TryLock(ctx context.Context, tenantID, name string) (held context.Context, release func(), err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("memstore: %w", err)
+		return nil, nil, fmt.Errorf("memstore: %w", err)
 	}
 	k := lockKey{tenantID, name}
 	tok := &lockToken{}
 	s.locks.mu.Lock()
 	defer s.locks.mu.Unlock()
 	if s.locks.held[k] != nil {
-		return nil, fmt.Errorf("memstore: lock %q of tenant %q: %w", name, tenantID, provision.ErrLocked)
+		return nil, nil, fmt.Errorf("memstore: lock %q of tenant %q: %w", name, tenantID, provision.ErrLocked)
 	}
 	s.locks.held[k] = tok
-	return func() {
+	held, cancel := context.WithCancel(ctx)
+	return held, func() {
+		cancel()
 		s.locks.mu.Lock()
 		defer s.locks.mu.Unlock()
 		if s.locks.held[k] == tok {

@@ -243,12 +243,12 @@ func (t *tx) Atomically(ctx context.Context, fn func(ctx context.Context, tx pro
 }
 
 // TryLock takes the lock through the Store: locks are not transactional.
-func (t *tx) TryLock(ctx context.Context, tenantID, name string) (func(), error) {
+func (t *tx) TryLock(ctx context.Context, tenantID, name string) (context.Context, func(), error) {
 	t.mu.Lock()
 	done := t.done
 	t.mu.Unlock()
 	if done {
-		return nil, errTxDone
+		return nil, nil, errTxDone
 	}
 	return t.s.TryLock(ctx, tenantID, name)
 }

@@ -611,18 +611,30 @@ func TestKVAndLocks(t *testing.T) {
 		t.Fatalf("%d keys kept after expiry", n)
 	}
 
-	release, err := s.TryLock(ctx, "t1", "sync")
+	held, release, err := s.TryLock(ctx, "t1", "sync")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.TryLock(ctx, "t1", "sync"); !errors.Is(err, provision.ErrLocked) {
+	if _, _, err := s.TryLock(ctx, "t1", "sync"); !errors.Is(err, provision.ErrLocked) {
 		t.Fatalf("second TryLock: %v", err)
 	}
-	r2 := must[func()](t)(s.TryLock(ctx, "t2", "sync"))
+	_, r2, err := s.TryLock(ctx, "t2", "sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.Err() != nil {
+		t.Fatalf("held ended while the lock is held: %v", held.Err())
+	}
 	release()
-	r3 := must[func()](t)(s.TryLock(ctx, "t1", "sync"))
+	if held.Err() == nil {
+		t.Fatal("held still live after release")
+	}
+	_, r3, err := s.TryLock(ctx, "t1", "sync")
+	if err != nil {
+		t.Fatal(err)
+	}
 	release() // idempotent: must not release r3's lock
-	if _, err := s.TryLock(ctx, "t1", "sync"); !errors.Is(err, provision.ErrLocked) {
+	if _, _, err := s.TryLock(ctx, "t1", "sync"); !errors.Is(err, provision.ErrLocked) {
 		t.Fatalf("a stale release freed the lock: %v", err)
 	}
 	r2()

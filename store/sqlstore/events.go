@@ -284,8 +284,17 @@ func (s *Store) Cursor(ctx context.Context, tenantID, consumer string) (int64, e
 }
 
 // SetCursor implements provision.EventLog.
+//
+// With the held context of a lock of this Store (or one derived from it)
+// the write is fenced: on SQLite the lease is checked in the transaction,
+// on PostgreSQL the statement runs on the lock's own session; it fails
+// with provision.ErrLockLost once the lock is gone.
 func (s *Store) SetCursor(ctx context.Context, tenantID, consumer string, seq int64) error {
-	return s.writeOne(ctx, func(q Querier) error { return s.r.ev.SetCursor(ctx, q, tenantID, consumer, seq) })
+	set := func(q Querier) error { return s.r.ev.SetCursor(ctx, q, tenantID, consumer, seq) }
+	if ok, err := s.pgFenced(ctx, set); ok {
+		return err
+	}
+	return s.writeOne(ctx, set)
 }
 
 // PurgeEvents implements provision.EventLog.

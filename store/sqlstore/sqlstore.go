@@ -71,9 +71,11 @@ type Config struct {
 	// holding the write lock (PRAGMA busy_timeout). Default 5s.
 	BusyTimeout time.Duration
 	// LockTTL is the lease of a SQLite Locker lock: the holder renews it
-	// every LockTTL/3, and a holder that died loses it after LockTTL.
-	// Default 30s. (On PostgreSQL locks are session advisory locks, freed
-	// by the server when the holder's connection ends.)
+	// every LockTTL/3, gives it up (its held context ends) when no renewal
+	// got through for 3/4 of LockTTL, and a holder that died loses it
+	// after LockTTL. Default 30s. (On PostgreSQL locks are session
+	// advisory locks, freed by the server when the holder's connection
+	// ends; the holder checks its session every min(LockTTL/3, 5s).)
 	LockTTL time.Duration
 }
 
@@ -114,6 +116,9 @@ type root struct {
 	sqls     sync.Map // query template -> query with the prefix
 	ids      idGen
 	kvWrites atomic.Uint64
+	// renewHook, when set (by tests), runs before each renewal of a
+	// SQLite lease, in the renewing goroutine.
+	renewHook func(tenantID, name string)
 }
 
 // Querier is what runs statements: *sql.DB, *sql.Tx and *sql.Conn all
@@ -313,6 +318,14 @@ func (r *root) runSQLiteTx(ctx context.Context, fn func(tx *Store) error) (err e
 			panic(p)
 		}
 	}()
+	// A write made under a held lease lock is fenced: checked here,
+	// under the write lock, so no other holder can take the lease before
+	// this transaction ends.
+	if err := r.checkLeases(ctx, conn); err != nil {
+		done = true
+		rollback()
+		return err
+	}
 	if err := fn(&Store{r: r, q: conn, inTx: true}); err != nil {
 		done = true
 		rollback()

@@ -458,22 +458,28 @@ func TestLocker(t *testing.T) {
 	dialects(t, func(t *testing.T, newStore func(testing.TB) *Store) {
 		s := newStore(t)
 		ctx := context.Background()
-		release, err := s.TryLock(ctx, "t1", "sync")
+		held, release, err := s.TryLock(ctx, "t1", "sync")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.TryLock(ctx, "t1", "sync"); !errors.Is(err, provision.ErrLocked) {
+		if _, _, err := s.TryLock(ctx, "t1", "sync"); !errors.Is(err, provision.ErrLocked) {
 			t.Errorf("second TryLock: %v", err)
 		}
-		r2, err := s.TryLock(ctx, "t2", "sync")
+		_, r2, err := s.TryLock(ctx, "t2", "sync")
 		if err != nil {
 			t.Errorf("other tenant: %v", err)
 		} else {
 			r2()
 		}
+		if held.Err() != nil {
+			t.Fatalf("held ended: %v", context.Cause(held))
+		}
 		release()
+		if held.Err() == nil || errors.Is(context.Cause(held), provision.ErrLockLost) {
+			t.Errorf("after release: held %v, cause %v; want canceled, not lost", held.Err(), context.Cause(held))
+		}
 		release() // idempotent
-		r3, err := s.TryLock(ctx, "t1", "sync")
+		_, r3, err := s.TryLock(ctx, "t1", "sync")
 		if err != nil {
 			t.Fatalf("after release: %v", err)
 		}
@@ -487,16 +493,25 @@ func TestLeaseExpires(t *testing.T) {
 	var mu sync.Mutex
 	s.r.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	ctx := context.Background()
-	if _, err := s.TryLock(ctx, "t1", "x"); err != nil { // never released: the holder "died"
+	dead, _, err := s.TryLock(ctx, "t1", "x") // never released: the holder "died"
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.TryLock(ctx, "t1", "x"); !errors.Is(err, provision.ErrLocked) {
+	if _, _, err := s.TryLock(ctx, "t1", "x"); !errors.Is(err, provision.ErrLocked) {
 		t.Fatalf("held: %v", err)
 	}
 	mu.Lock()
 	now = now.Add(2 * time.Hour)
 	mu.Unlock()
-	r, err := s.TryLock(ctx, "t1", "x")
+	// The old holder's fenced writes are refused from now on, and its
+	// held ends.
+	if err := s.SetCursor(dead, "t1", "c", 1); !errors.Is(err, provision.ErrLockLost) {
+		t.Fatalf("SetCursor after the lease lapsed: %v, want ErrLockLost", err)
+	}
+	if !errors.Is(context.Cause(dead), provision.ErrLockLost) {
+		t.Fatalf("the lapsed holder's held: %v, want ErrLockLost", context.Cause(dead))
+	}
+	_, r, err := s.TryLock(ctx, "t1", "x")
 	if err != nil {
 		t.Fatalf("after the lease: %v", err)
 	}
