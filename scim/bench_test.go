@@ -184,3 +184,40 @@ func BenchmarkGetGroupExcludedMembers(b *testing.B) {
 		e.serve(b, "GET", target, "", 200)
 	}
 }
+
+// BenchmarkBulk1000 posts one Bulk request of 1,000 operations: 500 user
+// creates, then 500 PATCHes of those users by bulkId reference.
+func BenchmarkBulk1000(b *testing.B) {
+	e := getBench(b)
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		var sb strings.Builder
+		sb.WriteString(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[`)
+		for i := range 500 {
+			n++
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"method":"POST","path":"/Users","bulkId":"u%d","data":{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bulk%d@acme.test","externalId":"00b%d","active":true}}`, n, n, n)
+		}
+		for i := range 500 {
+			fmt.Fprintf(&sb, `,{"method":"PATCH","path":"/Users/bulkId:u%d","data":{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"title","value":"t"}]}}`, n-499+i)
+		}
+		sb.WriteString(`]}`)
+		body := sb.String()
+		b.StartTimer()
+		e.serve(b, "POST", "/Bulk", body, 200)
+	}
+}
+
+// BenchmarkSortedList100k reads the first page (100) of the 100,000-user
+// tenant sorted by userName, descending.
+func BenchmarkSortedList100k(b *testing.B) {
+	e := getBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.serve(b, "GET", "/Users?sortBy=userName&sortOrder=descending&count=100", "", 200)
+	}
+}

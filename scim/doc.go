@@ -19,7 +19,7 @@
 //		TenantID: "acme", ConnectionID: "okta",
 //		TokenHashes: []scim.TokenHash{scim.HashToken(token)},
 //	})
-//	h, _ := scim.NewHandler(scim.Config{Engine: engine, Authenticator: tokens})
+//	h, _ := scim.New(scim.Config{Engine: engine, Authenticator: tokens})
 //	mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", h))
 //
 // The identity provider's administrator enters the base URL
@@ -72,4 +72,31 @@
 //     stored, returned or logged.
 //   - Every error is a SCIM Error body; store unavailability is 503 with
 //     Retry-After.
+//
+// # Beyond what Okta and Entra need
+//
+// The handler renders every resource itself (elimity's rendering lists
+// the registered extensions in schemas whatever the resource holds, and
+// projects nothing): schemas names the extension blocks the resource
+// carries, custom ones included, and attributes / excludedAttributes
+// shape every answer. A group's members are read only when the answer
+// shows them. Lists and searches take sortBy and sortOrder. A resource's
+// Version is its ETag (W/"3"): If-Match on PUT, PATCH and DELETE pins the
+// change (412 when stale, never retried), If-None-Match on a GET answers
+// 304. POST /Bulk runs operations with bulkId references and failOnErrors
+// within Config.Bulk; POST /Users/.search, /Groups/.search and /.search
+// search as a GET would. /ServiceProviderConfig advertises exactly this,
+// with the limits.
+//
+// # Request log and health
+//
+// New returns the *Handler, which keeps each directory's recent requests
+// and answers, redacted, with their correlation ids (X-Request-Id), and
+// tells how the directory is doing: Handler.RequestLog, Handler.Health,
+// Handler.Healths. See RequestLogConfig, Dialect and Health.
+//
+// # Testing a host's mount
+//
+// Package scimtest replays recorded Okta and Entra lifecycles against a
+// host's own mounted handler and Store, step by step.
 package scim

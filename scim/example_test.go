@@ -75,3 +75,35 @@ func ExampleNewHandler() {
 	// POST /Users 201 Created
 	// ada@acme.test Ada okta true
 }
+
+// ExampleHandler_Health provisions through the handler, then reads the
+// directory's request log and health as a host's support page would.
+func ExampleHandler_Health() {
+	engine, _ := provision.NewEngine(provision.Config{
+		Store:   memstore.New(),
+		Tenants: []provision.Tenant{{ID: "acme", Connections: []provision.Connection{{ID: "entra", Kind: provision.KindSCIM}}}},
+	})
+	tokens, _ := scim.NewTokenSet(scim.Directory{TenantID: "acme", ConnectionID: "entra", TokenHashes: []scim.TokenHash{scim.HashToken("t0ken")}})
+	h, err := scim.New(scim.Config{Engine: engine, Authenticator: tokens})
+	if err != nil {
+		panic(err)
+	}
+	send := func(method, path, body string) {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer t0ken")
+		req.Header.Set("X-Request-Id", "req-"+method)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	send("POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"ada@acme.test","active":"True","password":"s3cret!"}`)
+	send("GET", "/Users?filter=userName%20eq", "")
+
+	for _, e := range h.RequestLog("acme", "entra") {
+		fmt.Println(e.CorrelationID, e.Method, e.Path, e.Status, strings.Contains(e.RequestBody, "s3cret"))
+	}
+	health := h.Health("acme", "entra")
+	fmt.Println(health.Dialect, health.Requests, health.Failures, health.LastFailureStatus)
+	// Output:
+	// req-POST POST /Users 201 false
+	// req-GET GET /Users 400 false
+	// entra 2 1 400
+}

@@ -65,6 +65,11 @@ func FuzzHandler(f *testing.F) {
 		{0, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", "", ""},
 		{3, "/Users/{u}", "", `{"Operations":[{"op":"add","path":"emails[type eq \"work\"]","value":"str"}]}`},
 		{3, "/Users/{u}", "", `{"Operations":[{"op":"add","value":{"emails":[1,2]}},{"op":"add","path":"addresses[type eq \"w\"].primary","value":"yes"}]}`},
+		{1, "/Bulk", "", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"failOnErrors":1,"Operations":[{"method":"POST","path":"/Users","bulkId":"a","data":{"userName":"bulk@x"}},{"method":"PATCH","path":"/Users/bulkId:a","version":"W/\"1\"","data":{"Operations":[{"op":"replace","path":"active","value":"False"}]}},{"method":"POST","path":"/Groups","bulkId":"g","data":{"displayName":"g","members":[{"value":"bulkId:a"},{"value":"bulkId:g"}]}},{"method":"DELETE","path":"/Groups/bulkId:g"}]}`},
+		{1, "/Bulk", "", `{"Operations":[{"method":"PUT","path":"/Users/{u}","data":null},{"method":"POST","path":"/Bulk","bulkId":"x"},{"method":"patch","path":"/Groups/{g}","data":[1]}]}`},
+		{1, "/Users/.search", "", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"attributes":["userName","name.givenName","urn:x:2.0:User:a.b"],"filter":"emails[type eq \"work\"].value sw \"a\"","sortBy":"emails.value","sortOrder":"descending","startIndex":"2","count":1}`},
+		{1, "/.search", "", `{"excludedAttributes":["members","emails.value","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"filter":"displayName pr or userName pr","count":-1}`},
+		{1, "/Groups/.search", "", `{"filter":"members eq \"{u}\"","sortBy":"members"}`},
 	} {
 		f.Add(s.m, s.path, s.f, s.b)
 	}
@@ -76,7 +81,7 @@ func FuzzHandler(f *testing.F) {
 		req.Method = methods[int(m)%len(methods)]
 		req.URL = &url.URL{Path: path}
 		if filter != "" {
-			req.URL.RawQuery = url.Values{"filter": {filter}, "excludedAttributes": {"members"}}.Encode()
+			req.URL.RawQuery = url.Values{"filter": {filter}, "excludedAttributes": {"members"}, "attributes": {filter}, "sortBy": {filter}}.Encode()
 		}
 		req.Header.Set("Authorization", "Bearer "+acmeOkta)
 		rec := httptest.NewRecorder()

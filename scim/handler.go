@@ -452,7 +452,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, met
 		} else if rt.ep != epOther && query != "" {
 			// attributes and excludedAttributes shape a write's answer too.
 			if q, err := url.ParseQuery(query); err == nil {
-				st.proj = parseProjection(kindOf(rt), q["attributes"], q["excludedAttributes"])
+				st.proj = parseProjection(q["attributes"], q["excludedAttributes"])
 			}
 		}
 		if serr := h.prepare(st, method, &body, &query); serr != nil {
@@ -507,7 +507,7 @@ func (h *Handler) prepareQuery(st *request, query *string) *scimError {
 	if err != nil {
 		return &scimError{status: http.StatusBadRequest, detail: "The query string is malformed."}
 	}
-	st.proj = parseProjection(kindOf(st.route), q["attributes"], q["excludedAttributes"])
+	st.proj = parseProjection(q["attributes"], q["excludedAttributes"])
 	if serr := st.setSort(q.Get("sortBy"), q.Get("sortOrder")); serr != nil {
 		return serr
 	}

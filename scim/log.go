@@ -215,7 +215,7 @@ func (h *Handler) record(r *http.Request, st *request, body []byte, w *logWriter
 		Path:          st.route.path,
 		Query:         r.URL.RawQuery,
 		UserAgent:     ua,
-		Dialect:       detectDialect(ua, st),
+		Dialect:       detectDialect(ua, r.URL.RawQuery, st),
 		Status:        w.status,
 	}
 	if failed(w.status) && len(w.body) > 0 {
@@ -369,12 +369,15 @@ func (d *dirLog) health(out Health, now time.Time) Health {
 	return out
 }
 
-// detectDialect names the client of a request from its User-Agent and
+// detectDialect names the client of a request from its User-Agent, its
+// query (Entra's ?aadOptscim062020 flag rides on every request's URL) and
 // what the front saw in its body. DialectUnknown means no signal.
-func detectDialect(ua string, st *request) Dialect {
+func detectDialect(ua, query string, st *request) Dialect {
 	l := strings.ToLower(ua)
 	entraShape := st.sawStringBool || st.sawUpperOp
 	switch {
+	case strings.Contains(query, "aadOptscim062020"):
+		return DialectEntraFlag // the Tenant URL Entra's flag is set on
 	case strings.Contains(l, "okta"):
 		return DialectOkta
 	case strings.Contains(l, "onelogin"):

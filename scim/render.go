@@ -172,18 +172,18 @@ type attrRef struct {
 
 // parseProjection reads attribute lists (comma-separated, possibly
 // several values) into a projection; nil when both are empty.
-func parseProjection(k kind, attributes, excluded []string) *projection {
+func parseProjection(attributes, excluded []string) *projection {
 	p := &projection{}
 	for _, l := range attributes {
 		for a := range strings.SplitSeq(l, ",") {
-			if r, ok := parseAttrRef(k, a); ok {
+			if r, ok := parseAttrRef(a); ok {
 				p.include = append(p.include, r)
 			}
 		}
 	}
 	for _, l := range excluded {
 		for a := range strings.SplitSeq(l, ",") {
-			if r, ok := parseAttrRef(k, a); ok {
+			if r, ok := parseAttrRef(a); ok {
 				p.exclude = append(p.exclude, r)
 			}
 		}
@@ -194,7 +194,7 @@ func parseProjection(k kind, attributes, excluded []string) *projection {
 	return p
 }
 
-func parseAttrRef(k kind, s string) (attrRef, bool) {
+func parseAttrRef(s string) (attrRef, bool) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return attrRef{}, false
@@ -214,7 +214,6 @@ func parseAttrRef(k kind, s string) (attrRef, bool) {
 		}
 	}
 	r.attr, r.sub, _ = strings.Cut(s, ".")
-	_ = k
 	return r, true
 }
 

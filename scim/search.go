@@ -46,11 +46,7 @@ func (h *Handler) prepareSearch(st *request, body []byte) (string, *scimError) {
 			return "", badSyntax("A search request's schemas must be [\"" + searchRequestURN + "\"].")
 		}
 	}
-	k := userKind
-	if st.route.ep == epGroups {
-		k = groupKind
-	}
-	st.proj = parseProjection(k, sr.Attributes, sr.ExcludedAttributes)
+	st.proj = parseProjection(sr.Attributes, sr.ExcludedAttributes)
 	if serr := st.setSort(sr.SortBy, sr.SortOrder); serr != nil {
 		return "", serr
 	}

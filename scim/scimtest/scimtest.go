@@ -154,6 +154,7 @@ type StepResult struct {
 // OK reports whether the step ran and passed.
 func (r StepResult) OK() bool { return !r.Skipped && r.Failure == "" }
 
+// String renders the result on one line, for a report.
 func (r StepResult) String() string {
 	switch {
 	case r.Skipped:
