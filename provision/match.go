@@ -133,6 +133,17 @@ func SortUsers(users []User, sortBy string, descending bool) error {
 	})
 }
 
+// SortUserRefs orders pointers to users like SortUsers sorts users,
+// without copying them, and with top > 0 only as far as needed: the first
+// top entries are then the first top of the full order, and the rest are
+// in no particular order. A store answering a sorted page of a large
+// tenant asks for offset+count and copies only the page.
+func SortUserRefs(users []*User, sortBy string, descending bool, top int) error {
+	return sortTop(filter.Users, users, sortBy, descending, top, func(u **User) filter.Object {
+		return &userObject{u: *u, ext: (*u).ExternalID}
+	})
+}
+
 // SortGroups sorts groups like SortUsers sorts users. Sorting by members
 // is refused.
 func SortGroups(groups []Group, sortBy string, descending bool) error {
@@ -142,6 +153,12 @@ func SortGroups(groups []Group, sortBy string, descending bool) error {
 }
 
 func sortBy2[T any](r filter.Resource, items []T, sortBy string, desc bool, obj func(*T) filter.Object) error {
+	return sortTop(r, items, sortBy, desc, 0, obj)
+}
+
+// sortTop sorts items by sortBy; with 0 < top < len(items) it only
+// selects and sorts the first top, in O(n log top).
+func sortTop[T any](r filter.Resource, items []T, sortBy string, desc bool, top int, obj func(*T) filter.Object) error {
 	if sortBy == "" {
 		return nil
 	}
@@ -166,25 +183,92 @@ func sortBy2[T any](r filter.Resource, items []T, sortBy string, desc bool, obj 
 		keys[i].i = i
 		if len(buf) > 0 {
 			keys[i].key = buf[0]
+			if !a.CaseExact && buf[0].Kind == filter.Str {
+				// Fold once per item, not once per comparison.
+				keys[i].key.S = filter.Fold(buf[0].S)
+			}
 		}
 	}
-	slices.SortStableFunc(keys, func(x, y keyed) int {
+	less := func(x, y keyed) int {
 		px, py := filter.Present(x.key), filter.Present(y.key)
 		if !px || !py {
-			return cmp.Compare(boolInt(!px), boolInt(!py))
+			if c := cmp.Compare(boolInt(!px), boolInt(!py)); c != 0 {
+				return c
+			}
+			return cmp.Compare(x.i, y.i)
 		}
-		c := filter.CompareValues(x.key, y.key, a.CaseExact)
+		c := filter.CompareValues(x.key, y.key, true)
 		if desc {
 			c = -c
 		}
+		if c == 0 {
+			return cmp.Compare(x.i, y.i) // stable among equal keys
+		}
 		return c
-	})
+	}
+	if top > 0 && top < len(keys)/4 {
+		keys = selectTop(keys, top, less)
+	} else {
+		slices.SortFunc(keys, less)
+	}
 	sorted := make([]T, len(items))
+	seen := make([]bool, len(items))
 	for j, k := range keys {
 		sorted[j] = items[k.i]
+		seen[k.i] = true
+	}
+	j := len(keys)
+	for i := range items {
+		if !seen[i] {
+			sorted[j] = items[i]
+			j++
+		}
 	}
 	copy(items, sorted)
 	return nil
+}
+
+// selectTop returns the top smallest of keys under less, sorted, keeping a
+// bounded max-heap: O(n log top) time, O(top) extra space.
+func selectTop[K any](keys []K, top int, less func(a, b K) int) []K {
+	h := make([]K, 0, top)
+	// down restores the max-heap property from i.
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= len(h) {
+				return
+			}
+			m := l
+			if r := l + 1; r < len(h) && less(h[r], h[l]) > 0 {
+				m = r
+			}
+			if less(h[m], h[i]) <= 0 {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	for _, k := range keys {
+		switch {
+		case len(h) < top:
+			h = append(h, k)
+			for i := len(h) - 1; i > 0; {
+				p := (i - 1) / 2
+				if less(h[i], h[p]) <= 0 {
+					break
+				}
+				h[i], h[p] = h[p], h[i]
+				i = p
+			}
+		case less(k, h[0]) < 0:
+			h[0] = k
+			down(0)
+		}
+	}
+	slices.SortFunc(h, less)
+	return h
 }
 
 func boolInt(b bool) int {

@@ -86,17 +86,18 @@ func (st *state) searchUsers(ctx context.Context, tenantID string, q provision.S
 	}
 	total := len(matches)
 	if q.SortBy != "" {
-		// Sort shallow copies; only the page is cloned.
-		us := make([]provision.User, len(matches))
+		// Sort references; only the page is copied.
+		refs := make([]*provision.User, len(matches))
 		for i, r := range matches {
-			us[i] = r.u
+			refs[i] = &r.u
 		}
-		if err := provision.SortUsers(us, q.SortBy, q.Descending); err != nil {
+		if err := provision.SortUserRefs(refs, q.SortBy, q.Descending, q.Page.Offset+q.Page.Limit); err != nil {
 			return nil, 0, err
 		}
-		us = pageOf(us, q.Page)
-		for i := range us {
-			us[i] = provision.CloneUser(us[i])
+		refs = pageOf(refs, q.Page)
+		us := make([]provision.User, len(refs))
+		for i, u := range refs {
+			us[i] = provision.CloneUser(*u)
 		}
 		return us, total, nil
 	}
