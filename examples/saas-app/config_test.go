@@ -240,4 +240,3 @@ func TestAdminActions(t *testing.T) {
 		t.Fatalf("the event log does not show the role change")
 	}
 }
-

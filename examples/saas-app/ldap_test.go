@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -40,4 +42,56 @@ func TestLDAPSync(t *testing.T) {
 func ldapTestJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestLDAPHeldPlanOnAdminPage: entries gone from the directory in a mass
+// are held, not deactivated; the admin page shows the held plan, and
+// confirming it there deactivates them.
+func TestLDAPHeldPlanOnAdminPage(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Options{})
+	uids := []string{"u1", "u2", "u3", "u4", "u5"}
+	for _, uid := range uids {
+		srv.Add(t, "uid="+uid+","+srv.PeopleDN, map[string][]string{
+			"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {uid}, "sn": {uid}, "mail": {uid + "@acme.example"},
+		})
+	}
+	lines := startAppLines(t, []string{"scim", "admin"}, "-scim-token", "SECRET",
+		"-ldap-url", srv.URL, "-ldap-bind-dn", srv.SyncDN, "-ldap-bind-password", srv.SyncPassword,
+		"-ldap-base-dn", srv.BaseDN, "-ldap-interval", "1h")
+	admin := lines["admin"]
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, users := do(t, "GET", lines["scim"]+"/Users", "SECRET", ""); users["totalResults"] == float64(len(uids)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first LDAP sync did not bring the users")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, uid := range uids[:3] {
+		srv.Delete(t, "uid="+uid+","+srv.PeopleDN)
+	}
+	if status, body := adminPost(t, admin, "/admin/t/acme/ldap/ldap/sync", nil); status != http.StatusSeeOther {
+		t.Fatalf("sync now = %d %s", status, body)
+	}
+	page := adminGet(t, admin, "/admin/t/acme")
+	i := strings.Index(page, "Held plan ")
+	if i < 0 || !strings.Contains(page, "3 deactivations wait for confirmation") {
+		t.Fatalf("no held plan on the page:\n%s", page[strings.Index(page, `id="connections"`):strings.Index(page, `id="users"`)])
+	}
+	plan := page[i+len("Held plan "):]
+	plan = plan[:strings.Index(plan, "<")]
+	if _, users := do(t, "GET", lines["scim"]+"/Users?filter=active%20eq%20true", "SECRET", ""); users["totalResults"] != float64(5) {
+		t.Fatalf("a held plan deactivated users: %v", users["totalResults"])
+	}
+	if status, body := adminPost(t, admin, "/admin/t/acme/ldap/ldap/confirm", url.Values{"plan": {plan}}); status != http.StatusSeeOther {
+		t.Fatalf("confirm = %d %s", status, body)
+	}
+	if _, users := do(t, "GET", lines["scim"]+"/Users?filter=active%20eq%20true", "SECRET", ""); users["totalResults"] != float64(2) {
+		t.Fatalf("after the confirmation, active users = %v, want 2", users["totalResults"])
+	}
+	if page := adminGet(t, admin, "/admin/t/acme?kind=user.deactivated"); strings.Count(page, `<code>user.deactivated</code>`) != 3 {
+		t.Fatal("the event log does not show the 3 deactivations")
+	}
 }
