@@ -213,7 +213,7 @@ func (s *Syncer) adIncremental(ctx context.Context, ch *adChanges, cur, next *cu
 		filter += s.cfg.groupFilter
 	}
 	filter += "(isDeleted=TRUE))"
-	changed := map[string]bool{}
+	changed := map[string]string{} // id -> DN
 	var deleted []string
 	cookie, err := c.dirSync(ctx, nc, filter, dirSyncAttributes(m), cur.DirSyncCookie, func(e *goldap.Entry) error {
 		id := m.entryID(e)
@@ -222,7 +222,7 @@ func (s *Syncer) adIncremental(ctx context.Context, ch *adChanges, cur, next *cu
 		case strings.EqualFold(e.GetEqualFoldAttributeValue("isDeleted"), "TRUE"):
 			deleted = append(deleted, id)
 		default:
-			changed[id] = true
+			changed[id] = e.DN
 		}
 		return nil
 	})
@@ -249,9 +249,13 @@ func (s *Syncer) adIncremental(ctx context.Context, ch *adChanges, cur, next *cu
 		}
 	}
 	var userIDs, groupIDs []string
-	for id := range changed {
+	userBase, groupBase := dnKey(s.cfg.UserBaseDN), dnKey(s.cfg.GroupBaseDN)
+	for id, dn := range changed {
 		_, isUser := cache.users[id]
 		_, isGroup := cache.groups[id]
+		if !isUser && !isGroup && !below(dnKey(dn), userBase) && (s.cfg.GroupBaseDN == "" || !below(dnKey(dn), groupBase)) {
+			continue // never in scope, and not there now: another OU's object
+		}
 		if !isGroup {
 			userIDs = append(userIDs, id)
 		}
@@ -286,6 +290,11 @@ func (s *Syncer) adIncremental(ctx context.Context, ch *adChanges, cur, next *cu
 	}
 	cache.mu.Unlock()
 	return gone, goneGroups, nil
+}
+
+// below reports whether the DN key dn is base or under it.
+func below(dn, base string) bool {
+	return dn == base || strings.HasSuffix(dn, ","+base)
 }
 
 // readByIDBatch is how many ids one re-read search names.
