@@ -175,9 +175,6 @@ func (h *Handler) appendUser(b []byte, u *provision.User) []byte {
 	}
 	first := true
 	for _, r := range u.Roles {
-		if r.Source != "" && r.Source != "direct" {
-			continue
-		}
 		if first {
 			f.key("roles")
 			f.b = append(f.b, '[')
@@ -185,7 +182,7 @@ func (h *Handler) appendUser(b []byte, u *provision.User) []byte {
 		} else {
 			f.b = append(f.b, ',')
 		}
-		f.multi(r.Value, r.Type, r.Display, r.Primary)
+		f.multi(r.Value, roleType(r), r.Display, r.Primary)
 	}
 	if !first {
 		f.b = append(f.b, ']')

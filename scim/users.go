@@ -273,9 +273,7 @@ func userDoc(u provision.User) map[string]any {
 	}
 	var roles []any
 	for _, r := range u.Roles {
-		if r.Source == "" || r.Source == "direct" {
-			roles = append(roles, multiDoc(r.Value, r.Type, r.Display, r.Primary))
-		}
+		roles = append(roles, multiDoc(r.Value, roleType(r), r.Display, r.Primary))
 	}
 	if len(roles) > 0 {
 		d["roles"] = roles
@@ -401,8 +399,20 @@ var knownUserKeys = map[string]bool{
 	"id": true, "meta": true, "schemas": true, "groups": true, "password": true,
 }
 
+// roleType is the type a role is rendered with: its own, else, for a
+// role an access rule mapped, its provenance ("rule:<id>"). A User
+// resource shows the effective roles, direct and mapped.
+func roleType(r provision.Role) string {
+	if r.Type == "" && r.Source != "" && r.Source != "direct" {
+		return r.Source
+	}
+	return r.Type
+}
+
 // userFromDoc turns a document into a User. Roles that access rules gave
-// (not "direct") are kept from base.
+// (not "direct") are kept from base; the roles the document names carry no
+// provenance, so that the engine tells a new direct role from an echo of
+// a mapped one (a GET then PUT) and revoking the rule still revokes it.
 func (h *Handler) userFromDoc(d map[string]any, base provision.User) (provision.User, *scimError) {
 	var r docReader
 	u := provision.User{
@@ -456,7 +466,7 @@ func (h *Handler) userFromDoc(d map[string]any, base provision.User) (provision.
 	}
 	for _, e := range r.list(d, "roles", "roles") {
 		if v := r.str(e, "value", "roles.value"); v != "" {
-			u.Roles = append(u.Roles, provision.Role{Value: v, Type: r.str(e, "type", "roles.type"), Display: r.str(e, "display", "roles.display"), Primary: r.boolean(e, "primary", "roles.primary", false), Source: "direct"})
+			u.Roles = append(u.Roles, provision.Role{Value: v, Type: r.str(e, "type", "roles.type"), Display: r.str(e, "display", "roles.display"), Primary: r.boolean(e, "primary", "roles.primary", false)})
 		}
 	}
 	if ent := r.obj(d, enterpriseURN, "enterprise extension"); ent != nil {

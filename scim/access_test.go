@@ -1,0 +1,73 @@
+package scim_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/idprov/idprov/provision"
+)
+
+// roles returns a user resource's roles as "value/type".
+func roles(r resp) []string {
+	var out []string
+	list, _ := r.get("roles").([]any)
+	for _, e := range list {
+		m, _ := e.(map[string]any)
+		v, _ := m["value"].(string)
+		typ, _ := m["type"].(string)
+		out = append(out, v+"/"+typ)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The promotion scenario over SCIM: a group membership and an attribute
+// change grant roles through the tenant's access rules, the User resource
+// shows the effective roles, an Okta-style GET then PUT echoing them does
+// not make them direct, and removal revokes.
+func TestAccessMappingOverSCIM(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.must(e.do(acmeOkta, "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+		"userName":"ada@acme.test","externalId":"00u-ada","active":true,
+		"roles":[{"value":"viewer"}]}`), 201, "create user")
+	uid := u.str("id")
+	g := e.must(e.do(acmeOkta, "POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Admins","members":[]}`), 201, "create group")
+	gid := g.str("id")
+
+	plan, err := e.engine.PlanAccessRules(ctx, "acme", []provision.AccessRule{
+		{ID: "admins", GroupID: gid, Roles: []string{"admin"}},
+		{ID: "finance", Filter: `department eq "Finance"`, Roles: []string{"finance"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.engine.ApplyAccessPlan(ctx, provision.Origin{TenantID: "acme"}, plan.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Promotion: membership of Admins, then a move to Finance.
+	e.must(e.do(acmeOkta, "PATCH", "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+		"Operations":[{"op":"add","path":"members","value":[{"value":"`+uid+`"}]}]}`), 204, "add member")
+	e.must(e.do(acmeOkta, "PATCH", "/Users/"+uid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+		"Operations":[{"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department","value":"Finance"}]}`), 200, "move to Finance")
+	got := e.must(e.do(acmeOkta, "GET", "/Users/"+uid, ""), 200, "get")
+	want := []string{"admin/rule:admins", "finance/rule:finance", "viewer/"}
+	if !slices.Equal(roles(got), want) {
+		t.Fatalf("roles = %v, want %v", roles(got), want)
+	}
+
+	// Okta's update: GET, then PUT the whole resource back.
+	e.must(e.do(acmeOkta, "PUT", "/Users/"+uid, got.raw), 200, "put echo")
+
+	// Removal from the group and leaving Finance revoke what they granted.
+	e.must(e.do(acmeOkta, "PATCH", "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+		"Operations":[{"op":"remove","path":"members[value eq \"`+uid+`\"]"}]}`), 204, "remove member")
+	e.must(e.do(acmeOkta, "PATCH", "/Users/"+uid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+		"Operations":[{"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department","value":"Sales"}]}`), 200, "leave Finance")
+	got = e.must(e.do(acmeOkta, "GET", "/Users/"+uid, ""), 200, "get")
+	if !slices.Equal(roles(got), []string{"viewer/"}) {
+		t.Fatalf("roles after removal = %v, want only the direct viewer", roles(got))
+	}
+}
