@@ -225,7 +225,7 @@ func (s *Store) pgFenced(ctx context.Context, fn func(q Querier) error) (bool, e
 			f.lost(lost)
 			return true, lost
 		}
-		return true, err
+		return true, lockLostErr(ctx, err)
 	}
 	return true, nil
 }

@@ -232,12 +232,26 @@ func (s *Store) writeOne(ctx context.Context, fn func(q Querier) error) error {
 	if s.inTx || s.r.d == SQLite {
 		return s.write(ctx, fn)
 	}
-	return fn(s.q)
+	return lockLostErr(ctx, fn(s.q))
+}
+
+// lockLostErr makes err, the failure of a write made with ctx, match
+// provision.ErrLockLost when ctx ended because a Locker lock was lost:
+// the write failed because the lock went.
+func lockLostErr(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, provision.ErrLockLost) || ctx.Err() == nil {
+		return err
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, provision.ErrLockLost) {
+		return fmt.Errorf("%w (%w)", cause, err)
+	}
+	return err
 }
 
 // runTx runs fn in a new transaction, retrying PostgreSQL serialization
 // failures and deadlocks.
-func (r *root) runTx(ctx context.Context, fn func(tx *Store) error) error {
+func (r *root) runTx(ctx context.Context, fn func(tx *Store) error) (err error) {
+	defer func() { err = lockLostErr(ctx, err) }()
 	for attempt := 0; ; attempt++ {
 		err := r.runTxOnce(ctx, fn)
 		if err == nil || !isRetryable(err) {
