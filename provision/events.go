@@ -353,7 +353,11 @@ func (e *Engine) Consume(ctx context.Context, name string, fn ConsumeFunc) error
 // each in Seq order. A tenant's events are read in batches while holding
 // the Locker lock "consumer:"+name of the tenant, so across replicas one
 // delivers a tenant at a time; the cursor is stored after every accepted
-// event, so a crash redelivers at most the event in flight.
+// event, so a crash redelivers at most the event in flight. fn's context
+// is the lock's held context: when the lock is lost (see Locker), it
+// ends, the tenant's pass stops at once, stores neither the cursor nor a
+// failure, and the next pass (here or on the replica that holds the lock
+// then) redelivers the event in flight.
 //
 // When fn fails, the tenant's delivery stops at that event, the failure is
 // stored (see ConsumerStatus) and logged, the lock is released, and the

@@ -48,6 +48,12 @@
 //     one is still to be committed (a consumer reading after its cursor
 //     never misses an event).
 //   - Case-insensitive comparisons are tested with ASCII letters only.
+//   - A Locker's held context is live when TryLock returns, carries ctx's
+//     values, ends with ctx (the lock staying held until release), and
+//     has ended when release returns, with a cause that is not
+//     ErrLockLost. How a lock is lost (a lease lapsing, a session
+//     dying) is the store's own: test it next to the store (sqlstore
+//     does).
 //
 // The suite uses only the standard library and go-cmp, takes a few seconds
 // on an in-memory store (KV expiry waits about a second, one case builds a
