@@ -22,7 +22,8 @@ import (
 
 // TestMeasureAD is the measurement program for the Active Directory
 // figures: N users in 20 groups loaded into Samba AD (ldbadd into
-// sam.ldb, 2,000 entries a transaction: about 4x faster than LDAP adds), then, median of 3, a bare
+// sam.ldb, 2,000 entries a transaction: 5 s for the first 2,000, 5m40s for
+// 20,000 users and 20 groups of 1,000, no faster than LDAP adds at that size), then, median of 3, a bare
 // go-ldap streaming read of the users (the attributes the Syncer asks
 // for), a full sync into memstore, a bare DirSync read of everything, and
 // an incremental DirSync sync after 1,000 modifications. It is skipped
