@@ -91,18 +91,20 @@ func compileRules(rules []AccessRule) (*accessSet, error) {
 func (a *accessSet) empty() bool { return a == nil || len(a.rules) == 0 }
 
 // mapped returns the roles a's rules grant u, a member of groups.
-func (a *accessSet) mapped(u User, groups map[string]bool) ([]Role, error) {
+func (a *accessSet) mapped(u *User, groups map[string]bool) ([]Role, error) {
 	if a.empty() {
 		return nil, nil
 	}
 	var out []Role
 	have := map[string]bool{}
+	var m UserMatcher // one evaluator's scratch space for every rule
 	for _, r := range a.rules {
 		if r.GroupID != "" && !groups[r.GroupID] {
 			continue
 		}
 		if r.expr != nil {
-			ok, err := MatchUser(r.expr, u, "")
+			m.expr = r.expr
+			ok, err := m.Match(u, "")
 			if err != nil {
 				return nil, fmt.Errorf("provision: access rule %q: %w", r.ID, err)
 			}
@@ -212,7 +214,7 @@ func (e *Engine) withRoles(ctx context.Context, s scope, st Store, cur, next *Us
 			return err
 		}
 	}
-	mapped, err := a.mapped(*next, groups)
+	mapped, err := a.mapped(next, groups)
 	if err != nil {
 		return err
 	}
@@ -308,7 +310,7 @@ func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []A
 	err = e.eachUserWithGroups(ctx, e.store, s.tenant.ID, s.tenant.access, next, func(u User, groups map[string]bool) error {
 		plan.Users++
 		old := roleValues(u.Roles, true)
-		mapped, err := next.mapped(u, groups)
+		mapped, err := next.mapped(&u, groups)
 		if err != nil {
 			return err
 		}
