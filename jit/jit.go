@@ -87,6 +87,7 @@ type RefusedError struct {
 	Err error
 }
 
+// Error says why the login was refused.
 func (e *RefusedError) Error() string { return "jit: login refused: " + e.Reason }
 
 // Unwrap returns the kind and the underlying error, so errors.Is matches

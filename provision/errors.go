@@ -41,6 +41,7 @@ type ValidationError struct {
 	Reason string
 }
 
+// Error says which field is wrong and why.
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("provision: invalid %s: %s", e.Field, e.Reason)
 }
@@ -54,6 +55,7 @@ type MembersError struct {
 	Unknown []string
 }
 
+// Error lists the unknown member ids.
 func (e *MembersError) Error() string {
 	return fmt.Sprintf("provision: unknown member ids: %s", strings.Join(e.Unknown, ", "))
 }
@@ -73,6 +75,7 @@ type ConflictError struct {
 	Owner string
 }
 
+// Error names the field, the value and, when known, the owner.
 func (e *ConflictError) Error() string {
 	if e.Owner != "" {
 		return fmt.Sprintf("provision: %s %q is already taken by a resource owned by connection %q", e.Field, e.Value, e.Owner)
@@ -92,6 +95,7 @@ type OwnerError struct {
 	Writer string
 }
 
+// Error names the owning and the writing connection.
 func (e *OwnerError) Error() string {
 	return fmt.Sprintf("provision: resource is owned by connection %q, not %q", e.Owner, e.Writer)
 }
