@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -368,4 +369,41 @@ func TestPatchGroupIsAtomic(t *testing.T) {
 		t.Fatalf("patch = %+v, %+v, %v", got, mc, err)
 	}
 	f.expectEvents("acme", seq, provision.GroupUpdated, provision.GroupMembersAdded)
+}
+
+func TestRehirePolicy(t *testing.T) {
+	for _, relink := range []bool{false, true} {
+		t.Run(fmt.Sprintf("relink=%v", relink), func(t *testing.T) {
+			f := newFixture(t)
+			tn := tenants()[0]
+			tn.RelinkOnRehire = relink
+			if err := f.engine.SetTenant(tn); err != nil {
+				t.Fatal(err)
+			}
+			u := f.create(okta, ada())
+			if _, err := f.engine.DeactivateUser(f.ctx, okta, u.ID); err != nil {
+				t.Fatal(err)
+			}
+			seq := f.lastSeq("acme")
+			again := ada()
+			again.ExternalID = "00u-ada-recreated"
+			got, err := f.engine.CreateUser(f.ctx, okta, again)
+			if !relink {
+				if !errors.Is(err, provision.ErrAlreadyExists) || f.lastSeq("acme") != seq {
+					t.Fatalf("create under a new external id without the policy = %v", err)
+				}
+				return
+			}
+			if err != nil || got.ID != u.ID || !got.Active || got.ExternalID != "00u-ada-recreated" {
+				t.Fatalf("relinked rehire = %+v, %v", got, err)
+			}
+			f.expectEvents("acme", seq, provision.UserReactivated)
+			if _, err := f.store.GetLink(f.ctx, "acme", provision.ResourceUser, "okta", "00u-ada"); !errors.Is(err, provision.ErrNotFound) {
+				t.Fatalf("the old link survived: %v", err)
+			}
+			if l, err := f.store.GetLink(f.ctx, "acme", provision.ResourceUser, "okta", "00u-ada-recreated"); err != nil || l.ResourceID != u.ID {
+				t.Fatalf("new link = %+v, %v", l, err)
+			}
+		})
+	}
 }

@@ -30,6 +30,12 @@ type Tenant struct {
 	// provisioning or the admin API created; nobody adopts from an LDAP
 	// source or another directory.
 	Adopt func(writer, owner Connection) bool
+	// RelinkOnRehire lets a create whose userName names a deactivated user
+	// of the same connection under another external id (the person was
+	// re-created in the identity provider) reactivate that user and move
+	// the connection's link to the new id. Without it such a create is a
+	// *ConflictError, and only the same external id rehires.
+	RelinkOnRehire bool
 	// AccessRules map groups and attributes to the host's roles (see
 	// AccessRule). They are taken when the tenant is first declared;
 	// later changes go through PlanAccessRules and ApplyAccessPlan, so

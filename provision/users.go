@@ -96,7 +96,8 @@ func (e *Engine) createUser(ctx context.Context, s scope, tx Store, rec *recorde
 // user ex: the connection's own deactivated user is rehired; another
 // owner's active user is adopted when the policy allows.
 func (e *Engine) claim(ctx context.Context, s scope, tx Store, rec *recorder, ex, u User) (User, error) {
-	if l, err := e.linkOf(ctx, tx, s, ex.ID); err == nil && l.ExternalID != u.ExternalID {
+	relink := s.tenant.RelinkOnRehire && ex.Owner == s.conn.ID && !ex.Active
+	if l, err := e.linkOf(ctx, tx, s, ex.ID); err == nil && l.ExternalID != u.ExternalID && !relink {
 		return User{}, &ConflictError{Field: "userName", Value: u.UserName, ExistingID: ex.ID, Owner: ex.Owner}
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
 		return User{}, err
