@@ -166,7 +166,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 // go through the engine.
 func (e *Engine) Store() Store { return e.store }
 
-// SetTenant declares t, or replaces the tenant with the same ID.
+// SetTenant declares t, or replaces the tenant with the same ID. It
+// records nothing; UpdateTenant also puts the connections it adds and
+// removes in the event log.
 func (e *Engine) SetTenant(t Tenant) error {
 	if err := validateTenant(t); err != nil {
 		return err
@@ -432,6 +434,7 @@ func eventOf(c Change, now time.Time) Event {
 		PreviousUser:  c.UserBefore,
 		PreviousGroup: c.GroupBefore,
 		Members:       c.Members,
+		Connection:    c.Connection,
 	}
 	if ev.User != nil {
 		u := cloneUser(*ev.User)

@@ -342,6 +342,9 @@ type Change struct {
 	GroupAfter  *Group
 	// Members are the user IDs added or removed by a membership change.
 	Members []string
+	// Connection is the connection activated or deleted, for
+	// connection.activated and connection.deleted.
+	Connection *Connection
 }
 
 // Event is what happened, as the host sees it: the audit trail and how it
@@ -370,4 +373,7 @@ type Event struct {
 	PreviousGroup *Group `json:"previousGroup,omitempty"`
 	// Members are the user IDs added or removed.
 	Members []string `json:"members,omitempty"`
+	// Connection is the connection activated or deleted (its ID is also
+	// ConnectionID), for connection.activated and connection.deleted.
+	Connection *Connection `json:"connection,omitempty"`
 }
