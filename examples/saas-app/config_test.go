@@ -135,10 +135,10 @@ func TestConfigErrors(t *testing.T) {
 // survives a restart.
 func TestSCIMTokenKeptAcrossRestarts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.db")
-	lines, stop := runUntil(t, "-db", path)
+	lines, stop := launch(t, []string{"scim", "scim-token", "admin"}, "-db", path)
 	first := lines["scim-token"]
 	stop()
-	lines, stop = runUntil(t, "-db", path)
+	lines, stop = launch(t, []string{"scim", "scim-token", "admin"}, "-db", path)
 	if lines["scim-token"] != first {
 		t.Fatalf("token after a restart = %q, want %q", lines["scim-token"], first)
 	}
@@ -165,7 +165,7 @@ func TestSCIMTokenKeptAcrossRestarts(t *testing.T) {
 		t.Fatalf("the old token after its revocation = %d", status)
 	}
 	stop()
-	lines, stop = runUntil(t, "-db", path)
+	lines, stop = launch(t, []string{"scim", "scim-token", "admin"}, "-db", path)
 	defer stop()
 	if lines["scim-token"] != fresh {
 		t.Fatalf("token after the rotation and a restart = %q, want %q", lines["scim-token"], fresh)

@@ -11,10 +11,11 @@ import (
 	"time"
 )
 
-// startApp runs the app on a free port and returns the lines it printed,
-// by prefix ("scim", "scim-token"). The app stops when the test ends, and
-// the test fails if it does not stop cleanly.
-func startApp(t *testing.T, args ...string) map[string]string {
+// launch runs the app on a free port with args (after -addr and -db
+// memory, which args may override), waits for the printed lines named in
+// want, and returns them by prefix with a stop function that ends the app
+// and fails the test unless it returns cleanly.
+func launch(t *testing.T, want []string, args ...string) (map[string]string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -23,7 +24,12 @@ func startApp(t *testing.T, args ...string) map[string]string {
 		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-db", "memory"}, args...), pw)
 		pw.Close()
 	}()
-	t.Cleanup(func() {
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		select {
 		case err := <-done:
@@ -33,20 +39,43 @@ func startApp(t *testing.T, args ...string) map[string]string {
 		case <-time.After(10 * time.Second):
 			t.Error("run did not return after cancel")
 		}
-	})
+	}
 	lines := map[string]string{}
+	missing := func() bool {
+		for _, k := range want {
+			if lines[k] == "" {
+				return true
+			}
+		}
+		return false
+	}
 	sc := bufio.NewScanner(pr)
-	for len(lines) < 2 && sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ": ")
-		if ok {
+	for missing() && sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
 			lines[k] = v
 		}
 	}
 	go io.Copy(io.Discard, pr)
-	if lines["scim"] == "" || lines["scim-token"] == "" {
-		t.Fatalf("printed lines = %v, want scim and scim-token", lines)
+	if missing() {
+		stop()
+		t.Fatalf("printed lines = %v, want %v", lines, want)
 	}
+	return lines, stop
+}
+
+// startAppLines runs the app until the test ends and returns the printed
+// lines, once those named in want are out.
+func startAppLines(t *testing.T, want []string, args ...string) map[string]string {
+	t.Helper()
+	lines, stop := launch(t, want, args...)
+	t.Cleanup(stop)
 	return lines
+}
+
+// startApp is startAppLines waiting for the SCIM lines.
+func startApp(t *testing.T, args ...string) map[string]string {
+	t.Helper()
+	return startAppLines(t, []string{"scim", "scim-token"}, args...)
 }
 
 func do(t *testing.T, method, url, token, body string) (int, map[string]any) {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,50 +12,6 @@ import (
 
 	"github.com/idprov/idprov/saml/samltest"
 )
-
-// startAppLines runs the app like startApp and waits for the printed
-// lines named in want.
-func startAppLines(t *testing.T, want []string, args ...string) map[string]string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-db", "memory"}, args...), pw)
-		pw.Close()
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v after cancel", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("run did not return after cancel")
-		}
-	})
-	lines := map[string]string{}
-	sc := bufio.NewScanner(pr)
-	missing := func() bool {
-		for _, k := range want {
-			if lines[k] == "" {
-				return true
-			}
-		}
-		return false
-	}
-	for missing() && sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
-			lines[k] = v
-		}
-	}
-	go io.Copy(io.Discard, pr)
-	if missing() {
-		t.Fatalf("printed lines = %v, want %v", lines, want)
-	}
-	return lines
-}
 
 func me(t *testing.T, c *http.Client, base string) (int, map[string]any) {
 	t.Helper()
