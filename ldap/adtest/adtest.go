@@ -17,8 +17,9 @@
 // Samba has no setting for its LDAP port: the server listens on
 // 127.0.0.1:389 and 636 (and 3268/3269), which needs root, and only one
 // server can run at a time (go test -p 1). Simple binds on ldap:// are
-// allowed (ldap server require strong auth = no); ldaps:// uses Samba's
-// self-signed certificate.
+// allowed (ldap server require strong auth = no); ldaps:// uses a
+// self-signed certificate the helper makes (Samba's own sometimes has a
+// negative serial number, which Go refuses).
 //
 // It needs the Debian packages samba, samba-ad-provision,
 // samba-dsdb-modules and samba-vfs-modules.
@@ -26,10 +27,16 @@ package adtest
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -172,10 +179,55 @@ func (s *Server) patchConf() error {
 	}
 	conf := string(b)
 	conf = regexp.MustCompile(`(?m)^\s*(server services|log file)\s*=.*\n`).ReplaceAllString(conf, "")
-	extra := fmt.Sprintf("\tserver services = ldap\n\tldap server require strong auth = no\n\tpid directory = %s\n\tncalrpc dir = %s\n\tlog file = %s\n\tlog level = 0\n",
-		filepath.Join(s.Dir, "run"), filepath.Join(s.Dir, "ncalrpc"), filepath.Join(s.Dir, "log", "log.%m"))
+	keyFile, certFile, err := s.writeTLS()
+	if err != nil {
+		return err
+	}
+	extra := fmt.Sprintf("\tserver services = ldap\n\tldap server require strong auth = no\n\tpid directory = %s\n\tncalrpc dir = %s\n\tlog file = %s\n\tlog level = 0\n"+
+		"\ttls enabled = yes\n\ttls keyfile = %s\n\ttls certfile = %s\n\ttls cafile = \n",
+		filepath.Join(s.Dir, "run"), filepath.Join(s.Dir, "ncalrpc"), filepath.Join(s.Dir, "log", "log.%m"), keyFile, certFile)
 	conf = strings.Replace(conf, "[global]\n", "[global]\n"+extra, 1)
 	return os.WriteFile(s.conf(), []byte(conf), 0o644)
+}
+
+// writeTLS makes the server's TLS key and self-signed certificate. Samba
+// would generate its own, but with a random serial number that is
+// negative about half the time, which Go's x509 parser refuses ("negative
+// serial number"), failing ldaps:// connections at random.
+func (s *Server) writeTLS() (keyFile, certFile string, err error) {
+	dir := filepath.Join(s.Dir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", err
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", "", err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial.Add(serial, big.NewInt(1)), // positive
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	keyFile, certFile = filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return "", "", err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return keyFile, certFile, os.WriteFile(certFile, certPEM, 0o644)
 }
 
 type logWriter struct{ s *Server }
