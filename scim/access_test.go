@@ -71,3 +71,22 @@ func TestAccessMappingOverSCIM(t *testing.T) {
 		t.Fatalf("roles after removal = %v, want only the direct viewer", roles(got))
 	}
 }
+
+// Entra ID sends app roles as JSON inside the role's value string; the
+// role is the inner value, in POST and in PATCH.
+func TestEntraAppRoles(t *testing.T) {
+	e := newEnv(t)
+	u := e.must(e.do(acmeEntra, "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+		"userName":"grace@acme.test","externalId":"e-grace","active":true,
+		"roles":[{"primary":false,"type":"WindowsAzureActiveDirectoryRole","display":"Admin",
+		"value":"{\"id\":\"5c1f3b6e-0000-4000-8000-000000000001\",\"value\":\"Admin\",\"displayName\":\"Admin\"}"}]}`), 201, "create")
+	if got := roles(u); !slices.Equal(got, []string{"Admin/WindowsAzureActiveDirectoryRole"}) {
+		t.Fatalf("roles after POST = %v", got)
+	}
+	e.must(e.do(acmeEntra, "PATCH", "/Users/"+u.str("id"), `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+		"Operations":[{"op":"Add","path":"roles","value":[{"value":"{\"id\":\"5c1f3b6e-0000-4000-8000-000000000002\",\"value\":\"Auditor\",\"displayName\":\"Auditor\"}"}]}]}`), 200, "patch")
+	got := e.must(e.do(acmeEntra, "GET", "/Users/"+u.str("id"), ""), 200, "get")
+	if r := roles(got); !slices.Equal(r, []string{"Admin/WindowsAzureActiveDirectoryRole", "Auditor/"}) {
+		t.Fatalf("roles after PATCH = %v", r)
+	}
+}

@@ -399,6 +399,27 @@ var knownUserKeys = map[string]bool{
 	"id": true, "meta": true, "schemas": true, "groups": true, "password": true,
 }
 
+// entraAppRole unwraps the app roles Microsoft Entra ID sends as JSON
+// inside the value string ({"value":"{\"id\":\"…\",\"value\":\"Admin\",
+// \"displayName\":\"Admin\"}"}): the role is the inner value.
+func entraAppRole(r *provision.Role) {
+	v := strings.TrimSpace(r.Value)
+	if !strings.HasPrefix(v, "{") {
+		return
+	}
+	var app struct {
+		Value       string `json:"value"`
+		DisplayName string `json:"displayName"`
+	}
+	if json.Unmarshal([]byte(v), &app) != nil || app.Value == "" {
+		return
+	}
+	r.Value = app.Value
+	if r.Display == "" {
+		r.Display = app.DisplayName
+	}
+}
+
 // roleType is the type a role is rendered with: its own, else, for a
 // role an access rule mapped, its provenance ("rule:<id>"). A User
 // resource shows the effective roles, direct and mapped.
@@ -466,7 +487,9 @@ func (h *Handler) userFromDoc(d map[string]any, base provision.User) (provision.
 	}
 	for _, e := range r.list(d, "roles", "roles") {
 		if v := r.str(e, "value", "roles.value"); v != "" {
-			u.Roles = append(u.Roles, provision.Role{Value: v, Type: r.str(e, "type", "roles.type"), Display: r.str(e, "display", "roles.display"), Primary: r.boolean(e, "primary", "roles.primary", false)})
+			role := provision.Role{Value: v, Type: r.str(e, "type", "roles.type"), Display: r.str(e, "display", "roles.display"), Primary: r.boolean(e, "primary", "roles.primary", false)}
+			entraAppRole(&role)
+			u.Roles = append(u.Roles, role)
 		}
 	}
 	if ent := r.obj(d, enterpriseURN, "enterprise extension"); ent != nil {
