@@ -453,6 +453,10 @@ func skipReason(err error) (string, bool) {
 		return fmt.Sprintf("owned by %q", oe.Owner), true
 	case errors.Is(err, provision.ErrDeprovisioned):
 		return "the user was deleted or deprovisioned in the application: " + err.Error(), true
+	case errors.Is(err, provision.ErrHeld):
+		// A replace of members that drops many waits for the host's
+		// confirmation (Engine.ConfirmMembersPlan); the sync goes on.
+		return err.Error(), true
 	case errors.Is(err, provision.ErrInvalid), errors.Is(err, provision.ErrForbidden), errors.Is(err, provision.ErrNotFound):
 		return err.Error(), true
 	}

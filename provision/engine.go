@@ -43,6 +43,11 @@ type Config struct {
 	// TombstoneRetention is how long Purge keeps deleted users (and the
 	// personal data in their events). Default 30 days.
 	TombstoneRetention time.Duration
+	// HoldMemberDrops is when a replace of a group's members (a SCIM
+	// "replace members", an LDAP group sync) is held for confirmation
+	// instead of applied. The zero value holds a replace that removes at
+	// least 100 members and more than half of the group.
+	HoldMemberDrops DropLimit
 }
 
 // Refusal is a request the engine or an adapter refused without changing
@@ -79,6 +84,7 @@ type Engine struct {
 
 	eventRetention     time.Duration
 	tombstoneRetention time.Duration
+	memberDrops        DropLimit
 
 	mu      sync.RWMutex
 	tenants map[string]*Tenant
@@ -131,6 +137,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if e.tombstoneRetention == 0 {
 		e.tombstoneRetention = defaultRetention
+	}
+	e.memberDrops = cfg.HoldMemberDrops
+	if e.memberDrops == (DropLimit{}) {
+		e.memberDrops = DropLimit{Count: 100, Share: 0.5}
+	}
+	if e.memberDrops.Share < 0 || e.memberDrops.Share > 1 {
+		return nil, errors.New("provision: Config.HoldMemberDrops.Share must be between 0 and 1")
 	}
 	if e.maxRetries == 0 {
 		e.maxRetries = 8

@@ -436,3 +436,63 @@ func TestUpdateTenantRecordsConnections(t *testing.T) {
 		t.Fatalf("an unchanged tenant recorded events: %v", err)
 	}
 }
+
+func TestReplaceMembersThatDropsManyIsHeld(t *testing.T) {
+	f := newFixture(t)
+	var ids []string
+	for i := range 200 {
+		ids = append(ids, f.create(okta, provision.User{UserName: fmt.Sprintf("u%03d", i), Active: true}).ID)
+	}
+	g, err := f.engine.CreateGroup(f.ctx, okta, provision.Group{DisplayName: "All"}, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dropping 99 of 200 is applied; dropping 150 of 200 is held.
+	if mc, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[99:]); err != nil || len(mc.Removed) != 99 {
+		t.Fatalf("replace dropping 99 = %d removed, %v", len(mc.Removed), err)
+	}
+	if _, err := f.engine.AddMembers(f.ctx, okta, g.ID, ids[:99]); err != nil {
+		t.Fatal(err)
+	}
+	seq := f.lastSeq("acme")
+	_, err = f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[150:])
+	var he *provision.HeldError
+	if !errors.As(err, &he) || !errors.Is(err, provision.ErrHeld) || he.Removing != 150 || he.Members != 200 {
+		t.Fatalf("replace dropping 150 of 200 = %v", err)
+	}
+	if _, total, _ := f.engine.ListMembers(f.ctx, okta, g.ID, provision.Page{}); total != 200 || f.lastSeq("acme") != seq {
+		t.Fatalf("a held replace changed something: %d members", total)
+	}
+	// The identity provider's retry finds the same plan.
+	_, err = f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[150:])
+	var again *provision.HeldError
+	if !errors.As(err, &again) || again.PlanID != he.PlanID {
+		t.Fatalf("retry = %v, want plan %s", err, he.PlanID)
+	}
+	// Only an admin call confirms; it applies as the directory.
+	if _, err := f.engine.ConfirmMembersPlan(f.ctx, okta, he.PlanID); !errors.Is(err, provision.ErrForbidden) {
+		t.Fatalf("confirm by the directory = %v", err)
+	}
+	mc, err := f.engine.ConfirmMembersPlan(f.ctx, provision.Origin{TenantID: "acme", Actor: "admin@acme"}, he.PlanID)
+	if err != nil || len(mc.Removed) != 150 {
+		t.Fatalf("confirm = %d removed, %v", len(mc.Removed), err)
+	}
+	evs := f.expectEvents("acme", seq, provision.GroupMembersRemoved)
+	if evs[0].ConnectionID != "okta" || evs[0].Actor != "admin@acme" {
+		t.Fatalf("confirmed event = %+v", evs[0])
+	}
+	// Now the directory's retry is a no-op, and the plan is gone.
+	if _, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[150:]); err != nil {
+		t.Fatalf("retry after confirmation = %v", err)
+	}
+	if _, err := f.engine.ConfirmMembersPlan(f.ctx, admin, he.PlanID); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("a plan confirmed twice: %v", err)
+	}
+	// The limit is configurable, and a negative Count never holds.
+	f2 := newFixture(t, func(c *provision.Config) { c.HoldMemberDrops = provision.DropLimit{Count: -1} })
+	u := f2.create(okta, ada())
+	g2, _ := f2.engine.CreateGroup(f2.ctx, okta, provision.Group{DisplayName: "G"}, []string{u.ID})
+	if _, err := f2.engine.ReplaceMembers(f2.ctx, okta, g2.ID, nil); err != nil {
+		t.Fatalf("with holding off = %v", err)
+	}
+}

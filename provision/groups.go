@@ -151,9 +151,13 @@ type GroupPatch struct {
 	// RemoveMembers for their validation).
 	Add, Remove []string
 	// ReplaceMembers makes the members exactly Members (Add and Remove are
-	// then ignored).
+	// then ignored). A replace that would remove many members is held
+	// (see Config.HoldMemberDrops).
 	ReplaceMembers bool
 	Members        []string
+
+	// confirmed applies a held replace (ConfirmMembersPlan).
+	confirmed bool
 }
 
 // PatchGroup applies p to group id in one transaction: all of it, or
@@ -193,6 +197,9 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 					drop = append(drop, m)
 				}
 			}
+			if !p.confirmed && e.memberDrops.holds(len(drop), len(cur)) {
+				return e.newMembersPlan(s, id, want, len(drop), len(cur))
+			}
 			return e.applyMembers(ctx, s, tx, rec, g, want, drop, &mc)
 		case len(add) > 0 || len(remove) > 0:
 			if err := e.checkMembers(ctx, s, tx, add, false); err != nil {
@@ -205,6 +212,10 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 		}
 		return nil
 	})
+	var held *MembersPlan
+	if errors.As(err, &held) {
+		return Group{}, MembershipChange{}, e.holdMembersPlan(ctx, held)
+	}
 	if err != nil {
 		return Group{}, MembershipChange{}, err
 	}

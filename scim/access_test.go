@@ -3,6 +3,7 @@ package scim_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/idprov/idprov/provision"
@@ -88,5 +89,37 @@ func TestEntraAppRoles(t *testing.T) {
 	got := e.must(e.do(acmeEntra, "GET", "/Users/"+u.str("id"), ""), 200, "get")
 	if r := roles(got); !slices.Equal(r, []string{"Admin/WindowsAzureActiveDirectoryRole", "Auditor/"}) {
 		t.Fatalf("roles after PATCH = %v", r)
+	}
+}
+
+// A full member push that would empty a large group is held: 409 with the
+// plan's id, nothing applied; after the administrator confirms, the
+// identity provider's retry succeeds.
+func TestHeldMemberReplace(t *testing.T) {
+	e := newEnv(t)
+	var members []string
+	for i := range 120 {
+		u := e.must(e.do(acmeOkta, "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"u`+itoa(i)+`@acme.test","active":true}`), 201, "create")
+		members = append(members, `{"value":"`+u.str("id")+`"}`)
+	}
+	g := e.must(e.do(acmeOkta, "POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Everyone","members":[`+strings.Join(members, ",")+`]}`), 201, "create group")
+	gid := g.str("id")
+	replace := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"members","value":[` + members[0] + `]}]}`
+	r := e.do(acmeOkta, "PATCH", "/Groups/"+gid, replace)
+	if r.status != 409 || !strings.Contains(r.str("detail"), "held for confirmation") {
+		t.Fatalf("held replace = %d %s", r.status, r.raw)
+	}
+	if n, _, _ := e.engine.ListMembers(context.Background(), provision.Origin{TenantID: "acme"}, gid, provision.Page{Limit: 1000}); len(n) != 120 {
+		t.Fatalf("members after a held replace = %d", len(n))
+	}
+	id := r.str("detail")
+	id = id[strings.Index(id, "(plan ")+6:]
+	id = id[:strings.Index(id, ")")]
+	if _, err := e.engine.ConfirmMembersPlan(context.Background(), provision.Origin{TenantID: "acme", Actor: "admin"}, id); err != nil {
+		t.Fatal(err)
+	}
+	e.must(e.do(acmeOkta, "PATCH", "/Groups/"+gid, replace), 204, "retry after confirmation")
+	if n, _, _ := e.engine.ListMembers(context.Background(), provision.Origin{TenantID: "acme"}, gid, provision.Page{Limit: 1000}); len(n) != 1 {
+		t.Fatalf("members after confirmation = %d", len(n))
 	}
 }

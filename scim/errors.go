@@ -87,7 +87,12 @@ func (h *Handler) toSCIM(st *request, err error) *scimError {
 	var oe *provision.OwnerError
 	var ve *provision.ValidationError
 	var me *provision.MembersError
+	var he *provision.HeldError
 	switch {
+	case errors.As(err, &he):
+		// Nothing was applied; the retry of the same replace after the
+		// application's administrator confirmed the plan succeeds.
+		return &scimError{status: http.StatusConflict, detail: fmt.Sprintf("This change would remove %d of the group's %d members and is held for confirmation by the application's administrator (plan %s); retry after it is confirmed.", he.Removing, he.Members, he.PlanID)}
 	case errors.As(err, &se):
 		return se
 	case errors.As(err, &ce):

@@ -1,0 +1,128 @@
+package provision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// DropLimit says when a change that removes many members is held: when
+// it removes at least Count of them and more than Share (0 to 1) of the
+// group. A negative Count never holds.
+type DropLimit struct {
+	Count int
+	Share float64
+}
+
+func (l DropLimit) holds(removing, of int) bool {
+	if l.Count < 0 || removing == 0 || removing < l.Count {
+		return false
+	}
+	return float64(removing) > l.Share*float64(of)
+}
+
+// ErrHeld: the change crossed a safety threshold and was stored as a plan
+// that applies only when the host confirms it. Nothing was applied.
+var ErrHeld = errors.New("provision: change held for confirmation")
+
+// HeldError names the plan a held change became. It matches ErrHeld.
+type HeldError struct {
+	PlanID string
+	// Removing is how many of Members members the change would remove.
+	Removing, Members int
+}
+
+// Error says what was held and why.
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("provision: replacing the members would remove %d of %d; held as plan %s for confirmation", e.Removing, e.Members, e.PlanID)
+}
+
+// Is reports whether target is ErrHeld.
+func (e *HeldError) Is(target error) bool { return target == ErrHeld }
+
+// MembersPlan is a held replace of a group's members.
+type MembersPlan struct {
+	ID           string    `json:"id"`
+	TenantID     string    `json:"tenantId"`
+	GroupID      string    `json:"groupId"`
+	ConnectionID string    `json:"connectionId"`
+	Members      []string  `json:"members"`
+	Removing     int       `json:"removing"`
+	Of           int       `json:"of"`
+	Created      time.Time `json:"created"`
+}
+
+// Error makes a plan travel out of the transaction that found it.
+func (p *MembersPlan) Error() string { return "provision: members plan " + p.ID }
+
+const membersPlanPrefix = "members-plan/"
+
+// newMembersPlan describes a held replace. Its ID derives from the group
+// and the member set, so the identity provider's retry of the same
+// replace finds the same plan.
+func (e *Engine) newMembersPlan(s scope, groupID string, want []string, removing, of int) *MembersPlan {
+	sorted := slices.Sorted(slices.Values(want))
+	h := sha256.New()
+	for _, part := range append([]string{s.tenant.ID, groupID}, sorted...) {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return &MembersPlan{
+		ID: hex.EncodeToString(h.Sum(nil))[:24], TenantID: s.tenant.ID, GroupID: groupID,
+		ConnectionID: s.conn.ID, Members: sorted, Removing: removing, Of: of, Created: e.now().UTC(),
+	}
+}
+
+func (e *Engine) holdMembersPlan(ctx context.Context, p *MembersPlan) error {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := e.KVSet(ctx, p.TenantID, membersPlanPrefix+p.ID, raw, planTTL); err != nil {
+		return fmt.Errorf("provision: store members plan: %w", err)
+	}
+	e.log.WarnContext(ctx, "provision: a replace of members is held for confirmation", "tenant", p.TenantID, "group", p.GroupID, "connection", p.ConnectionID, "removing", p.Removing, "of", p.Of, "plan", p.ID)
+	return &HeldError{PlanID: p.ID, Removing: p.Removing, Members: p.Of}
+}
+
+// MembersPlan returns a held replace of a group's members.
+func (e *Engine) MembersPlan(ctx context.Context, tenantID, planID string) (MembersPlan, error) {
+	raw, err := e.KVGet(ctx, tenantID, membersPlanPrefix+planID)
+	if err != nil {
+		return MembersPlan{}, fmt.Errorf("provision: members plan %q: %w", planID, err)
+	}
+	var p MembersPlan
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return MembersPlan{}, fmt.Errorf("provision: members plan %q: %w", planID, err)
+	}
+	return p, nil
+}
+
+// ConfirmMembersPlan applies a held replace of a group's members, as the
+// connection that asked for it (the events name it; Actor names who
+// confirmed), and consumes the plan. Only an admin call (o without a
+// ConnectionID) confirms. The members are validated again: an id that is
+// no longer a live user refuses the plan.
+func (e *Engine) ConfirmMembersPlan(ctx context.Context, o Origin, planID string) (MembershipChange, error) {
+	if o.connection() != APIConnection {
+		return MembershipChange{}, fmt.Errorf("%w: held plans are confirmed only through admin calls", ErrForbidden)
+	}
+	p, err := e.MembersPlan(ctx, o.TenantID, planID)
+	if err != nil {
+		return MembershipChange{}, err
+	}
+	as := Origin{TenantID: p.TenantID, ConnectionID: p.ConnectionID, Actor: o.Actor, RequestID: o.RequestID}
+	_, mc, err := e.PatchGroup(ctx, as, p.GroupID, Precondition{}, GroupPatch{ReplaceMembers: true, Members: p.Members, confirmed: true})
+	if err != nil {
+		return MembershipChange{}, err
+	}
+	if err := e.KVDelete(ctx, o.TenantID, membersPlanPrefix+planID); err != nil {
+		e.log.WarnContext(ctx, "provision: applied members plan not deleted", "plan", planID, "err", err)
+	}
+	return mc, nil
+}
