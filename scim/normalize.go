@@ -222,16 +222,25 @@ func keysOf(m map[string]any) []string {
 	return ks
 }
 
-// prepareResource normalizes a POST or PUT body for elimity and takes out
-// what elimity would drop or refuse.
-func (h *Handler) prepareResource(st *request, body *[]byte, k kind) *scimError {
-	v, err := decodeJSON(*body)
+// decodeObject decodes a request body that must be a JSON object.
+func decodeObject(body []byte) (map[string]any, *scimError) {
+	v, err := decodeJSON(body)
 	if err != nil {
-		return badSyntax("The request body is not valid JSON.")
+		return nil, badSyntax("The request body is not valid JSON.")
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return badSyntax("The request body must be a JSON object.")
+		return nil, badSyntax("The request body must be a JSON object.")
+	}
+	return m, nil
+}
+
+// prepareResource normalizes a POST or PUT body for elimity and takes out
+// what elimity would drop or refuse.
+func (h *Handler) prepareResource(st *request, body *[]byte, k kind) *scimError {
+	m, serr := decodeObject(*body)
+	if serr != nil {
+		return serr
 	}
 	ex := &extras{attrs: map[string]json.RawMessage{}, blocks: map[string]bool{}}
 	put := func(key string, v any) {
@@ -400,13 +409,9 @@ func (h *Handler) classify(k kind, p string) (class pathClass, attr, key, sub st
 // invalidPath), and passwords. When nothing is left for elimity, one empty
 // path-less add (a no-op by RFC 7644) keeps its non-empty rule satisfied.
 func (h *Handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
-	v, err := decodeJSON(*body)
-	if err != nil {
-		return badSyntax("The request body is not valid JSON.")
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return badSyntax("The request body must be a JSON object.")
+	m, serr := decodeObject(*body)
+	if serr != nil {
+		return serr
 	}
 	if s, _, ok := getFold(m, "schemas"); !ok || s == nil {
 		m["schemas"] = []any{patchOpURN}
