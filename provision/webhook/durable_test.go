@@ -135,28 +135,8 @@ func TestReplicasNeverDeliverATenantConcurrently(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			stores := tc.stores(t)
-			rc := newReceiver(t, nil, func(string, int64) action { return slow })
-			srv := httptest.NewServer(rc)
-			defer srv.Close()
-			var engines [2]*provision.Engine
-			for i := range engines {
-				engines[i] = newEngine(t, stores[i], nil, nil)
-				run(t, newWebhook(t, webhook.Config{Engine: engines[i], MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}, srv.URL))
-			}
 			const n = 40
-			var wg sync.WaitGroup
-			for i, tenant := range []string{"acme", "globex", "acme", "globex"} {
-				wg.Go(func() { createUsers(t, engines[i%2], tenant, i*n, n) })
-			}
-			wg.Wait()
-			waitFor(t, "every event", 60*time.Second, func() bool { return rc.distinct("acme") == 2*n && rc.distinct("globex") == 2*n })
-			rc.mu.Lock()
-			overlap := rc.overlap
-			rc.mu.Unlock()
-			if overlap != "" {
-				t.Fatal(overlap)
-			}
+			rc := deliverFromReplicas(t, tc.stores(t), n)
 			for _, tenant := range []string{"acme", "globex"} {
 				if dups := checkInOrder(t, tenant, rc.got(tenant), 2*n); dups != 0 {
 					t.Fatalf("%s: %d events delivered twice by the replicas", tenant, dups)
@@ -164,6 +144,35 @@ func TestReplicasNeverDeliverATenantConcurrently(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deliverFromReplicas runs two engines, each with its own Webhook, on
+// stores, while both write n events for each of two tenants, waits until
+// the receiver has every event, fails the test if a tenant's deliveries
+// overlapped, and returns the receiver.
+func deliverFromReplicas(t *testing.T, stores [2]provision.Store, n int) *receiver {
+	t.Helper()
+	rc := newReceiver(t, nil, func(string, int64) action { return slow })
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	var engines [2]*provision.Engine
+	for i := range engines {
+		engines[i] = newEngine(t, stores[i], nil, nil)
+		run(t, newWebhook(t, webhook.Config{Engine: engines[i], MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}, srv.URL))
+	}
+	var wg sync.WaitGroup
+	for i, tenant := range []string{"acme", "globex", "acme", "globex"} {
+		wg.Go(func() { createUsers(t, engines[i%2], tenant, i*n, n) })
+	}
+	wg.Wait()
+	waitFor(t, "every event", 60*time.Second, func() bool { return rc.distinct("acme") == 2*n && rc.distinct("globex") == 2*n })
+	rc.mu.Lock()
+	overlap := rc.overlap
+	rc.mu.Unlock()
+	if overlap != "" {
+		t.Fatal(overlap)
+	}
+	return rc
 }
 
 const (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
-	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/idprov/idprov/provision"
-	"github.com/idprov/idprov/provision/webhook"
 	"github.com/idprov/idprov/store/sqlstore"
 )
 
@@ -80,27 +78,8 @@ func TestShortLeaseReplicasUnderContention(t *testing.T) {
 		}
 	})
 
-	rc := newReceiver(t, nil, func(string, int64) action { return slow })
-	srv := httptest.NewServer(rc)
-	defer srv.Close()
-	var engines [2]*provision.Engine
-	for i := range engines {
-		engines[i] = newEngine(t, stores[i], nil, nil)
-		run(t, newWebhook(t, webhook.Config{Engine: engines[i], MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}, srv.URL))
-	}
 	const n = 20
-	var wg sync.WaitGroup
-	for i, tenant := range []string{"acme", "globex", "acme", "globex"} {
-		wg.Go(func() { createUsers(t, engines[i%2], tenant, i*n, n) })
-	}
-	wg.Wait()
-	waitFor(t, "every event", 60*time.Second, func() bool { return rc.distinct("acme") == 2*n && rc.distinct("globex") == 2*n })
-	rc.mu.Lock()
-	overlap := rc.overlap
-	rc.mu.Unlock()
-	if overlap != "" {
-		t.Fatal(overlap)
-	}
+	rc := deliverFromReplicas(t, [2]provision.Store{stores[0], stores[1]}, n)
 	dups := 0
 	for _, tenant := range []string{"acme", "globex"} {
 		dups += checkInOrder(t, tenant, rc.got(tenant), 2*n)
