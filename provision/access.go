@@ -347,12 +347,8 @@ func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []A
 		return AccessPlan{}, err
 	}
 	plan.ID = hex.EncodeToString(id[:])
-	raw, err := json.Marshal(plan)
-	if err != nil {
+	if err := e.putPlan(ctx, tenantID, planKeyPrefix+plan.ID, "access plan", plan); err != nil {
 		return AccessPlan{}, err
-	}
-	if err := e.KVSet(ctx, tenantID, planKeyPrefix+plan.ID, raw, planTTL); err != nil {
-		return AccessPlan{}, fmt.Errorf("provision: store access plan: %w", err)
 	}
 	return plan, nil
 }
@@ -419,15 +415,9 @@ func (e *Engine) eachUserWithGroups(ctx context.Context, st Store, tenantID stri
 
 // AccessPlan returns a stored plan.
 func (e *Engine) AccessPlan(ctx context.Context, tenantID, planID string) (AccessPlan, error) {
-	raw, err := e.KVGet(ctx, tenantID, planKeyPrefix+planID)
-	if err != nil {
-		return AccessPlan{}, fmt.Errorf("provision: access plan %q: %w", planID, err)
-	}
 	var p AccessPlan
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return AccessPlan{}, fmt.Errorf("provision: access plan %q: %w", planID, err)
-	}
-	return p, nil
+	err := e.getPlan(ctx, tenantID, planKeyPrefix+planID, "access plan", &p)
+	return p, err
 }
 
 // ApplyAccessPlan confirms a plan: the tenant's rules become the plan's,
@@ -473,6 +463,31 @@ func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (
 		e.log.WarnContext(ctx, "provision: applied access plan not deleted", "plan", planID, "err", err)
 	}
 	return plan, nil
+}
+
+// putPlan stores a held plan as JSON in the tenant's KV for planTTL; what
+// names it in errors.
+func (e *Engine) putPlan(ctx context.Context, tenantID, key, what string, plan any) error {
+	raw, err := json.Marshal(plan)
+	if err != nil {
+		return fmt.Errorf("provision: encode %s: %w", what, err)
+	}
+	if err := e.KVSet(ctx, tenantID, key, raw, planTTL); err != nil {
+		return fmt.Errorf("provision: store %s: %w", what, err)
+	}
+	return nil
+}
+
+// getPlan reads a plan putPlan stored into plan.
+func (e *Engine) getPlan(ctx context.Context, tenantID, key, what string, plan any) error {
+	raw, err := e.KVGet(ctx, tenantID, key)
+	if err != nil {
+		return fmt.Errorf("provision: %s %q: %w", what, key, err)
+	}
+	if err := json.Unmarshal(raw, plan); err != nil {
+		return fmt.Errorf("provision: %s %q: %w", what, key, err)
+	}
+	return nil
 }
 
 func sameRule(a, b AccessRule) bool {

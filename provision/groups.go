@@ -443,6 +443,8 @@ func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recor
 
 // ReplaceMembers makes the group's members exactly userIDs (a SCIM
 // replace of members, an LDAP group sync). Its cost is the group's size.
+// A replace that would remove many members is held as a plan instead
+// (*HeldError; see Config.HoldMemberDrops and ConfirmMembersPlan).
 func (e *Engine) ReplaceMembers(ctx context.Context, o Origin, groupID string, userIDs []string) (MembershipChange, error) {
 	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{ReplaceMembers: true, Members: userIDs})
 	return mc, err

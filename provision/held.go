@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -79,12 +78,8 @@ func (e *Engine) newMembersPlan(s scope, groupID string, want []string, removing
 }
 
 func (e *Engine) holdMembersPlan(ctx context.Context, p *MembersPlan) error {
-	raw, err := json.Marshal(p)
-	if err != nil {
+	if err := e.putPlan(ctx, p.TenantID, membersPlanPrefix+p.ID, "members plan", p); err != nil {
 		return err
-	}
-	if err := e.KVSet(ctx, p.TenantID, membersPlanPrefix+p.ID, raw, planTTL); err != nil {
-		return fmt.Errorf("provision: store members plan: %w", err)
 	}
 	e.log.WarnContext(ctx, "provision: a replace of members is held for confirmation", "tenant", p.TenantID, "group", p.GroupID, "connection", p.ConnectionID, "removing", p.Removing, "of", p.Of, "plan", p.ID)
 	return &HeldError{PlanID: p.ID, Removing: p.Removing, Members: p.Of}
@@ -92,15 +87,9 @@ func (e *Engine) holdMembersPlan(ctx context.Context, p *MembersPlan) error {
 
 // MembersPlan returns a held replace of a group's members.
 func (e *Engine) MembersPlan(ctx context.Context, tenantID, planID string) (MembersPlan, error) {
-	raw, err := e.KVGet(ctx, tenantID, membersPlanPrefix+planID)
-	if err != nil {
-		return MembersPlan{}, fmt.Errorf("provision: members plan %q: %w", planID, err)
-	}
 	var p MembersPlan
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return MembersPlan{}, fmt.Errorf("provision: members plan %q: %w", planID, err)
-	}
-	return p, nil
+	err := e.getPlan(ctx, tenantID, membersPlanPrefix+planID, "members plan", &p)
+	return p, err
 }
 
 // ConfirmMembersPlan applies a held replace of a group's members, as the
