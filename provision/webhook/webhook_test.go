@@ -377,7 +377,11 @@ func TestReceiverDownForAnHourLosesNothing(t *testing.T) {
 	if dups := checkInOrder(t, "acme", rc.got("acme"), 30); dups != 0 {
 		t.Fatalf("%d redeliveries to a receiver that never failed a request", dups)
 	}
-	st, err = wh.Status(context.Background(), "acme")
+	// The cursor is stored after the receiver answers: wait for it.
+	waitFor(t, "the cursor", 10*time.Second, func() bool {
+		st, err = wh.Status(context.Background(), "acme")
+		return err == nil && st.Cursor == 30
+	})
 	if err != nil || st.Failing || st.Cursor != 30 {
 		t.Fatalf("status after recovery = %+v, %v", st, err)
 	}
