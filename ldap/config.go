@@ -1,6 +1,7 @@
 package ldap
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -397,7 +398,7 @@ func (c Config) validate() (*config, error) {
 	case c.UserBaseDN == "":
 		return nil, errors.New("ldap: Config.UserBaseDN is required")
 	}
-	t, err := c.Engine.Tenant(c.TenantID)
+	t, err := c.Engine.Tenant(context.Background(), c.TenantID)
 	if err != nil {
 		return nil, fmt.Errorf("ldap: %w", err)
 	}

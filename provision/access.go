@@ -297,7 +297,7 @@ const planTTL = 7 * 24 * time.Hour
 // Nothing else changes. Its cost is one pass over the tenant's users and
 // one over the members of the groups the rules name.
 func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []AccessRule) (AccessPlan, error) {
-	s, err := e.scope(Origin{TenantID: tenantID})
+	s, err := e.scope(ctx, Origin{TenantID: tenantID})
 	if err != nil {
 		return AccessPlan{}, err
 	}
@@ -434,7 +434,7 @@ func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (
 	if err != nil {
 		return AccessPlan{}, err
 	}
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return AccessPlan{}, err
 	}
@@ -445,7 +445,16 @@ func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (
 	t.AccessRules = slices.Clone(plan.Rules)
 	t.access = next
 	s.tenant = &t
+	var rev int64
 	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
+		if t.Registered {
+			// The rules are part of the registered tenant: they change in
+			// the same transaction as the roles they give.
+			var err error
+			if rev, err = e.putRegisteredRules(ctx, tx, t.ID, plan.Rules); err != nil {
+				return err
+			}
+		}
 		return e.eachUserWithGroups(ctx, tx, t.ID, next, nil, func(u User, groups map[string]bool) error {
 			if groups == nil {
 				groups = map[string]bool{}
@@ -456,9 +465,13 @@ func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (
 	if err != nil {
 		return AccessPlan{}, err
 	}
-	e.mu.Lock()
-	e.tenants[t.ID] = &t
-	e.mu.Unlock()
+	if t.Registered {
+		e.reg.forget(t.ID, rev)
+	} else {
+		e.mu.Lock()
+		e.tenants[t.ID] = &t
+		e.mu.Unlock()
+	}
 	if err := e.KVDelete(ctx, o.TenantID, planKeyPrefix+planID); err != nil {
 		e.log.WarnContext(ctx, "provision: applied access plan not deleted", "plan", planID, "err", err)
 	}

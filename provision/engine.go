@@ -48,6 +48,18 @@ type Config struct {
 	// instead of applied. The zero value holds a replace that removes at
 	// least 100 members and more than half of the group.
 	HoldMemberDrops DropLimit
+	// SecretKeys seal the secrets of registered tenants (LDAP bind
+	// passwords, webhook secrets) with AES-256-GCM before the Registry
+	// stores them. The first key seals new writes; every key listed opens
+	// what it sealed, so a rotation puts the new key first and keeps the
+	// old one until every tenant was written again. Without keys a
+	// registry write that carries a secret fails with ErrNoSecretKey.
+	SecretKeys []SecretKey
+	// FollowInterval bounds how long a change another engine made to the
+	// Registry takes to reach this one when nothing calls RegistryChanged:
+	// the engine reads the registry's revision feed at most this often,
+	// and only while it serves requests. Default 1s.
+	FollowInterval time.Duration
 }
 
 // Refusal is a request the engine or an adapter refused without changing
@@ -73,6 +85,7 @@ type Engine struct {
 	events   EventLog
 	kv       KV
 	locker   Locker
+	reg      *registry
 
 	log          *slog.Logger
 	now          func() time.Time
@@ -86,8 +99,14 @@ type Engine struct {
 	tombstoneRetention time.Duration
 	memberDrops        DropLimit
 
+	followEvery time.Duration
+
 	mu      sync.RWMutex
 	tenants map[string]*Tenant
+	// declaredTokens and declaredDomains index the declared tenants' SCIM
+	// token hashes and verified domains.
+	declaredTokens  map[TokenHash]tokenKey
+	declaredDomains map[string]string
 	wake    chan struct{}
 	// subs are the best-effort subscribers (Consume without an EventLog).
 	subs map[*subscriber]struct{}
@@ -118,6 +137,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		eventRetention:     cfg.EventRetention,
 		tombstoneRetention: cfg.TombstoneRetention,
 		tenants:            map[string]*Tenant{},
+		declaredTokens:     map[TokenHash]tokenKey{},
+		declaredDomains:    map[string]string{},
+		followEvery:        cfg.FollowInterval,
 		wake:               make(chan struct{}),
 		subs:               map[*subscriber]struct{}{},
 		localLocks:         newLocalLocker(),
@@ -129,8 +151,15 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
-	if e.maxRetries < 0 || e.scanLimit < 0 || e.pollInterval < 0 || e.eventRetention < 0 || e.tombstoneRetention < 0 {
-		return nil, errors.New("provision: Config.MaxRetries, ScanLimit, PollInterval and the retentions must not be negative")
+	if e.maxRetries < 0 || e.scanLimit < 0 || e.pollInterval < 0 || e.eventRetention < 0 || e.tombstoneRetention < 0 || e.followEvery < 0 {
+		return nil, errors.New("provision: Config.MaxRetries, ScanLimit, PollInterval, FollowInterval and the retentions must not be negative")
+	}
+	if e.followEvery == 0 {
+		e.followEvery = time.Second
+	}
+	seal, err := newSealer(cfg.SecretKeys)
+	if err != nil {
+		return nil, err
 	}
 	if e.eventRetention == 0 {
 		e.eventRetention = defaultRetention
@@ -158,6 +187,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e.events, _ = cfg.Store.(EventLog)
 	e.kv, _ = cfg.Store.(KV)
 	e.locker, _ = cfg.Store.(Locker)
+	if r, ok := cfg.Store.(Registry); ok {
+		e.reg = newRegistry(r, seal, e.followEvery)
+	}
 	if e.events == nil {
 		e.log.Warn("provision: the store has no EventLog: events are best-effort, delivered only to consumers running in this process")
 	}
@@ -193,40 +225,81 @@ func (e *Engine) SetTenant(t Tenant) error {
 		return err
 	}
 	t.AccessRules, t.access = slices.Clone(t.AccessRules), access
+	for i := range t.Connections {
+		t.Connections[i] = cloneConnection(t.Connections[i])
+	}
+	t.Version, t.Registered = 0, false
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for _, d := range t.VerifiedDomains {
+		if owner, ok := e.declaredDomains[normalizeDomain(d)]; ok && owner != t.ID {
+			return &DomainError{Domain: normalizeDomain(d), Owner: owner}
+		}
+	}
+	for _, c := range t.Connections {
+		if c.SCIM == nil {
+			continue
+		}
+		for _, h := range c.SCIM.TokenHashes {
+			if k, ok := e.declaredTokens[h]; ok && k.tenant != t.ID {
+				return &ValidationError{Field: "connection.scim.tokenHashes", Reason: fmt.Sprintf("connection %q of tenant %q shares a token with tenant %q", c.ID, t.ID, k.tenant)}
+			}
+		}
+	}
 	if old, ok := e.tenants[t.ID]; ok {
 		if !slices.EqualFunc(old.AccessRules, t.AccessRules, sameRule) {
 			e.log.Warn("provision: SetTenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
 		}
 		t.AccessRules, t.access = old.AccessRules, old.access
 	}
+	e.unindexLocked(t.ID)
 	e.tenants[t.ID] = &t
+	for _, d := range t.VerifiedDomains {
+		e.declaredDomains[normalizeDomain(d)] = t.ID
+	}
+	for _, c := range t.Connections {
+		if c.SCIM != nil {
+			for _, h := range c.SCIM.TokenHashes {
+				e.declaredTokens[h] = tokenKey{t.ID, c.ID}
+			}
+		}
+	}
 	return nil
 }
 
-// RemoveTenant forgets the tenant: every later call for it fails with
-// ErrUnknownTenant. Its data stays in the Store.
+func (e *Engine) unindexLocked(id string) {
+	old, ok := e.tenants[id]
+	if !ok {
+		return
+	}
+	for _, d := range old.VerifiedDomains {
+		if e.declaredDomains[normalizeDomain(d)] == id {
+			delete(e.declaredDomains, normalizeDomain(d))
+		}
+	}
+	for _, c := range old.Connections {
+		if c.SCIM != nil {
+			for _, h := range c.SCIM.TokenHashes {
+				if e.declaredTokens[h].tenant == id {
+					delete(e.declaredTokens, h)
+				}
+			}
+		}
+	}
+}
+
+// RemoveTenant forgets the declared tenant: every later call for it fails
+// with ErrUnknownTenant (unless it is registered). Its data stays in the
+// Store.
 func (e *Engine) RemoveTenant(id string) {
 	e.mu.Lock()
+	e.unindexLocked(id)
 	delete(e.tenants, id)
 	e.mu.Unlock()
 }
 
-// Tenant returns the declared tenant with id.
-func (e *Engine) Tenant(id string) (Tenant, error) {
-	e.mu.RLock()
-	t, ok := e.tenants[id]
-	e.mu.RUnlock()
-	if !ok {
-		return Tenant{}, fmt.Errorf("%w: %q", ErrUnknownTenant, id)
-	}
-	c := *t
-	c.Connections = slices.Clone(t.Connections)
-	return c, nil
-}
-
-// Tenants returns the declared tenants, ordered by ID.
+// Tenants returns the declared tenants, ordered by ID (ListTenants lists
+// the registered ones).
 func (e *Engine) Tenants() []Tenant {
 	e.mu.RLock()
 	out := make([]Tenant, 0, len(e.tenants))
@@ -298,12 +371,10 @@ type scope struct {
 
 func (s scope) isAdmin() bool { return s.conn.Kind == KindAPI }
 
-func (e *Engine) scope(o Origin) (scope, error) {
-	e.mu.RLock()
-	t, ok := e.tenants[o.TenantID]
-	e.mu.RUnlock()
-	if !ok {
-		return scope{}, fmt.Errorf("%w: %q", ErrUnknownTenant, o.TenantID)
+func (e *Engine) scope(ctx context.Context, o Origin) (scope, error) {
+	t, err := e.lookupTenant(ctx, o.TenantID)
+	if err != nil {
+		return scope{}, err
 	}
 	id := o.connection()
 	o.ConnectionID = id

@@ -130,7 +130,7 @@ func (e *Engine) afterCommit(evs []Event) {
 // than Config.EventRetention are purged by Purge, so a cursor left behind
 // longer than that skips them.
 func (e *Engine) Events(ctx context.Context, tenantID string, after int64, limit int) ([]Event, error) {
-	if _, err := e.Tenant(tenantID); err != nil {
+	if _, err := e.lookupTenant(ctx, tenantID); err != nil {
 		return nil, err
 	}
 	if e.events == nil {
@@ -287,7 +287,7 @@ func (e *Engine) saveFailure(ctx context.Context, tenantID, name string, r failu
 // with EventLog.
 func (e *Engine) ConsumerStatus(ctx context.Context, name, tenantID string) (ConsumerStatus, error) {
 	st := ConsumerStatus{Consumer: name, TenantID: tenantID}
-	if _, err := e.Tenant(tenantID); err != nil {
+	if _, err := e.lookupTenant(ctx, tenantID); err != nil {
 		return st, err
 	}
 	if e.events == nil {
@@ -324,7 +324,7 @@ func (e *Engine) ConsumerStatus(ctx context.Context, name, tenantID string) (Con
 // event at its next pass (within Config.PollInterval). Call it once the
 // receiving end is fixed.
 func (e *Engine) ResumeConsumer(ctx context.Context, name, tenantID string) error {
-	if _, err := e.Tenant(tenantID); err != nil {
+	if _, err := e.lookupTenant(ctx, tenantID); err != nil {
 		return err
 	}
 	if err := e.KVDelete(ctx, tenantID, statusKey(name)); err != nil {

@@ -15,7 +15,7 @@ import (
 // is created. Emits group.created, then group.members_added when members
 // were given.
 func (e *Engine) CreateGroup(ctx context.Context, o Origin, g Group, members []string) (Group, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return Group{}, err
 	}
@@ -164,7 +164,7 @@ type GroupPatch struct {
 // nothing (an unknown member id or a displayName conflict refuses the
 // whole patch). It returns the group and the membership change.
 func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precondition, p GroupPatch) (Group, MembershipChange, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return Group{}, MembershipChange{}, err
 	}
@@ -302,7 +302,7 @@ func (e *Engine) groupLinkOf(ctx context.Context, st Store, s scope, id string) 
 // DeleteGroup removes group id with its memberships and links
 // (group.deleted, whose Group is the last snapshot).
 func (e *Engine) DeleteGroup(ctx context.Context, o Origin, id string, pre Precondition) error {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -335,7 +335,7 @@ func (e *Engine) DeleteGroup(ctx context.Context, o Origin, id string, pre Preco
 // GetGroup returns group id of o's tenant, with ExternalID as o's
 // connection knows it.
 func (e *Engine) GetGroup(ctx context.Context, o Origin, id string) (Group, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return Group{}, err
 	}
@@ -358,7 +358,7 @@ func (e *Engine) groupWithExternalID(ctx context.Context, s scope, g Group) (Gro
 // ListGroups returns the groups of o's tenant that q selects and the
 // exact number of matches.
 func (e *Engine) ListGroups(ctx context.Context, o Origin, q Query) ([]Group, int, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -468,7 +468,7 @@ func allMembers(ctx context.Context, st Store, tenantID, groupID string) ([]stri
 // ListMembers returns a page of the group's member user IDs and their
 // exact total.
 func (e *Engine) ListMembers(ctx context.Context, o Origin, groupID string, p Page) ([]string, int, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -480,7 +480,7 @@ func (e *Engine) ListMembers(ctx context.Context, o Origin, groupID string, p Pa
 
 // GroupsOfUser returns the IDs of the groups user id belongs to.
 func (e *Engine) GroupsOfUser(ctx context.Context, o Origin, userID string) ([]string, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return nil, err
 	}

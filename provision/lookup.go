@@ -11,7 +11,7 @@ import (
 // a deleted user is ErrNotFound. Sync adapters use it to resolve the ids
 // their source reports (an LDAP entryUUID deleted in syncrepl).
 func (e *Engine) UserByExternalID(ctx context.Context, o Origin, externalID string) (User, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return User{}, err
 	}
@@ -31,7 +31,7 @@ func (e *Engine) UserByExternalID(ctx context.Context, o Origin, externalID stri
 // externalID (through its Link), with ExternalID filled. A missing link is
 // ErrNotFound.
 func (e *Engine) GroupByExternalID(ctx context.Context, o Origin, externalID string) (Group, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return Group{}, err
 	}
@@ -59,7 +59,7 @@ var ErrStop = errors.New("provision: stop")
 // it). Users created or deleted during the walk may be missed or seen
 // twice. An error from fn stops the walk and is returned, except ErrStop.
 func (e *Engine) EachOwnedUser(ctx context.Context, o Origin, fn func(User) error) error {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -10,9 +10,11 @@ import (
 // provider. An Origin with an empty ConnectionID acts as APIConnection.
 const APIConnection = "api"
 
-// Tenant is one customer company of the host application. Tenants are the
-// host's configuration: it declares them to the Engine (Config.Tenants or
-// Engine.SetTenant) and may change them at run time.
+// Tenant is one customer company of the host application. A tenant is
+// either declared by the host's configuration (Config.Tenants,
+// Engine.SetTenant) or registered as data in the Store's Registry
+// (Engine.PutTenant, PutConnection), which every engine sharing the Store
+// follows.
 type Tenant struct {
 	// ID is the host's identifier for the tenant. Required.
 	ID string
@@ -41,6 +43,16 @@ type Tenant struct {
 	// later changes go through PlanAccessRules and ApplyAccessPlan, so
 	// that no rule change lands without a preview.
 	AccessRules []AccessRule
+	// Webhook, when set, is where the host delivers the tenant's events
+	// (package webhook reads it).
+	Webhook *WebhookSettings
+
+	// Version is the registered tenant's version (PutTenant), 0 for a
+	// declared one.
+	Version int64
+	// Registered is set on a tenant that the engine read from the Store's
+	// Registry rather than from the host's declarations.
+	Registered bool
 
 	access *accessSet
 }
@@ -98,6 +110,85 @@ type Connection struct {
 	PairedWith string
 	// Disabled refuses every write from this connection with ErrForbidden.
 	Disabled bool
+	// Domains are the e-mail domains whose people sign in through this
+	// connection (home realm discovery: Engine.Discover). Each must be one
+	// of the tenant's VerifiedDomains (or a subdomain of one).
+	Domains []string `json:"domains,omitempty"`
+
+	// Protocol settings: the one of the connection's Kind, read by its
+	// adapter (package scim, saml or ldap). A host that configures its
+	// adapters itself (scim.TokenSet, saml.Config.Connections, ldap.Config)
+	// may leave them nil; a registered connection (PutConnection) carries
+	// them.
+	SCIM *SCIMSettings `json:"scim,omitempty"`
+	SAML *SAMLSettings `json:"saml,omitempty"`
+	LDAP *LDAPSettings `json:"ldap,omitempty"`
+	// JIT are the just-in-time switches of a login connection (SAML, or a
+	// host's OpenID Connect code through package jit).
+	JIT *JITSettings `json:"jit,omitempty"`
+}
+
+// SCIMSettings are a SCIM directory's protocol settings.
+type SCIMSettings struct {
+	// TokenHashes are the hashes (SHA-256) of the bearer tokens valid now;
+	// during a rotation the old and the new one. Tokens themselves are
+	// never stored.
+	TokenHashes []TokenHash `json:"tokenHashes,omitempty"`
+}
+
+// SAMLSettings are a SAML connection's protocol settings.
+type SAMLSettings struct {
+	// IDPMetadataURL is where the IdP publishes its metadata; it is
+	// fetched, and refreshed daily and after a signature failure, so a
+	// certificate rotation at the IdP does not break sign-in.
+	IDPMetadataURL string `json:"idpMetadataURL,omitempty"`
+	// IDPMetadataXML is the IdP's metadata document itself, when it is
+	// given as a file rather than a URL. One of the two is required.
+	IDPMetadataXML string `json:"idpMetadataXML,omitempty"`
+	// Mapping names a preset of package saml (okta, entra, adfs, google,
+	// onelogin, jumpcloud, shibboleth); empty is the default mapping.
+	Mapping string `json:"mapping,omitempty"`
+	// AllowIDPInitiated accepts unsolicited responses. Off by default:
+	// they are prone to login CSRF.
+	AllowIDPInitiated bool `json:"allowIdpInitiated,omitempty"`
+	// InsecureAllowSHA1 accepts RSA-SHA1 signatures (an old ADFS). Off by
+	// default.
+	InsecureAllowSHA1 bool `json:"insecureAllowSHA1,omitempty"`
+}
+
+// LDAPSettings are an LDAP source's protocol settings.
+type LDAPSettings struct {
+	URL          string `json:"url"`
+	BindDN       string `json:"bindDN,omitempty"`
+	BindPassword Secret `json:"bindPassword,omitzero"`
+	BaseDN       string `json:"baseDN"`
+	// Preset names a preset of package ldap (openldap, 389, ad).
+	Preset      string `json:"preset,omitempty"`
+	UserFilter  string `json:"userFilter,omitempty"`
+	GroupFilter string `json:"groupFilter,omitempty"`
+	// Interval is the time between two syncs; zero is the ldap package's
+	// default.
+	Interval time.Duration `json:"interval,omitempty"`
+}
+
+// JITSettings are the just-in-time provisioning switches of a login
+// connection (see package jit).
+type JITSettings struct {
+	// Create lets a login create a user when none matched.
+	Create bool `json:"create,omitempty"`
+	// Update writes the login's attributes on every login.
+	Update bool `json:"update,omitempty"`
+	// AllowedEmailDomains, when not empty, refuses logins whose primary
+	// e-mail is outside them.
+	AllowedEmailDomains []string `json:"allowedEmailDomains,omitempty"`
+	// Roles lets the login's roles become the user's direct roles.
+	Roles bool `json:"roles,omitempty"`
+}
+
+// WebhookSettings say where a tenant's events are delivered.
+type WebhookSettings struct {
+	URL    string `json:"url"`
+	Secret Secret `json:"secret,omitzero"`
 }
 
 // ResourceKind says whether a Link points at a user or a group.
@@ -324,6 +415,7 @@ const (
 	GroupMembersAdded   EventKind = "group.members_added"
 	GroupMembersRemoved EventKind = "group.members_removed"
 	ConnectionActivated EventKind = "connection.activated"
+	ConnectionUpdated   EventKind = "connection.updated"
 	ConnectionDeleted   EventKind = "connection.deleted"
 )
 

@@ -27,7 +27,7 @@ type PurgeResult struct {
 // (daily is plenty); it is idempotent.
 func (e *Engine) Purge(ctx context.Context, tenantID string) (PurgeResult, error) {
 	var res PurgeResult
-	if _, err := e.Tenant(tenantID); err != nil {
+	if _, err := e.lookupTenant(ctx, tenantID); err != nil {
 		return res, err
 	}
 	now := e.now().UTC()

@@ -12,7 +12,7 @@ import (
 // consumers (an audit trail, a webhook) hear of it; SetTenant is for
 // configuration at start-up. actor names who made the change.
 func (e *Engine) UpdateTenant(ctx context.Context, t Tenant, actor string) error {
-	old, err := e.Tenant(t.ID)
+	old, err := e.Tenant(ctx, t.ID)
 	if err != nil && !errors.Is(err, ErrUnknownTenant) {
 		return err
 	}
@@ -41,7 +41,7 @@ func (e *Engine) UpdateTenant(ctx context.Context, t Tenant, actor string) error
 	if len(changes) == 0 {
 		return nil
 	}
-	s, err := e.scope(Origin{TenantID: t.ID, Actor: actor})
+	s, err := e.scope(ctx, Origin{TenantID: t.ID, Actor: actor})
 	if err != nil {
 		return err
 	}

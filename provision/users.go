@@ -29,7 +29,7 @@ type Precondition struct {
 //
 // u.ExternalID becomes the connection's Link to the user.
 func (e *Engine) CreateUser(ctx context.Context, o Origin, u User) (User, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return User{}, err
 	}
@@ -277,7 +277,7 @@ func (s scope) verifiedDomain(email string) bool {
 // otherwise *OwnerError (ErrForbidden). A deleted user is ErrNotFound.
 // A pinned version that does not match is ErrVersionConflict.
 func (e *Engine) UpdateUser(ctx context.Context, o Origin, id string, pre Precondition, mutate func(u *User) error) (User, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return User{}, err
 	}
@@ -426,7 +426,7 @@ func (e *Engine) writeUser(ctx context.Context, s scope, tx Store, rec *recorder
 // Deleting an active user emits user.deactivated, then user.deleted, then
 // group.members_removed for each group, in one transaction.
 func (e *Engine) DeleteUser(ctx context.Context, o Origin, id string, pre Precondition) error {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -482,7 +482,7 @@ func (e *Engine) DeleteUser(ctx context.Context, o Origin, id string, pre Precon
 // GetUser returns user id of o's tenant, with ExternalID as o's connection
 // knows it. A deleted user is ErrNotFound.
 func (e *Engine) GetUser(ctx context.Context, o Origin, id string) (User, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return User{}, err
 	}
@@ -505,7 +505,7 @@ func (e *Engine) withExternalID(ctx context.Context, s scope, u User) (User, err
 // ListUsers returns the live users of o's tenant that q selects, in q's
 // order, and the exact number of matches.
 func (e *Engine) ListUsers(ctx context.Context, o Origin, q Query) ([]User, int, error) {
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -575,7 +575,7 @@ func (e *Engine) ProvisionIdentity(ctx context.Context, o Origin, id Identity, o
 	if id.ConnectionID != "" && id.ConnectionID != o.ConnectionID {
 		return User{}, "", &ValidationError{Field: "identity.connectionId", Reason: "differs from the origin's connection"}
 	}
-	s, err := e.scope(o)
+	s, err := e.scope(ctx, o)
 	if err != nil {
 		return User{}, "", err
 	}

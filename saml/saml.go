@@ -214,7 +214,7 @@ func (h *Handler) SetConnection(c Connection) error {
 	if c.IDPMetadata == nil || c.IDPMetadata.EntityID == "" || len(c.IDPMetadata.IDPSSODescriptors) == 0 {
 		return fmt.Errorf("saml: connection %s/%s: IDPMetadata with an entity ID and an IDPSSODescriptor is required", c.TenantID, c.ConnectionID)
 	}
-	t, err := h.engine.Tenant(c.TenantID)
+	t, err := h.engine.Tenant(context.Background(), c.TenantID)
 	if err != nil {
 		return fmt.Errorf("saml: %w", err)
 	}

@@ -234,7 +234,7 @@ func (s *adminServer) fail(w http.ResponseWriter, r *http.Request, status int, e
 
 // tenantOr404 returns the path's tenant.
 func (s *adminServer) tenantOr404(w http.ResponseWriter, r *http.Request) (provision.Tenant, bool) {
-	t, err := s.a.Engine.Tenant(r.PathValue("tenant"))
+	t, err := s.a.Engine.Tenant(r.Context(), r.PathValue("tenant"))
 	if err != nil {
 		s.fail(w, r, http.StatusNotFound, fmt.Errorf("no tenant %q", r.PathValue("tenant")))
 		return provision.Tenant{}, false
@@ -382,7 +382,7 @@ func (s *adminServer) overview(w http.ResponseWriter, r *http.Request) {
 	p := page{View: "overview", Title: "Tenants", Msg: r.URL.Query().Get("msg")}
 	var views []tenantView
 	for _, t := range s.a.Tenants {
-		et, err := s.a.Engine.Tenant(t.ID)
+		et, err := s.a.Engine.Tenant(r.Context(), t.ID)
 		if err != nil {
 			continue
 		}
