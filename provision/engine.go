@@ -107,7 +107,7 @@ type Engine struct {
 	// token hashes and verified domains.
 	declaredTokens  map[TokenHash]tokenKey
 	declaredDomains map[string]string
-	wake    chan struct{}
+	wake            chan struct{}
 	// subs are the best-effort subscribers (Consume without an EventLog).
 	subs map[*subscriber]struct{}
 
