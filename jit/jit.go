@@ -106,9 +106,12 @@ type Connection struct {
 	ID       string
 }
 
-// Settings are the just-in-time switches of one login connection. The
-// first-contact match rule is the engine's: provision.Connection.Match and
-// PairedWith of the same connection.
+// Settings are the just-in-time switches of one login connection, for a
+// host that declares them to the Provisioner (SetConnection). A
+// connection that carries provision.JITSettings (a registered one) needs
+// none: the Provisioner reads them from the engine. The first-contact
+// match rule is the engine's: provision.Connection.Match and PairedWith
+// of the same connection.
 type Settings struct {
 	// TenantID and ConnectionID name the connection. The engine must know
 	// it (provision.Tenant.Connections). Required.
@@ -200,12 +203,41 @@ func (p *Provisioner) RemoveConnection(c Connection) {
 	p.mu.Unlock()
 }
 
-// Settings returns the settings of connection c.
+// Settings returns the settings declared for connection c with
+// SetConnection (not those the engine's connection carries).
 func (p *Provisioner) Settings(c Connection) (Settings, bool) {
 	p.mu.RLock()
 	s, ok := p.conns[c]
 	p.mu.RUnlock()
 	return s, ok
+}
+
+// settings returns c's settings: those declared with SetConnection, else
+// the JIT settings of the engine's connection (a registered SAML
+// connection carries them; one without JITSettings only links and
+// matches: it neither creates nor updates).
+func (p *Provisioner) settings(ctx context.Context, c Connection) (Settings, bool, error) {
+	if s, ok := p.Settings(c); ok {
+		return s, true, nil
+	}
+	pc, err := p.engine.Connection(ctx, c.TenantID, c.ID)
+	if errors.Is(err, provision.ErrNotFound) || errors.Is(err, provision.ErrUnknownTenant) {
+		return Settings{}, false, nil
+	}
+	if err != nil {
+		return Settings{}, false, err
+	}
+	if pc.JIT == nil && pc.Kind != provision.KindSAML {
+		return Settings{}, false, nil
+	}
+	s := Settings{TenantID: c.TenantID, ConnectionID: c.ID}
+	if j := pc.JIT; j != nil {
+		s.Create, s.Update, s.Roles = j.Create, j.Update, j.Roles
+		for _, d := range j.AllowedEmailDomains {
+			s.AllowedEmailDomains = append(s.AllowedEmailDomains, strings.TrimPrefix(strings.TrimSpace(d), "@"))
+		}
+	}
+	return s, true, nil
 }
 
 // Provision resolves the person who logged in through connection c to the
@@ -224,7 +256,10 @@ func (p *Provisioner) Settings(c Connection) (Settings, bool) {
 // retried once and resolves through the Link the first one wrote.
 func (p *Provisioner) Provision(ctx context.Context, c Connection, id provision.Identity) (provision.User, error) {
 	o := provision.Origin{TenantID: c.TenantID, ConnectionID: c.ID, Actor: "jit"}
-	s, ok := p.Settings(c)
+	s, ok, err := p.settings(ctx, c)
+	if err != nil {
+		return provision.User{}, fmt.Errorf("jit: settings of %s/%s: %w", c.TenantID, c.ID, err)
+	}
 	if !ok {
 		return provision.User{}, p.refuse(ctx, o, ErrUnknownConnection, "no just-in-time settings for the connection", nil)
 	}

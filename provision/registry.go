@@ -2,6 +2,10 @@ package provision
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
 	"time"
 )
 
@@ -61,9 +65,43 @@ type Registry interface {
 	RegistryChanges(ctx context.Context, afterRev int64, limit int) ([]RegistryChange, error)
 }
 
-// TokenHash is the SHA-256 digest of a bearer token (package scim makes
-// and checks them); the registry indexes connections by it.
-type TokenHash [32]byte
+// TokenHash is the SHA-256 digest of a bearer token: what a host stores
+// and configures instead of the token (SCIMSettings.TokenHashes); the
+// registry indexes connections by it. Bearer tokens carry 256 random bits
+// (scim.GenerateToken), so a fast unsalted digest is the right tool.
+type TokenHash [sha256.Size]byte
+
+// HashToken returns the hash of a bearer token.
+func HashToken(token string) TokenHash { return sha256.Sum256([]byte(token)) }
+
+// String renders h as "sha256:" followed by 64 hex digits, the form
+// ParseTokenHash reads back (for configuration files and databases).
+func (h TokenHash) String() string { return "sha256:" + hex.EncodeToString(h[:]) }
+
+// MarshalText renders h as String does (so JSON shows "sha256:...").
+func (h TokenHash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText reads the form String renders.
+func (h *TokenHash) UnmarshalText(b []byte) error {
+	v, err := ParseTokenHash(string(b))
+	if err != nil {
+		return err
+	}
+	*h = v
+	return nil
+}
+
+// ParseTokenHash parses the form TokenHash.String renders; the "sha256:"
+// prefix is optional.
+func ParseTokenHash(s string) (TokenHash, error) {
+	var h TokenHash
+	b, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
+	if err != nil || len(b) != len(h) {
+		return TokenHash{}, errors.New("provision: a token hash is \"sha256:\" and 64 hex digits")
+	}
+	copy(h[:], b)
+	return h, nil
+}
 
 // TenantRecord is a registered tenant as a Registry stores it.
 type TenantRecord struct {

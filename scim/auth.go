@@ -3,14 +3,13 @@ package scim
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
+
+	"github.com/idprov/idprov/provision"
 )
 
 // ErrBadToken is what an Authenticator returns for a missing, unknown or
@@ -19,29 +18,17 @@ import (
 var ErrBadToken = errors.New("scim: invalid bearer token")
 
 // TokenHash is the SHA-256 digest of a bearer token: what a host stores
-// and configures instead of the token itself. Bearer tokens made by
-// GenerateToken carry 256 random bits, so a fast unsalted digest is the
-// right tool (a password hash would only slow every request down).
-type TokenHash [sha256.Size]byte
+// and configures instead of the token itself. It is provision.TokenHash,
+// the type of provision.SCIMSettings.TokenHashes.
+type TokenHash = provision.TokenHash
 
-// HashToken returns the hash of a bearer token, to put in a Directory.
-func HashToken(token string) TokenHash { return sha256.Sum256([]byte(token)) }
+// HashToken returns the hash of a bearer token, to put in a Directory or
+// in provision.SCIMSettings.TokenHashes.
+func HashToken(token string) TokenHash { return provision.HashToken(token) }
 
-// String renders h as "sha256:" followed by 64 hex digits, the form
-// ParseTokenHash reads back (for configuration files and databases).
-func (h TokenHash) String() string { return "sha256:" + hex.EncodeToString(h[:]) }
-
-// ParseTokenHash parses the form TokenHash.String renders; the "sha256:"
-// prefix is optional.
-func ParseTokenHash(s string) (TokenHash, error) {
-	var h TokenHash
-	b, err := hex.DecodeString(strings.TrimPrefix(s, "sha256:"))
-	if err != nil || len(b) != len(h) {
-		return TokenHash{}, errors.New("scim: a token hash is \"sha256:\" and 64 hex digits")
-	}
-	copy(h[:], b)
-	return h, nil
-}
+// ParseTokenHash parses the form TokenHash.String renders ("sha256:" and
+// 64 hex digits; the prefix is optional).
+func ParseTokenHash(s string) (TokenHash, error) { return provision.ParseTokenHash(s) }
 
 // GenerateToken returns a new random bearer token (256 bits, URL-safe
 // base64), for a host to show once to the administrator who pastes it into
@@ -73,8 +60,9 @@ type Directory struct {
 // logged by the handler). It returns ErrBadToken (possibly wrapped) when
 // the token is unknown; any other error means it could not decide now and
 // the request is answered 503. It must be safe for concurrent use. TokenSet
-// is the implementation most hosts need; a host keeping its directories in
-// its own database implements it over that.
+// and the engine's connections (Config.Authenticator nil) are the
+// implementations most hosts need; a host keeping its directories in its
+// own database implements it over that.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (Directory, error)
 }
@@ -181,4 +169,23 @@ func (s *TokenSet) Authenticate(_ context.Context, token string) (Directory, err
 		}
 	}
 	return Directory{}, ErrBadToken
+}
+
+// engineAuth authenticates against the engine's connections: the SCIM
+// connections of declared and registered tenants whose
+// SCIMSettings.TokenHashes hold the token's hash.
+type engineAuth struct{ e *provision.Engine }
+
+func (a engineAuth) Authenticate(ctx context.Context, token string) (Directory, error) {
+	if token == "" {
+		return Directory{}, ErrBadToken
+	}
+	tenant, conn, err := a.e.ConnectionByToken(ctx, HashToken(token))
+	if errors.Is(err, provision.ErrNotFound) {
+		return Directory{}, ErrBadToken
+	}
+	if err != nil {
+		return Directory{}, err
+	}
+	return Directory{TenantID: tenant, ConnectionID: conn}, nil
 }

@@ -23,14 +23,17 @@ import (
 	"github.com/idprov/idprov/provision/filter"
 )
 
-// Config configures a SCIM handler. Engine and Authenticator are required;
-// every other field has a default.
+// Config configures a SCIM handler. Engine is required; every other field
+// has a default.
 type Config struct {
 	// Engine applies every change and answers every read. Required.
 	Engine *provision.Engine
 	// Authenticator maps a bearer token to its directory (tenant and SCIM
-	// connection). Required; a *TokenSet lets the host rotate tokens at
-	// run time.
+	// connection). Nil means the engine's connections: a token is valid
+	// when a SCIM connection of a declared or registered tenant lists its
+	// hash in SCIMSettings.TokenHashes (registered ones are looked up by
+	// hash in the Store's Registry, so tokens made on one replica work on
+	// every other). A *TokenSet lets a host keep the hashes itself.
 	Authenticator Authenticator
 	// BaseURL, when set, is the absolute URL the handler is mounted at
 	// ("https://app.example.com/scim/v2"): meta.location and Location
@@ -147,9 +150,6 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("scim: Config.Engine is required")
 	}
-	if cfg.Authenticator == nil {
-		return nil, errors.New("scim: Config.Authenticator is required")
-	}
 	if cfg.MaxBodyBytes < 0 || cfg.MaxResults < 0 || cfg.RetryAfter < 0 || cfg.RateLimit.PerSecond < 0 || cfg.RateLimit.Burst < 0 ||
 		cfg.Bulk.MaxOperations < 0 || cfg.Bulk.MaxPayloadSize < 0 || cfg.RequestLog.MaxAge < 0 || cfg.RequestLog.MaxBodyBytes < 0 {
 		return nil, errors.New("scim: Config limits must not be negative")
@@ -160,9 +160,13 @@ func New(cfg Config) (*Handler, error) {
 			return nil, errors.New("scim: Config.BaseURL must be an absolute URL")
 		}
 	}
+	auth := cfg.Authenticator
+	if auth == nil {
+		auth = engineAuth{cfg.Engine}
+	}
 	h := &Handler{
 		engine:           cfg.Engine,
-		auth:             cfg.Authenticator,
+		auth:             auth,
 		log:              cfg.Logger,
 		maxBody:          cfg.MaxBodyBytes,
 		maxResults:       cfg.MaxResults,
