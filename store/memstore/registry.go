@@ -59,43 +59,6 @@ func (st *state) registry() *registry {
 	return st.reg
 }
 
-// normRecord validates in and returns a deep copy with its Domains folded
-// to lower case, sorted and without repeats, and its Tokens sorted by
-// hash without repeats.
-func normRecord(in provision.TenantRecord) (provision.TenantRecord, error) {
-	if in.TenantID == "" {
-		return provision.TenantRecord{}, &provision.ValidationError{Field: "tenantId", Reason: "required"}
-	}
-	r := provision.TenantRecord{TenantID: in.TenantID, Body: bytes.Clone(in.Body)}
-	if r.Body == nil {
-		r.Body = []byte{}
-	}
-	r.Domains = make([]string, 0, len(in.Domains))
-	for _, d := range in.Domains {
-		if d == "" {
-			return provision.TenantRecord{}, &provision.ValidationError{Field: "domains", Reason: "empty domain"}
-		}
-		r.Domains = append(r.Domains, fold(d))
-	}
-	slices.Sort(r.Domains)
-	r.Domains = slices.Compact(r.Domains)
-	r.Tokens = make([]provision.TokenRef, 0, len(in.Tokens))
-	for _, tr := range in.Tokens {
-		if tr.ConnectionID == "" {
-			return provision.TenantRecord{}, &provision.ValidationError{Field: "tokens.connectionId", Reason: "required"}
-		}
-		r.Tokens = append(r.Tokens, tr)
-	}
-	slices.SortFunc(r.Tokens, func(a, b provision.TokenRef) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-	for i := 1; i < len(r.Tokens); i++ {
-		if r.Tokens[i].Hash == r.Tokens[i-1].Hash && r.Tokens[i].ConnectionID != r.Tokens[i-1].ConnectionID {
-			return provision.TenantRecord{}, &provision.ValidationError{Field: "tokens", Reason: fmt.Sprintf("one token hash for connections %q and %q", r.Tokens[i-1].ConnectionID, r.Tokens[i].ConnectionID)}
-		}
-	}
-	r.Tokens = slices.Compact(r.Tokens)
-	return r, nil
-}
-
 func cloneRecord(r provision.TenantRecord) provision.TenantRecord {
 	r.Body = bytes.Clone(r.Body)
 	r.Domains = slices.Clone(r.Domains)
@@ -189,7 +152,7 @@ func (st *state) getTenantRecord(tenantID string) (provision.TenantRecord, error
 }
 
 func (st *state) putTenantRecord(in provision.TenantRecord, expected int64) (provision.TenantRecord, error) {
-	r, err := normRecord(in)
+	r, err := provision.NormalizeTenantRecord(in)
 	if err != nil {
 		return provision.TenantRecord{}, err
 	}
