@@ -129,6 +129,10 @@ func (f *adminFeature) start(ctx context.Context, a *app) error {
 	mux.HandleFunc("POST /admin/t/{tenant}/users/{id}/{action}", s.userAction)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/preview", s.accessPreview)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/apply", s.accessApply)
+	mux.HandleFunc("GET /admin/api/tenants/{tenant}", s.apiGetTenant)
+	mux.HandleFunc("PUT /admin/api/tenants/{tenant}", s.apiPutTenant)
+	mux.HandleFunc("PUT /admin/api/tenants/{tenant}/connections/{id}", s.apiPutConnection)
+	mux.HandleFunc("DELETE /admin/api/tenants/{tenant}/connections/{id}", s.apiDeleteConnection)
 	h := http.NewCrossOriginProtection().Handler(f.authorized(mux))
 	a.Mux.Handle("/admin", h)
 	a.Mux.Handle("/admin/", h)
@@ -288,7 +292,7 @@ func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenant
 		v.Conns = append(v.Conns, cv)
 	}
 	if h.events != nil {
-		if ep, ok := h.events.hooks[t.ID]; ok && h.events.wh != nil {
+		if ep, ok := h.events.endpoint(t.ID); ok && h.events.wh != nil {
 			v.Webhook = ep.URL
 			if st, err := h.events.wh.Status(ctx, t.ID); err == nil {
 				v.WebhookSt = fmt.Sprintf("delivered up to #%d of #%d", st.Cursor, st.LastSeq)
@@ -355,7 +359,7 @@ func (s *adminServer) ldapConn(ctx context.Context, cv *connView, tenantID strin
 	if f == nil {
 		return
 	}
-	for _, src := range f.sources {
+	for _, src := range f.allSources() {
 		if src.TenantID != tenantID || src.Conf.ID != cv.ID || src.Syncer == nil {
 			continue
 		}
@@ -700,7 +704,7 @@ func (s *adminServer) ldapAction(w http.ResponseWriter, r *http.Request) {
 	}
 	var src *ldapSource
 	if f := s.a.admin.ldap; f != nil {
-		for _, x := range f.sources {
+		for _, x := range f.allSources() {
 			if x.TenantID == t.ID && x.Conf.ID == r.PathValue("conn") && x.Syncer != nil {
 				src = x
 			}

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/provision/webhook"
@@ -38,8 +40,12 @@ type eventsFeature struct {
 	webhookURL    string
 	webhookSecret string
 	wh            *webhook.Webhook
-	// hooks are the tenants' webhook endpoints.
-	hooks map[string]webhook.Endpoint
+
+	mu sync.Mutex
+	// hooks are the tenants' webhook endpoints; declared are those the
+	// flags and -config declare (registered tenants add theirs).
+	hooks    map[string]webhook.Endpoint
+	declared map[string]bool
 }
 
 func (f *eventsFeature) flags(fs *flag.FlagSet) {
@@ -64,6 +70,12 @@ func (f *eventsFeature) setup(a *app) error {
 		f.webhookSecret = s
 	}
 	f.hooks = map[string]webhook.Endpoint{}
+	f.declared = map[string]bool{}
+	defer func() {
+		for id := range f.hooks {
+			f.declared[id] = true
+		}
+	}()
 	if f.webhookURL != "" {
 		f.hooks[a.Tenants[0].ID] = webhook.Endpoint{URL: f.webhookURL, Secret: f.webhookSecret}
 	}
@@ -83,13 +95,15 @@ func (f *eventsFeature) setup(a *app) error {
 	return nil
 }
 
-// tenantOf is the ?tenant= of r, by default the -tenant one.
+// tenantOf is the ?tenant= of r, by default the -tenant one: a declared
+// or registered tenant.
 func tenantOf(r *http.Request, a *app) (string, bool) {
 	id := r.URL.Query().Get("tenant")
 	if id == "" {
 		return a.Tenants[0].ID, true
 	}
-	return id, a.tenant(id) != nil
+	_, err := a.Engine.Tenant(r.Context(), id)
+	return id, err == nil
 }
 
 func (f *eventsFeature) start(ctx context.Context, a *app) error {
@@ -104,12 +118,12 @@ func (f *eventsFeature) start(ctx context.Context, a *app) error {
 	fmt.Fprintf(a.Stdout, "events: %s/events\n", a.BaseURL)
 	fmt.Fprintf(a.Stdout, "events-token: %s\n", f.token)
 	a.admin.events = f
-	if len(f.hooks) == 0 {
-		return nil
-	}
+	f.mu.Lock()
+	hooks := maps.Clone(f.hooks)
+	f.mu.Unlock()
 	wh, err := webhook.New(webhook.Config{
 		Engine:    a.Engine,
-		Endpoints: f.hooks,
+		Endpoints: hooks,
 		Logger:    a.Log,
 	})
 	if err != nil {
@@ -123,7 +137,7 @@ func (f *eventsFeature) start(ctx context.Context, a *app) error {
 	}()
 	a.Mux.HandleFunc("GET /webhook/status", f.authorized(func(w http.ResponseWriter, r *http.Request) {
 		tenant, ok := tenantOf(r, a)
-		if _, hooked := f.hooks[tenant]; !ok || !hooked {
+		if _, hooked := f.endpoint(tenant); !ok || !hooked {
 			http.Error(w, "no webhook for this tenant", http.StatusNotFound)
 			return
 		}
@@ -138,6 +152,14 @@ func (f *eventsFeature) start(ctx context.Context, a *app) error {
 		fmt.Fprintf(a.Stdout, "webhook-secret: %s\n", f.webhookSecret)
 	}
 	return nil
+}
+
+// endpoint returns the tenant's webhook endpoint.
+func (f *eventsFeature) endpoint(tenantID string) (webhook.Endpoint, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ep, ok := f.hooks[tenantID]
+	return ep, ok
 }
 
 func (f *eventsFeature) authorized(h http.HandlerFunc) http.HandlerFunc {

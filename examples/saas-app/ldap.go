@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,8 +42,13 @@ type ldapFeature struct {
 	connID                            string
 	// syncer is the -tenant's connection's (from the flags), if any.
 	syncer *ldap.Syncer
-	// sources are every LDAP connection of every tenant.
+	// sources are every declared LDAP connection of every tenant.
 	sources []*ldapSource
+
+	mu sync.Mutex
+	// registered are the registered tenants' LDAP connections, by
+	// tenant/connection, each with the settings it runs with.
+	registered map[string]*ldapSource
 }
 
 // ldapSource is one LDAP connection and its Syncer.
@@ -49,6 +56,10 @@ type ldapSource struct {
 	TenantID string
 	Conf     ldapConfig
 	Syncer   *ldap.Syncer
+	// stop ends a registered connection's syncer; settings are the
+	// registered settings it runs with.
+	stop     context.CancelFunc
+	settings provision.LDAPSettings
 
 	mu         sync.Mutex
 	lastReport *ldap.Report
@@ -201,4 +212,64 @@ func (f *ldapFeature) startSource(ctx context.Context, a *app, src *ldapSource) 
 		fmt.Fprintf(a.Stdout, "ldap %s/%s: %s (%s) every %s\n", src.TenantID, c.ID, c.URL, preset, interval)
 	}
 	return nil
+}
+
+// allSources returns the declared and the registered LDAP connections.
+func (f *ldapFeature) allSources() []*ldapSource {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Clone(f.sources)
+	for _, k := range slices.Sorted(maps.Keys(f.registered)) {
+		out = append(out, f.registered[k])
+	}
+	return out
+}
+
+// follow starts, restarts and stops the syncers of a registered tenant's
+// LDAP connections as they are registered, changed and deleted (on any
+// replica: the engine's FollowRegistry hands every change).
+func (f *ldapFeature) follow(ctx context.Context, a *app, t provision.Tenant, removed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.registered == nil {
+		f.registered = map[string]*ldapSource{}
+	}
+	want := map[string]provision.Connection{}
+	if !removed {
+		for _, c := range t.Connections {
+			if c.Kind == provision.KindLDAP && c.LDAP != nil && !c.Disabled {
+				want[t.ID+"/"+c.ID] = c
+			}
+		}
+	}
+	for k, src := range f.registered {
+		if src.TenantID != t.ID {
+			continue
+		}
+		c, keep := want[k]
+		if keep && *c.LDAP == src.settings {
+			delete(want, k)
+			continue
+		}
+		src.stop()
+		delete(f.registered, k)
+		if !keep {
+			fmt.Fprintf(a.Stdout, "ldap %s/%s: stopped\n", src.TenantID, src.Conf.ID)
+		}
+	}
+	for k, c := range want {
+		l := c.LDAP
+		src := &ldapSource{TenantID: t.ID, settings: *l, Conf: ldapConfig{
+			ID: c.ID, Name: c.Name, URL: l.URL, BindDN: l.BindDN, BindPassword: l.BindPassword.Reveal(), BaseDN: l.BaseDN,
+			Preset: l.Preset, UserFilter: l.UserFilter, GroupFilter: l.GroupFilter, Interval: duration(l.Interval),
+		}}
+		sctx, cancel := context.WithCancel(ctx)
+		src.stop = cancel
+		if err := f.startSource(sctx, a, src); err != nil {
+			cancel()
+			a.Log.Error("saas-app: registered LDAP connection not started", "tenant", t.ID, "connection", c.ID, "err", err)
+			src.record(nil, err)
+		}
+		f.registered[k] = src
+	}
 }

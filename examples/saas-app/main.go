@@ -62,6 +62,7 @@ func features() []feature {
 		&ldapFeature{},
 		&eventsFeature{},
 		&adminFeature{},
+		&registryFeature{},
 	}
 }
 

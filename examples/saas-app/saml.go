@@ -169,8 +169,13 @@ func (f *samlFeature) start(ctx context.Context, a *app) error {
 	a.Mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) { f.serveMe(w, r, a) })
 	a.Mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { f.serveHome(w, r, a) })
 	a.Mux.HandleFunc("POST /logout", f.serveLogout)
-	if len(f.conns) == 0 {
-		return nil
+	if f.demo && f.metadata == "" && f.demoIdP == nil {
+		// Registered connections may name the demo IdP too.
+		d, err := newDemoIdP(a.BaseURL)
+		if err != nil {
+			return err
+		}
+		f.demoIdP = d
 	}
 	var settings []jit.Settings
 	var conns []saml.Connection

@@ -111,7 +111,7 @@ func (f *scimFeature) start(ctx context.Context, a *app) error {
 	base := a.BaseURL + "/scim/v2"
 	h, err := scim.New(scim.Config{
 		Engine:        a.Engine,
-		Authenticator: f.tokens,
+		Authenticator: registryAuth{declared: f.tokens, engine: a.Engine},
 		BaseURL:       base,
 		Logger:        a.Log,
 	})
