@@ -158,14 +158,22 @@ func connIDs(body map[string]any) []string {
 }
 
 // assertNotInFile fails if a SQLite database (with its WAL) holds any of
-// the secrets.
+// the secrets, or does not hold the registered LDAP base DN (so that the
+// check cannot pass on the wrong file).
 func assertNotInFile(t *testing.T, db string, secrets ...string) {
 	t.Helper()
+	control := false
+	defer func() {
+		if !control {
+			t.Errorf("%s holds no registered tenant: the check read the wrong file", db)
+		}
+	}()
 	for _, f := range []string{db, db + "-wal"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
+		control = control || bytes.Contains(b, []byte("dc=globex,dc=example"))
 		for _, s := range secrets {
 			if s != "" && bytes.Contains(b, []byte(s)) {
 				t.Errorf("%s holds %q in clear", filepath.Base(f), s)
