@@ -129,6 +129,9 @@ func (f *adminFeature) start(ctx context.Context, a *app) error {
 	mux.HandleFunc("POST /admin/t/{tenant}/users/{id}/{action}", s.userAction)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/preview", s.accessPreview)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/apply", s.accessApply)
+	mux.HandleFunc("POST /admin/tenants", s.formPutTenant)
+	mux.HandleFunc("POST /admin/t/{tenant}/connections", s.formPutConnection)
+	mux.HandleFunc("POST /admin/t/{tenant}/connections/{conn}/delete", s.formDeleteConnection)
 	mux.HandleFunc("GET /admin/api/tenants/{tenant}", s.apiGetTenant)
 	mux.HandleFunc("PUT /admin/api/tenants/{tenant}", s.apiPutTenant)
 	mux.HandleFunc("PUT /admin/api/tenants/{tenant}/connections/{id}", s.apiPutConnection)
@@ -208,6 +211,8 @@ type connView struct {
 
 type tenantView struct {
 	ID, Name    string
+	Registered  bool
+	Domains     []string
 	Conns       []connView
 	Users       int
 	Active      int
@@ -222,6 +227,10 @@ type tenantView struct {
 
 func (s *adminServer) render(w http.ResponseWriter, status int, p page) {
 	for _, t := range s.a.Tenants {
+		p.Tenants = append(p.Tenants, tenantView{ID: t.ID, Name: t.Name})
+	}
+	reg, _ := s.registered(context.Background(), registeredShown)
+	for _, t := range reg {
 		p.Tenants = append(p.Tenants, tenantView{ID: t.ID, Name: t.Name})
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -253,7 +262,7 @@ func admin(t string) provision.Origin {
 // tenantView gathers a tenant's connections with their health, and its
 // counts.
 func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenantView {
-	v := tenantView{ID: t.ID, Name: t.Name, SCIMBase: s.a.BaseURL + "/scim/v2"}
+	v := tenantView{ID: t.ID, Name: t.Name, Registered: t.Registered, Domains: t.VerifiedDomains, SCIMBase: s.a.BaseURL + "/scim/v2"}
 	o := admin(t.ID)
 	_, v.Users, _ = s.a.Engine.ListUsers(ctx, o, provision.Query{})
 	if active, err := filter.Parse(`active eq true`); err == nil {
@@ -274,8 +283,20 @@ func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenant
 		switch c.Kind {
 		case provision.KindSCIM:
 			s.scimConn(&cv, t.ID)
+			if t.Registered && c.SCIM != nil {
+				cv.Tokens = len(c.SCIM.TokenHashes)
+			}
 		case provision.KindSAML:
-			if h.saml != nil && h.saml.handler != nil {
+			if t.Registered {
+				cv.LoginURL = samlURLs(s.a, t.ID, c.ID).Login + "?return_to=/"
+				cv.Details = append(cv.Details, "metadata "+samlURLs(s.a, t.ID, c.ID).Metadata)
+				if c.SAML != nil && c.SAML.IDPMetadataURL != "" {
+					cv.Details = append(cv.Details, "IdP metadata from "+c.SAML.IDPMetadataURL)
+				}
+				if len(c.Domains) > 0 {
+					cv.Details = append(cv.Details, "signs in "+strings.Join(c.Domains, ", "))
+				}
+			} else if h.saml != nil && h.saml.handler != nil {
 				cv.LoginURL = h.saml.handler.LoginURL(t.ID) + "?return_to=/"
 				h.saml.mu.Lock()
 				st := h.saml.logins[t.ID]
@@ -392,7 +413,11 @@ func (s *adminServer) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		views = append(views, s.tenantView(r.Context(), et))
 	}
-	p.Data = views
+	reg, total := s.registered(r.Context(), registeredShown)
+	for _, t := range reg {
+		views = append(views, s.tenantView(r.Context(), t))
+	}
+	p.Data = overviewData{Tenants: views, Registered: total, Shown: len(reg), CanRegister: s.canRegister()}
 	s.render(w, http.StatusOK, p)
 }
 
@@ -674,7 +699,15 @@ func (s *adminServer) rotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn := r.PathValue("conn")
-	tok, err := s.a.admin.scim.rotate(r.Context(), s.a, t.ID, conn)
+	var tok string
+	var err error
+	if t.Registered {
+		var out connectionJSON
+		out, err = s.putConnection(r.Context(), t.ID, conn, s.inputOf(t, conn, true), "admin page")
+		tok = out.Token
+	} else {
+		tok, err = s.a.admin.scim.rotate(r.Context(), s.a, t.ID, conn)
+	}
 	if err != nil {
 		s.back(w, r, t.ID, "", err)
 		return
@@ -693,7 +726,12 @@ func (s *adminServer) revokeOld(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, errors.New("SCIM is off"))
 		return
 	}
-	err := s.a.admin.scim.revokeOld(r.Context(), s.a, t.ID, r.PathValue("conn"))
+	var err error
+	if t.Registered {
+		err = s.revokeOldRegistered(r.Context(), t, r.PathValue("conn"))
+	} else {
+		err = s.a.admin.scim.revokeOld(r.Context(), s.a, t.ID, r.PathValue("conn"))
+	}
 	s.back(w, r, t.ID, "Old SCIM tokens of "+r.PathValue("conn")+" revoked: only the newest is valid.", err)
 }
 

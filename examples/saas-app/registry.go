@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -551,4 +552,112 @@ func (s *adminServer) registered(ctx context.Context, limit int) ([]provision.Te
 		return nil, 0
 	}
 	return ts, total
+}
+
+// registeredShown bounds the registered tenants the admin page lists.
+const registeredShown = 100
+
+// overviewData is the admin overview.
+type overviewData struct {
+	Tenants []tenantView
+	// Registered is the number of registered tenants, of which Shown are
+	// listed.
+	Registered, Shown int
+	// CanRegister is set when the store keeps a registry.
+	CanRegister bool
+}
+
+func (s *adminServer) canRegister() bool {
+	_, ok := s.a.Store.(provision.Registry)
+	return ok
+}
+
+// splitList reads a form's comma- or space-separated list.
+func splitList(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
+}
+
+// formPutTenant registers a tenant from the admin page.
+func (s *adminServer) formPutTenant(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimSpace(r.PostFormValue("id"))
+	t, err := s.a.Engine.PutTenant(r.Context(), provision.Tenant{ID: id, Name: strings.TrimSpace(r.PostFormValue("name")), VerifiedDomains: splitList(r.PostFormValue("domains"))}, "admin page")
+	if err != nil {
+		http.Redirect(w, r, "/admin?msg="+url.QueryEscape("Not registered: "+formError(err)), http.StatusSeeOther)
+		return
+	}
+	s.back(w, r, t.ID, "Tenant "+t.ID+" registered: add its connections below.", nil)
+}
+
+// formError says what is wrong with a form, in words.
+func formError(err error) string {
+	var de *provision.DomainError
+	switch {
+	case errors.As(err, &de):
+		return fmt.Sprintf("the domain %s is verified by another tenant.", de.Domain)
+	case errors.Is(err, provision.ErrDeclared):
+		return "this tenant comes from the app's flags or -config file: change it there."
+	}
+	return err.Error()
+}
+
+// formPutConnection adds (or replaces) a connection of a registered
+// tenant from the admin page.
+func (s *adminServer) formPutConnection(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	f := r.PostFormValue
+	in := connectionInput{
+		Kind: provision.ConnectionKind(f("kind")), Name: strings.TrimSpace(f("name")), Domains: splitList(f("domains")),
+		IDPMetadataURL: strings.TrimSpace(f("idpMetadataURL")), Mapping: f("mapping"),
+		URL: strings.TrimSpace(f("url")), BindDN: f("bindDN"), BindPassword: f("bindPassword"), BaseDN: f("baseDN"), Preset: f("preset"),
+	}
+	id := strings.TrimSpace(f("id"))
+	out, err := s.putConnection(r.Context(), t.ID, id, in, "admin page")
+	if err != nil {
+		s.back(w, r, t.ID, "", fmt.Errorf("connection %q not saved: %s", id, formError(err)))
+		return
+	}
+	if out.Token != "" {
+		tv := tenantView{ID: t.ID, Name: t.Name}
+		s.render(w, http.StatusOK, page{View: "rotated", Title: "New SCIM token", T: &tv,
+			Data: map[string]string{"Conn": id, "Token": out.Token, "Base": out.SCIMURL}})
+		return
+	}
+	s.back(w, r, t.ID, "Connection "+id+" saved.", nil)
+}
+
+func (s *adminServer) formDeleteConnection(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return
+	}
+	conn := r.PathValue("conn")
+	err := s.a.Engine.DeleteConnection(r.Context(), t.ID, conn, "admin page")
+	s.back(w, r, t.ID, "Connection "+conn+" deleted: its tokens and sign-ins are refused; its users stay.", err)
+}
+
+// inputOf is the API input that re-registers a connection as it is
+// (with a token rotation for a SCIM one, when rotate).
+func (s *adminServer) inputOf(t provision.Tenant, connID string, rotate bool) connectionInput {
+	for _, c := range t.Connections {
+		if c.ID == connID {
+			return connectionInput{Kind: c.Kind, Name: c.Name, Domains: c.Domains, RotateToken: rotate}
+		}
+	}
+	return connectionInput{Kind: provision.KindSCIM, RotateToken: rotate}
+}
+
+// revokeOldRegistered keeps only the newest token of a registered
+// directory.
+func (s *adminServer) revokeOldRegistered(ctx context.Context, t provision.Tenant, connID string) error {
+	for _, c := range t.Connections {
+		if c.ID == connID && c.SCIM != nil && len(c.SCIM.TokenHashes) > 1 {
+			c.SCIM.TokenHashes = c.SCIM.TokenHashes[:1]
+			_, err := s.a.Engine.PutConnection(ctx, t.ID, c, "admin page")
+			return err
+		}
+	}
+	return nil
 }

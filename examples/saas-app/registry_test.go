@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -179,5 +180,87 @@ func assertNotInFile(t *testing.T, db string, secrets ...string) {
 				t.Errorf("%s holds %q in clear", filepath.Base(f), s)
 			}
 		}
+	}
+}
+
+// form posts a form to the admin page with the admin token and returns
+// the status (redirects not followed) and the body.
+func form(t *testing.T, target, token string, v url.Values) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", target, strings.NewReader(v.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Location"), string(b)
+}
+
+func getPage(t *testing.T, target, token string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", target, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// TestAdminPageRegistersTenants: the admin page registers a tenant and its
+// connections, shows a new SCIM token once, and deletes a connection.
+func TestAdminPageRegistersTenants(t *testing.T) {
+	lines := startAppLines(t, []string{"scim", "admin"})
+	base, tok := adminToken(t, lines)
+	if !strings.Contains(getPage(t, base+"/admin", tok), `id="register-tenant"`) {
+		t.Fatal("the overview has no form to register a tenant")
+	}
+	status, loc, _ := form(t, base+"/admin/tenants", tok, url.Values{"id": {"globex"}, "name": {"Globex"}, "domains": {"globex.example, globex.co.uk"}})
+	if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/admin/t/globex") {
+		t.Fatalf("register = %d %s", status, loc)
+	}
+	// A second tenant claiming a domain is told why.
+	_, loc, _ = form(t, base+"/admin/tenants", tok, url.Values{"id": {"initech"}, "domains": {"globex.example"}})
+	if !strings.Contains(loc, "verified+by+another+tenant") {
+		t.Fatalf("second claim: redirected to %s", loc)
+	}
+	page := getPage(t, base+"/admin/t/globex", tok)
+	if !strings.Contains(page, "Globex") || !strings.Contains(page, `id="add-connection"`) {
+		t.Fatalf("tenant page: %s", page)
+	}
+	status, _, body := form(t, base+"/admin/t/globex/connections", tok, url.Values{"kind": {"scim"}, "id": {"okta"}})
+	i := strings.Index(body, `id="new-token">`)
+	if status != http.StatusOK || i < 0 {
+		t.Fatalf("add SCIM = %d %s", status, body)
+	}
+	scimToken := body[i+len(`id="new-token">`):]
+	scimToken = scimToken[:strings.Index(scimToken, "<")]
+	if status, got := do(t, "POST", lines["scim"]+"/Users", scimToken, scimUserBody); status != http.StatusCreated {
+		t.Fatalf("POST /Users with the page's token = %d %v", status, got)
+	}
+	_, loc, _ = form(t, base+"/admin/t/globex/connections", tok, url.Values{"kind": {"saml"}, "id": {"sso"}, "idpMetadataURL": {"demo"}, "domains": {"initech.example"}})
+	if !strings.Contains(loc, "err=") || !strings.Contains(loc, "verified+domains") {
+		t.Fatalf("SAML with a foreign domain: redirected to %s", loc)
+	}
+	_, loc, _ = form(t, base+"/admin/t/globex/connections", tok, url.Values{"kind": {"saml"}, "id": {"sso"}, "idpMetadataURL": {"demo"}, "domains": {"globex.example"}, "mapping": {"okta"}})
+	if !strings.Contains(loc, "msg=") {
+		t.Fatalf("SAML: redirected to %s", loc)
+	}
+	page = getPage(t, base+"/admin/t/globex", tok)
+	if !strings.Contains(page, "/saml/globex/sso/login") {
+		t.Fatalf("the tenant page shows no sign-in link for the new SAML connection")
+	}
+	form(t, base+"/admin/t/globex/connections/okta/delete", tok, nil)
+	if status, _ := do(t, "GET", lines["scim"]+"/Users", scimToken, ""); status != http.StatusUnauthorized {
+		t.Fatalf("the deleted directory's token = %d", status)
 	}
 }
