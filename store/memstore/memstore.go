@@ -58,8 +58,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Store is an in-memory provision.Store with the EventLog, KV and Locker
-// capabilities. Build it with New or NewWithConfig; the zero value is not
+// Store is an in-memory provision.Store with the EventLog, KV, Locker and
+// Registry capabilities. Build it with New or NewWithConfig; the zero value is not
 // usable. It is safe for concurrent use.
 type Store struct {
 	mu sync.RWMutex

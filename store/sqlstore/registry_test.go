@@ -327,3 +327,36 @@ func TestRegistryNotify(t *testing.T) {
 		t.Fatalf("after a delete: notification %q, %v; want acme", got, err)
 	}
 }
+
+// TestRegistryPrimaryKeysRefuseASecondHolder checks the database's own
+// guard behind PutTenantRecord's checks: a second row for a domain or a
+// token hash violates the primary key, reported as a
+// *provision.ConflictError naming the field (ErrAlreadyExists).
+func TestRegistryPrimaryKeysRefuseASecondHolder(t *testing.T) {
+	dialects(t, func(t *testing.T, newStore func(testing.TB) *Store) {
+		s := newStore(t)
+		ctx := t.Context()
+		h := sha256.Sum256([]byte("token"))
+		if _, err := s.PutTenantRecord(ctx, provision.TenantRecord{TenantID: "a", Domains: []string{"a.example"},
+			Tokens: []provision.TokenRef{{Hash: h, ConnectionID: "scim"}}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			field, query string
+			args         []any
+		}{
+			{"domain", "INSERT INTO {p}registry_domains (domain, tenant_id) VALUES ($1, $2)", []any{"a.example", "b"}},
+			{"tokenHash", "INSERT INTO {p}registry_tokens (hash, tenant_id, connection_id) VALUES ($1, $2, $3)", []any{h[:], "b", "scim"}},
+		} {
+			_, err := s.DB().ExecContext(ctx, s.r.sql(c.query), c.args...)
+			err = mapErr("insert", err)
+			var ce *provision.ConflictError
+			if !errors.Is(err, provision.ErrAlreadyExists) || !errors.As(err, &ce) || ce.Field != c.field {
+				t.Errorf("a second %s row: %v, want a *ConflictError of field %s", c.field, err, c.field)
+			}
+		}
+		if id, err := s.TenantByDomain(ctx, "A.example"); err != nil || id != "a" {
+			t.Errorf("TenantByDomain = %q, %v; want a", id, err)
+		}
+	})
+}

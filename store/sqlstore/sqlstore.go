@@ -80,8 +80,8 @@ type Config struct {
 }
 
 // Store is a provision.Store over database/sql. It also implements
-// provision.EventLog, provision.KV, provision.Locker and
-// provision.Searcher. It is safe for concurrent use; the Store handed to an
+// provision.EventLog, provision.KV, provision.Locker, provision.Searcher
+// and provision.Registry. It is safe for concurrent use; the Store handed to an
 // Atomically function is bound to that transaction and must not be used
 // after the function returns.
 type Store struct {
