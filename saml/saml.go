@@ -124,6 +124,12 @@ type Config struct {
 	RequestMaxAge time.Duration
 	// MaxResponseBytes bounds the ACS request body. Default 4 MiB.
 	MaxResponseBytes int64
+	// HTTPClient fetches the IdP metadata of connections that give an
+	// IDPMetadataURL. Nil is a client with a 10 s timeout. A host whose
+	// tenants' admins enter these URLs may restrict where it dials.
+	HTTPClient *http.Client
+	// Now is the time source of metadata refreshes; nil is time.Now.
+	Now func() time.Time
 }
 
 // Handler serves the SAML endpoints of every tenant. It is safe for
@@ -145,6 +151,12 @@ type Handler struct {
 
 	mu    sync.RWMutex
 	conns map[string]*conn // by tenant
+
+	// Connections resolved from the engine (connections.go).
+	client *http.Client
+	now    func() time.Time
+	smu    sync.Mutex
+	served map[connKey]*served
 }
 
 type conn struct {
@@ -173,7 +185,14 @@ func New(cfg Config) (*Handler, error) {
 		key: cfg.Key, cert: cfg.Certificate,
 		onLogin: cfg.OnLogin, errorPage: cfg.ErrorPage, log: cfg.Logger, clock: cfg.Clock,
 		maxAge: cfg.RequestMaxAge, maxBytes: cfg.MaxResponseBytes,
-		conns: map[string]*conn{},
+		conns:  map[string]*conn{},
+		client: cfg.HTTPClient, now: cfg.Now, served: map[connKey]*served{},
+	}
+	if h.client == nil {
+		h.client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if h.now == nil {
+		h.now = time.Now
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -195,9 +214,10 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	h.mux = http.NewServeMux()
-	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/metadata", h.serveMetadata)
-	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/login", h.serveLogin)
+	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/metadata", h.serveTenantMetadata)
+	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/login", h.serveTenantLogin)
 	h.mux.HandleFunc("POST "+h.basePath+"/saml/{tenant}/acs", h.serveACS)
+	h.connectionRoutes()
 	return h, nil
 }
 
@@ -230,19 +250,7 @@ func (h *Handler) SetConnection(c Connection) error {
 	if _, ok := h.jit.Settings(jit.Connection{TenantID: c.TenantID, ID: c.ConnectionID}); !ok {
 		return fmt.Errorf("saml: the jit Provisioner has no settings for %s/%s", c.TenantID, c.ConnectionID)
 	}
-	sp := &crewsaml.ServiceProvider{
-		EntityID:                         h.MetadataURL(c.TenantID),
-		Key:                              h.key,
-		Certificate:                      h.cert,
-		MetadataURL:                      *h.url(c.TenantID, "metadata"),
-		AcsURL:                           *h.url(c.TenantID, "acs"),
-		IDPMetadata:                      c.IDPMetadata,
-		AuthnNameIDFormat:                crewsaml.PersistentNameIDFormat,
-		AllowIDPInitiated:                c.AllowIDPInitiated,
-		AssertionConsumerServiceBindings: []string{crewsaml.HTTPPostBinding},
-		Clock:                            h.clock,
-		DefaultRedirectURI:               "/",
-	}
+	sp := h.newServiceProvider(h.url(c.TenantID, "metadata"), h.url(c.TenantID, "acs"), c.IDPMetadata, c.AllowIDPInitiated, false)
 	h.mu.Lock()
 	h.conns[c.TenantID] = &conn{Connection: c, sp: sp}
 	h.mu.Unlock()
@@ -255,6 +263,25 @@ func (h *Handler) RemoveConnection(tenantID string) {
 	h.mu.Lock()
 	delete(h.conns, tenantID)
 	h.mu.Unlock()
+}
+
+// newServiceProvider is the crewjam ServiceProvider of one connection,
+// whose entity ID is its metadata URL.
+func (h *Handler) newServiceProvider(metadata, acs *url.URL, idp *crewsaml.EntityDescriptor, allowIDPInitiated, rejectSHA1 bool) *crewsaml.ServiceProvider {
+	return &crewsaml.ServiceProvider{
+		EntityID:                         metadata.String(),
+		Key:                              h.key,
+		Certificate:                      h.cert,
+		MetadataURL:                      *metadata,
+		AcsURL:                           *acs,
+		IDPMetadata:                      idp,
+		AuthnNameIDFormat:                crewsaml.PersistentNameIDFormat,
+		AllowIDPInitiated:                allowIDPInitiated,
+		AssertionConsumerServiceBindings: []string{crewsaml.HTTPPostBinding},
+		Clock:                            h.clock,
+		DefaultRedirectURI:               "/",
+		RejectSHA1Signatures:             rejectSHA1,
+	}
 }
 
 // ServiceProvider returns a copy of the tenant's crewjam ServiceProvider.
@@ -292,7 +319,7 @@ func (h *Handler) LoginURL(tenantID string) string { return h.url(tenantID, "log
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.conn(r.PathValue("tenant"))
+	c, ok := h.connOf(r)
 	if !ok {
 		h.errorPage(w, r, http.StatusNotFound)
 		return
@@ -340,7 +367,7 @@ func localPath(p string) string {
 
 func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, ok := h.conn(r.PathValue("tenant"))
+	c, ok := h.connOf(r)
 	if !ok {
 		h.errorPage(w, r, http.StatusNotFound)
 		return
@@ -378,7 +405,9 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // trackingCookie binds a started login to the browser. The IdP posts to
-// the ACS cross-site, so over HTTPS it is SameSite=None (and Secure).
+// the ACS cross-site, so over HTTPS it is SameSite=None (and Secure). Its
+// path covers the ACS of every connection of the tenant; the request it
+// names is tracked under one connection, which only that one's ACS finds.
 func (h *Handler) trackingCookie(tenantID, relay, value string, maxAge int) *http.Cookie {
 	secure := h.base.Scheme == "https"
 	site := http.SameSiteLaxMode
@@ -386,7 +415,7 @@ func (h *Handler) trackingCookie(tenantID, relay, value string, maxAge int) *htt
 		site = http.SameSiteNoneMode
 	}
 	return &http.Cookie{
-		Name: cookiePrefix + relay, Value: value, Path: h.url(tenantID, "acs").Path,
+		Name: cookiePrefix + relay, Value: value, Path: h.basePath + "/saml/" + tenantID + "/",
 		MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: site,
 	}
 }
@@ -477,7 +506,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, c *conn, reason
 func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tenantID := r.PathValue("tenant")
-	c, ok := h.conn(tenantID)
+	c, ok := h.connOf(r)
 	if !ok {
 		h.log.InfoContext(ctx, "saml: ACS post for an unknown tenant", "tenant", tenantID)
 		h.errorPage(w, r, http.StatusNotFound)
@@ -513,6 +542,11 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 		return consumeOnce(ctx, h.engine, c.TenantID, c.ConnectionID, id, exp)
 	})
 	a, err := sp.ParseResponse(r, ids)
+	if nc := h.refreshAfter(ctx, c, err); nc != nil {
+		// The IdP's metadata changed (a certificate rotation): validate again.
+		c, sp.IDPMetadata = nc, nc.sp.IDPMetadata
+		a, err = sp.ParseResponse(r, ids)
+	}
 	if err != nil {
 		h.refuse(w, r, c, reasonOf(err), err)
 		return
