@@ -3,7 +3,8 @@
 //
 // It implements the whole contract: the required provision.Store and the
 // optional capabilities provision.Searcher, provision.EventLog,
-// provision.KV and provision.Locker. Hand it to the engine:
+// provision.KV, provision.Locker and provision.Registry. Hand it to the
+// engine:
 //
 //	engine, err := provision.NewEngine(provision.Config{
 //		Store:   memstore.New(),
@@ -30,7 +31,9 @@
 // hundred thousand. ListUsers, ListGroups and ListMembers keep creation
 // order and find the page's start in O(log n), so a deep page is as cheap
 // as the first one. DeletedUsers, PurgeEvents and RedactEvents scan the
-// tenant's tombstones or events.
+// tenant's tombstones or events. The Registry's TenantByDomain and
+// ConnectionByTokenHash are hash lookups, and RegistryChanges finds its
+// start by binary search, whatever the number of tenants.
 //
 // For benchmarks and demos that need many users fast, Load seeds a tenant
 // without the engine.

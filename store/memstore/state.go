@@ -20,6 +20,8 @@ type state struct {
 	idSeq uint64
 	rng   *rand.ChaCha8
 	now   func() time.Time
+	// reg is the Registry's data, nil until the first registry write.
+	reg *registry
 
 	// undo holds the inverse of every write since the transaction began.
 	undo []func()

@@ -3,7 +3,9 @@
 // implements every optional capability: provision.Searcher (filters
 // compiled to SQL), provision.EventLog (a per-tenant sequence assigned in
 // the transaction), provision.KV (with expiry) and provision.Locker
-// (advisory locks on PostgreSQL, leases on SQLite).
+// (advisory locks on PostgreSQL, leases on SQLite) and provision.Registry
+// (registered tenants, their domain and token hash indexes and revision
+// feed, with a NOTIFY on PostgreSQL: see RegistryChannel).
 //
 // The package imports no driver: the host opens the *sql.DB with the
 // driver it likes and says which dialect it is.
@@ -47,9 +49,16 @@
 // provision.User as a JSON document), user_emails, groups, members (its
 // own table, so a membership change costs the same in a 100,000-member
 // group as in a 10-member one), links, events, event_seq (the per-tenant
-// counter), cursors, kv and, on SQLite, locks. Times are stored in UTC to
+// counter), cursors, kv, on SQLite locks, and the Registry's
+// registry_tenants (one row per tenant ever registered, a deleted one as
+// a tombstone), registry_domains and registry_tokens (primary keys on the
+// lower-case domain and on the token hash: one live tenant each; only
+// hashes of tokens are stored) and registry_rev (the revision counter, a
+// row that a registry write holds locked until commit, so that revisions
+// become visible in order). Times are stored in UTC to
 // the microsecond (timestamptz on PostgreSQL, integer unix microseconds
-// on SQLite). Every query names its tenant_id.
+// on SQLite). Every query names its tenant_id, except the Registry's,
+// which are keyed by a domain, a token hash or a revision.
 //
 // # Transactions and errors
 //

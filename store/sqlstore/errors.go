@@ -124,6 +124,9 @@ func sentinelOf(err error) error {
 // the message, when it can.
 func uniqueConflict(err error) error {
 	msg := err.Error()
+	if f := registryConflictField(msg); f != "" {
+		return &provision.ConflictError{Field: f}
+	}
 	switch {
 	case strings.Contains(msg, "users_user_name") || strings.Contains(msg, "users.user_name_lower"):
 		return &provision.ConflictError{Field: "userName"}

@@ -134,7 +134,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // dropTables removes every table of the store: for tests.
 func (s *Store) dropTables(ctx context.Context) error {
-	tables := []string{"members", "user_emails", "links", "users", "groups", "events", "event_seq", "cursors", "kv", "locks", "migrations"}
+	tables := []string{"members", "user_emails", "links", "users", "groups", "events", "event_seq", "cursors", "kv", "locks",
+		"registry_tenants", "registry_domains", "registry_tokens", "registry_rev", "migrations"}
 	for _, t := range tables {
 		if _, err := s.r.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+s.r.prefix+t); err != nil {
 			return mapErr("drop "+t, err)

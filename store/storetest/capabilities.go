@@ -27,6 +27,7 @@ var capabilities = []capability{
 	{"KV", implements[provision.KV], testKV},
 	{"Locker", implements[provision.Locker], testLocker},
 	{"Searcher", implements[provision.Searcher], testSearcher},
+	{"Registry", implements[provision.Registry], testRegistry},
 }
 
 // eventLog returns a fresh store and its EventLog.

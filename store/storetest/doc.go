@@ -2,8 +2,8 @@
 // implementations: the definition of a correct Store.
 //
 // A host that persists identities in its own database implements
-// provision.Store (and, if it can, the optional capabilities EventLog, KV
-// and Locker) and runs the suite from an ordinary test:
+// provision.Store (and, if it can, the optional capabilities EventLog, KV,
+// Locker, Searcher and Registry) and runs the suite from an ordinary test:
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) provision.Store {
@@ -54,6 +54,13 @@
 //     ErrLockLost. How a lock is lost (a lease lapsing, a session
 //     dying) is the store's own: test it next to the store (sqlstore
 //     does).
+//   - A Registry's Domains and Tokens are compared as sets, Domains
+//     case-insensitively: a store may keep them in any order, and lower
+//     the case of Domains. A refused PutTenantRecord (a domain or token
+//     hash another tenant holds) leaves every record, index entry and
+//     Rev as it was; Revs may have gaps (a rolled back write may use one
+//     up), but a reader of RegistryChanges never sees a Rev while a
+//     smaller one is still to be committed.
 //
 // The suite uses only the standard library and go-cmp, takes a few seconds
 // on an in-memory store (KV expiry waits about a second, one case builds a

@@ -42,6 +42,9 @@ var brokenStores = []struct {
 	{"no-version-check", noVersionCheck, []string{"Versions/User", "Concurrency/UpdateSameVersion"}},
 	// AppendEvents inside a transaction keeps its events on rollback.
 	{"events-survive-rollback", eventsSurviveRollback, []string{"EventLog/Rollback", "Atomically/RollbackOnError", "Atomically/RollbackOnPanic"}},
+	// PutTenantRecord, refused a domain or token hash another tenant
+	// holds, stores the record without them instead of nothing.
+	{"registry-partial-claim", registryPartialClaim, []string{"Registry/DomainClaimedTwice", "Registry/TokenClaimedTwice"}},
 }
 
 // TestBrokenStore is what TestSuiteCatchesBrokenStores runs in a
@@ -120,6 +123,7 @@ const (
 	tenantBlindRead
 	noVersionCheck
 	eventsSurviveRollback
+	registryPartialClaim
 )
 
 // shared is what a broken store and its transactions share.
@@ -151,7 +155,9 @@ func (s *shared) others(tenant string) []string {
 }
 
 // newBroken wraps a new memstore. Only the core Store is passed through,
-// except for eventsSurviveRollback, which adds its own EventLog.
+// except for eventsSurviveRollback, which adds its own EventLog, and
+// registryPartialClaim, which passes memstore's Registry through with
+// its bug.
 func newBroken(b bug) provision.Store {
 	sh := &shared{bug: b, tenants: map[string]bool{}, book: newEventBook()}
 	return sh.wrap(memstore.New())
@@ -159,10 +165,41 @@ func newBroken(b bug) provision.Store {
 
 func (sh *shared) wrap(st provision.Store) provision.Store {
 	w := &brokenStore{Store: st, sh: sh}
-	if sh.bug == eventsSurviveRollback {
+	switch sh.bug {
+	case eventsSurviveRollback:
 		return &leakyEvents{brokenStore: w}
+	case registryPartialClaim:
+		return &partialClaims{brokenStore: w, Registry: st.(provision.Registry)}
 	}
 	return w
+}
+
+// partialClaims is memstore's Registry, except that a PutTenantRecord
+// refused because another tenant holds one of the record's domains or
+// token hashes stores the record without them.
+type partialClaims struct {
+	*brokenStore
+	provision.Registry
+}
+
+func (p *partialClaims) PutTenantRecord(ctx context.Context, r provision.TenantRecord, expected int64) (provision.TenantRecord, error) {
+	out, err := p.Registry.PutTenantRecord(ctx, r, expected)
+	if !errors.Is(err, provision.ErrAlreadyExists) {
+		return out, err
+	}
+	mine := r
+	mine.Domains, mine.Tokens = nil, nil
+	for _, d := range r.Domains {
+		if owner, err := p.TenantByDomain(ctx, d); err != nil || owner == r.TenantID {
+			mine.Domains = append(mine.Domains, d)
+		}
+	}
+	for _, tr := range r.Tokens {
+		if owner, _, err := p.ConnectionByTokenHash(ctx, tr.Hash); err != nil || owner == r.TenantID {
+			mine.Tokens = append(mine.Tokens, tr)
+		}
+	}
+	return p.Registry.PutTenantRecord(ctx, mine, expected)
 }
 
 type brokenStore struct {
