@@ -400,22 +400,21 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, http.StatusInternalServerError)
 		return
 	}
-	http.SetCookie(w, h.trackingCookie(c.TenantID, relay, req.ID, int(h.maxAge/time.Second)))
+	http.SetCookie(w, h.trackingCookie(c, relay, req.ID, int(h.maxAge/time.Second)))
 	http.Redirect(w, r, redirect.String(), http.StatusFound)
 }
 
 // trackingCookie binds a started login to the browser. The IdP posts to
 // the ACS cross-site, so over HTTPS it is SameSite=None (and Secure). Its
-// path covers the ACS of every connection of the tenant; the request it
-// names is tracked under one connection, which only that one's ACS finds.
-func (h *Handler) trackingCookie(tenantID, relay, value string, maxAge int) *http.Cookie {
+// path is the connection's ACS.
+func (h *Handler) trackingCookie(c *conn, relay, value string, maxAge int) *http.Cookie {
 	secure := h.base.Scheme == "https"
 	site := http.SameSiteLaxMode
 	if secure {
 		site = http.SameSiteNoneMode
 	}
 	return &http.Cookie{
-		Name: cookiePrefix + relay, Value: value, Path: h.basePath + "/saml/" + tenantID + "/",
+		Name: cookiePrefix + relay, Value: value, Path: c.sp.AcsURL.Path,
 		MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: site,
 	}
 }
@@ -526,7 +525,7 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 			if v, err := h.engine.KVGet(ctx, c.TenantID, requestKey(c.ConnectionID, ck.Value)); err == nil {
 				requestID, returnTo = ck.Value, string(v)
 			}
-			http.SetCookie(w, h.trackingCookie(c.TenantID, relay, "", -1))
+			http.SetCookie(w, h.trackingCookie(c, relay, "", -1))
 		}
 	}
 	var ids []string
