@@ -144,6 +144,10 @@ var errNoConnection = errors.New("saml: no such SAML connection")
 // metadata could not be loaded, the store failed): 503.
 var errUnavailable = errors.New("saml: connection unavailable")
 
+// errIdPMetadata is a connection whose IdP metadata could not be fetched
+// (it matches errUnavailable too).
+var errIdPMetadata = errors.New("saml: no IdP metadata")
+
 // resolve returns the connection tenantID/connectionID as the engine has
 // it now, building (or rebuilding, when its settings changed) its
 // ServiceProvider and loading its IdP metadata as needed.
@@ -252,7 +256,7 @@ func (h *Handler) connOf(r *http.Request) (*conn, bool) {
 }
 
 func (h *Handler) connectionRoutes() {
-	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/{connection}/metadata", h.resolved(h.serveMetadata))
+	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/{connection}/metadata", h.serveConnMetadata)
 	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/{connection}/login", h.resolved(h.serveLogin))
 	h.mux.HandleFunc("POST "+h.basePath+"/saml/{tenant}/{connection}/acs", h.resolved(h.serveACS))
 	h.mux.HandleFunc("GET "+h.basePath+"/saml/login", h.serveDiscover)
@@ -265,16 +269,37 @@ func (h *Handler) resolved(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tenantID, connID := r.PathValue("tenant"), r.PathValue("connection")
 		if _, err := h.resolve(r.Context(), tenantID, connID); err != nil {
-			status := http.StatusServiceUnavailable
-			if errors.Is(err, errNoConnection) {
-				status = http.StatusNotFound
-			} else {
-				h.log.ErrorContext(r.Context(), "saml: connection unavailable", "tenant", tenantID, "connection", connID, "error", err)
-			}
-			h.errorPage(w, r, status)
+			h.resolveError(w, r, err)
 			return
 		}
 		next(w, r)
+	}
+}
+
+// resolveError answers a failed resolve: 404 for a connection the Handler
+// does not serve, else 503.
+func (h *Handler) resolveError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errNoConnection) {
+		h.errorPage(w, r, http.StatusNotFound)
+		return
+	}
+	h.log.ErrorContext(r.Context(), "saml: connection unavailable", "tenant", r.PathValue("tenant"), "connection", r.PathValue("connection"), "error", err)
+	h.errorPage(w, r, http.StatusServiceUnavailable)
+}
+
+// serveConnMetadata serves /saml/{tenant}/{connection}/metadata. The SP
+// metadata does not depend on the IdP's: it is served while the IdP
+// metadata cannot be fetched, so that an admin can set the IdP up.
+func (h *Handler) serveConnMetadata(w http.ResponseWriter, r *http.Request) {
+	tenantID, connID := r.PathValue("tenant"), r.PathValue("connection")
+	_, err := h.resolve(r.Context(), tenantID, connID)
+	switch {
+	case err == nil:
+		h.serveMetadata(w, r)
+	case errors.Is(err, errIdPMetadata):
+		h.writeMetadata(w, r, tenantID, h.newServiceProvider(h.connURL(tenantID, connID, "metadata"), h.connURL(tenantID, connID, "acs"), nil, false, true))
+	default:
+		h.resolveError(w, r, err)
 	}
 }
 
@@ -310,7 +335,7 @@ func (h *Handler) serveTenantMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.SetPathValue("connection", cs[0].ID)
-	h.resolved(h.serveMetadata)(w, r)
+	h.serveConnMetadata(w, r)
 }
 
 // tenantError answers a failed tenant lookup: 404 for an unknown tenant,

@@ -599,6 +599,10 @@ func TestConnectionsMetadataRefresh(t *testing.T) {
 	if st := status(); st.LastError == "" || !st.Loaded.IsZero() || st.URL != e.metadataURL() {
 		t.Fatalf("status after a failed first fetch: %+v", st)
 	}
+	// The SP metadata, for the admin setting the IdP up, does not wait.
+	if resp, body := get(t, browser(), urls.MetadataURL); resp.StatusCode != 200 || !strings.Contains(body, `entityID="`+urls.MetadataURL+`"`) {
+		t.Fatalf("SP metadata while the IdP's is missing: %d %s", resp.StatusCode, body)
+	}
 	// Not fetched again at once (every login would hit the IdP).
 	hits := e.metadataHits()
 	login(http.StatusServiceUnavailable)

@@ -136,14 +136,14 @@ func (h *Handler) loadMetadata(ctx context.Context, s *served) error {
 		return nil
 	}
 	if s.md.err != nil && h.now().Sub(s.md.attempted) < firstFetchRetry {
-		return fmt.Errorf("%w: %w", errUnavailable, s.md.err)
+		return fmt.Errorf("%w: %w: %w", errUnavailable, errIdPMetadata, s.md.err)
 	}
 	raw, desc, err := h.fetchMetadata(ctx, s.settings.IDPMetadataURL)
 	h.applyFetch(ctx, s, raw, desc, err)
 	if err != nil {
 		h.engine.Refuse(ctx, provision.Origin{TenantID: s.key.tenant, ConnectionID: s.key.conn, Actor: "saml"},
 			"saml.metadata", "the IdP metadata could not be fetched: "+err.Error(), err)
-		return fmt.Errorf("%w: %w", errUnavailable, err)
+		return fmt.Errorf("%w: %w: %w", errUnavailable, errIdPMetadata, err)
 	}
 	return nil
 }

@@ -324,9 +324,14 @@ func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, http.StatusNotFound)
 		return
 	}
-	b, err := xml.MarshalIndent(c.sp.Metadata(), "", "  ")
+	h.writeMetadata(w, r, c.TenantID, c.sp)
+}
+
+// writeMetadata answers the SP metadata of sp.
+func (h *Handler) writeMetadata(w http.ResponseWriter, r *http.Request, tenantID string, sp *crewsaml.ServiceProvider) {
+	b, err := xml.MarshalIndent(sp.Metadata(), "", "  ")
 	if err != nil {
-		h.log.ErrorContext(r.Context(), "saml: metadata", "tenant", c.TenantID, "error", err)
+		h.log.ErrorContext(r.Context(), "saml: metadata", "tenant", tenantID, "error", err)
 		h.errorPage(w, r, http.StatusInternalServerError)
 		return
 	}
