@@ -122,7 +122,7 @@ type reg struct {
 	audits []provision.Refusal
 }
 
-func newReg(t *testing.T) *reg {
+func newReg(t testing.TB) *reg {
 	t.Helper()
 	multiIdPs(t)
 	r := &reg{clock: &clock{}}
@@ -176,7 +176,7 @@ func newReg(t *testing.T) *reg {
 	return r
 }
 
-func (r *reg) put(t *testing.T, tenant string, c provision.Connection) {
+func (r *reg) put(t testing.TB, tenant string, c provision.Connection) {
 	t.Helper()
 	if c.SAML != nil {
 		if err := saml.ValidateSettings(*c.SAML); err != nil {
