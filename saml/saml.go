@@ -19,6 +19,22 @@
 // browser a generic error, changes nothing, and goes to slog and the
 // engine's audit hook with the precise reason.
 //
+// Connections as data: a provision.Connection of KindSAML that carries
+// SAMLSettings (declared, or registered with Engine.PutConnection) is
+// resolved from the engine on each request, with no SetConnection, under
+// its own entity ID and ACS URL (ConnectionURLs):
+//
+//	{BaseURL}/saml/{tenant}/{connection}/metadata|login|acs
+//	{BaseURL}/saml/{tenant}/login?email=ada@globex.example   home realm discovery
+//	{BaseURL}/saml/login?email=ada@globex.example            finds the tenant too
+//
+// Discovery routes by the connections' Domains among the tenant's
+// verified domains only (a chooser page when two match). IdP metadata
+// given by URL is fetched, refreshed daily and after a signature failure,
+// and kept when a refresh fails (MetadataStatus). ValidateSettings checks
+// SAMLSettings for an admin API. The tenant-level URLs above keep serving
+// the connection set with SetConnection.
+//
 // Logins request a persistent NameID; an assertion whose only subject is
 // a transient NameID is refused. IdP-initiated logins are refused unless
 // the connection enables them (they are prone to login CSRF).
