@@ -315,20 +315,33 @@ func servedConnections(t provision.Tenant) []provision.Connection {
 	return out
 }
 
-// serveTenantMetadata serves /saml/{tenant}/metadata: the connection set
-// with SetConnection, else the tenant's only SAML connection; with none
-// or several, 404.
-func (h *Handler) serveTenantMetadata(w http.ResponseWriter, r *http.Request) {
-	tenantID := r.PathValue("tenant")
-	if _, ok := h.conn(tenantID); ok {
-		h.serveMetadata(w, r)
-		return
+// tenantLevel serves a /saml/{tenant}/... URL: with legacy for the
+// connection set with SetConnection (as before connections were data),
+// else with next for the tenant as the engine has it (unknown: 404).
+func (h *Handler) tenantLevel(legacy http.HandlerFunc, next func(http.ResponseWriter, *http.Request, provision.Tenant)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tenantID := r.PathValue("tenant")
+		if _, ok := h.conn(tenantID); ok {
+			legacy(w, r)
+			return
+		}
+		t, err := h.engine.Tenant(r.Context(), tenantID)
+		switch {
+		case errors.Is(err, provision.ErrUnknownTenant) || errors.Is(err, provision.ErrNotFound):
+			h.errorPage(w, r, http.StatusNotFound)
+		case err != nil:
+			h.log.ErrorContext(r.Context(), "saml: tenant lookup", "tenant", tenantID, "error", err)
+			h.errorPage(w, r, http.StatusServiceUnavailable)
+		default:
+			next(w, r, t)
+		}
 	}
-	t, err := h.engine.Tenant(r.Context(), tenantID)
-	if err != nil {
-		h.tenantError(w, r, tenantID, err)
-		return
-	}
+}
+
+// onlyMetadata serves /saml/{tenant}/metadata for a tenant without a
+// connection set with SetConnection: its only SAML connection's; with
+// none or several, 404.
+func (h *Handler) onlyMetadata(w http.ResponseWriter, r *http.Request, t provision.Tenant) {
 	cs := servedConnections(t)
 	if len(cs) != 1 {
 		h.errorPage(w, r, http.StatusNotFound)
@@ -336,15 +349,4 @@ func (h *Handler) serveTenantMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	r.SetPathValue("connection", cs[0].ID)
 	h.serveConnMetadata(w, r)
-}
-
-// tenantError answers a failed tenant lookup: 404 for an unknown tenant,
-// else 503.
-func (h *Handler) tenantError(w http.ResponseWriter, r *http.Request, tenantID string, err error) {
-	if errors.Is(err, provision.ErrUnknownTenant) || errors.Is(err, provision.ErrNotFound) {
-		h.errorPage(w, r, http.StatusNotFound)
-		return
-	}
-	h.log.ErrorContext(r.Context(), "saml: tenant lookup", "tenant", tenantID, "error", err)
-	h.errorPage(w, r, http.StatusServiceUnavailable)
 }

@@ -28,20 +28,10 @@ func loginHint(r *http.Request) string {
 	return strings.TrimSpace(q.Get("login_hint"))
 }
 
-// serveTenantLogin serves /saml/{tenant}/login: the connection set with
-// SetConnection when there is one (as before connections were data);
-// else home realm discovery among the tenant's connections.
-func (h *Handler) serveTenantLogin(w http.ResponseWriter, r *http.Request) {
-	tenantID := r.PathValue("tenant")
-	if _, ok := h.conn(tenantID); ok {
-		h.serveLogin(w, r)
-		return
-	}
-	t, err := h.engine.Tenant(r.Context(), tenantID)
-	if err != nil {
-		h.tenantError(w, r, tenantID, err)
-		return
-	}
+// discoverIn serves /saml/{tenant}/login for a tenant without a
+// connection set with SetConnection: home realm discovery among its
+// connections.
+func (h *Handler) discoverIn(w http.ResponseWriter, r *http.Request, t provision.Tenant) {
 	h.route(w, r, t, loginHint(r))
 }
 

@@ -230,8 +230,8 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	h.mux = http.NewServeMux()
-	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/metadata", h.serveTenantMetadata)
-	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/login", h.serveTenantLogin)
+	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/metadata", h.tenantLevel(h.serveMetadata, h.onlyMetadata))
+	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/login", h.tenantLevel(h.serveLogin, h.discoverIn))
 	h.mux.HandleFunc("POST "+h.basePath+"/saml/{tenant}/acs", h.serveACS)
 	h.connectionRoutes()
 	return h, nil
