@@ -788,3 +788,66 @@ func TestValidateSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionsConcurrentChanges(t *testing.T) {
+	r := newReg(t)
+	ctx := context.Background()
+	u := r.h.ConnectionURLs("globex", "okta")
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				w := httptest.NewRecorder()
+				r.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, u.LoginURL, nil))
+				if w.Code != http.StatusFound {
+					errs <- fmt.Sprintf("login: %d", w.Code)
+					return
+				}
+				if _, err := r.h.MetadataStatus(ctx, "globex", "okta"); err != nil {
+					errs <- err.Error()
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ { // settings change meanwhile: rebuilds
+		pc, err := r.engine.Connection(ctx, "globex", "okta")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.SAML.AllowIDPInitiated = !pc.SAML.AllowIDPInitiated
+		pc.SAML.Mapping = []string{"okta", "default"}[i%2]
+		r.put(t, "globex", pc)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func TestDiscoveryFindsSetConnection(t *testing.T) {
+	// A tenant whose SAML connection was set with SetConnection is found
+	// by the engine-wide entry point too, and its login is the tenant's.
+	f := newFixture(t, options{})
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, base+"/saml/login?email=jane@acme.example&return_to=/r", nil))
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusFound || !strings.HasPrefix(loc.String(), idpA.SSOURL) {
+		t.Fatalf("discovery: %d %s", w.Code, loc)
+	}
+	req, err := samltest.DecodeRedirectRequest(loc.Query().Get("SAMLRequest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.AssertionConsumerServiceURL != acmeACS {
+		t.Fatalf("ACS %s", req.AssertionConsumerServiceURL)
+	}
+	xml := respond(t, idpA, samltest.Response{User: okta("00u1", "jane@acme.example"), InResponseTo: req.ID})
+	if w := f.post(t, acmeACS, xml, loc.Query().Get("RelayState"), w.Result().Cookies()...); w.Code != 200 || f.logins[0].ReturnTo != "/r" {
+		t.Fatalf("ACS: %d %s", w.Code, w.Body)
+	}
+}
