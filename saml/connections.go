@@ -127,8 +127,9 @@ type connKey struct{ tenant, conn string }
 type served struct {
 	key connKey
 
-	// mu serializes the comparison with the engine's settings, metadata
-	// loads and rebuilds. A daily refresh runs without it (refreshing).
+	// mu serializes the comparison with the engine's settings, the first
+	// metadata load and rebuilds. Refreshes fetch without it
+	// (md.refreshing).
 	mu       sync.Mutex
 	settings provision.SAMLSettings
 	// c is the connection in use; nil until metadata was loaded.

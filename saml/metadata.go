@@ -246,12 +246,21 @@ func (h *Handler) refreshAfter(ctx context.Context, c *conn, err error) *conn {
 		return nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	u := s.settings.IDPMetadataURL
 	if s.c != c || u == "" || s.md.refreshing || h.now().Sub(s.md.attempted) < refreshGap {
+		s.mu.Unlock()
 		return nil
 	}
+	// Other requests go on with the metadata in use meanwhile.
+	s.md.refreshing = true
+	s.mu.Unlock()
 	raw, desc, ferr := h.fetchMetadata(ctx, u)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.md.refreshing = false
+	if s.settings.IDPMetadataURL != u {
+		return nil // the settings changed meanwhile
+	}
 	changed := h.applyFetch(ctx, s, raw, desc, ferr)
 	h.log.InfoContext(ctx, "saml: IdP metadata fetched after a signature failure", "tenant", c.TenantID, "connection", c.ConnectionID, "changed", changed)
 	if !changed {
