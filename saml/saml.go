@@ -69,7 +69,8 @@ import (
 
 // Connection is one tenant's SAML connection: the IdP it trusts and how
 // its assertions map to identities. A tenant has at most one here (its
-// URLs carry only the tenant).
+// URLs carry only the tenant); a provision.Connection that carries
+// SAMLSettings needs none, and a tenant may have several (ConnectionURLs).
 type Connection struct {
 	// TenantID and ConnectionID name the connection, as declared to the
 	// engine (a provision.Connection of KindSAML) and to the jit
