@@ -61,3 +61,34 @@ func BenchmarkACS(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLoginRedirect compares starting a login (AuthnRequest, tracked
+// in the KV, redirect) at a connection set with SetConnection with one
+// resolved from the engine on every request (a registered connection:
+// engine lookup, settings comparison, cached ServiceProvider):
+//
+//	go test -run '^$' -bench LoginRedirect -benchtime 2000x -count 5 ./saml/
+func BenchmarkLoginRedirect(b *testing.B) {
+	run := func(b *testing.B, h http.Handler, u string) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, u, nil))
+			if w.Code != http.StatusFound {
+				b.Fatalf("login: %d %s", w.Code, w.Body)
+			}
+		}
+	}
+	b.Run("SetConnection", func(b *testing.B) {
+		f := newFixture(b, options{})
+		run(b, f.h, base+"/saml/acme/login")
+	})
+	b.Run("registered", func(b *testing.B) {
+		r := newReg(b)
+		run(b, r.h, r.h.ConnectionURLs("globex", "entra").LoginURL)
+	})
+	b.Run("registered-by-email", func(b *testing.B) {
+		r := newReg(b)
+		run(b, r.h, r.sp.URL+"/saml/login?email=bob@initech.example")
+	})
+}

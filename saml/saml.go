@@ -19,6 +19,22 @@
 // browser a generic error, changes nothing, and goes to slog and the
 // engine's audit hook with the precise reason.
 //
+// Connections as data: a provision.Connection of KindSAML that carries
+// SAMLSettings (declared, or registered with Engine.PutConnection) is
+// resolved from the engine on each request, with no SetConnection, under
+// its own entity ID and ACS URL (ConnectionURLs):
+//
+//	{BaseURL}/saml/{tenant}/{connection}/metadata|login|acs
+//	{BaseURL}/saml/{tenant}/login?email=ada@globex.example   home realm discovery
+//	{BaseURL}/saml/login?email=ada@globex.example            finds the tenant too
+//
+// Discovery routes by the connections' Domains among the tenant's
+// verified domains only (a chooser page when two match). IdP metadata
+// given by URL is fetched, refreshed daily and after a signature failure,
+// and kept when a refresh fails (MetadataStatus). ValidateSettings checks
+// SAMLSettings for an admin API. The tenant-level URLs above keep serving
+// the connection set with SetConnection.
+//
 // Logins request a persistent NameID; an assertion whose only subject is
 // a transient NameID is refused. IdP-initiated logins are refused unless
 // the connection enables them (they are prone to login CSRF).
@@ -53,7 +69,8 @@ import (
 
 // Connection is one tenant's SAML connection: the IdP it trusts and how
 // its assertions map to identities. A tenant has at most one here (its
-// URLs carry only the tenant).
+// URLs carry only the tenant); a provision.Connection that carries
+// SAMLSettings needs none, and a tenant may have several (ConnectionURLs).
 type Connection struct {
 	// TenantID and ConnectionID name the connection, as declared to the
 	// engine (a provision.Connection of KindSAML) and to the jit
@@ -124,6 +141,12 @@ type Config struct {
 	RequestMaxAge time.Duration
 	// MaxResponseBytes bounds the ACS request body. Default 4 MiB.
 	MaxResponseBytes int64
+	// HTTPClient fetches the IdP metadata of connections that give an
+	// IDPMetadataURL. Nil is a client with a 10 s timeout. A host whose
+	// tenants' admins enter these URLs may restrict where it dials.
+	HTTPClient *http.Client
+	// Now is the time source of metadata refreshes; nil is time.Now.
+	Now func() time.Time
 }
 
 // Handler serves the SAML endpoints of every tenant. It is safe for
@@ -145,6 +168,12 @@ type Handler struct {
 
 	mu    sync.RWMutex
 	conns map[string]*conn // by tenant
+
+	// Connections resolved from the engine (connections.go).
+	client *http.Client
+	now    func() time.Time
+	smu    sync.Mutex
+	served map[connKey]*served
 }
 
 type conn struct {
@@ -173,7 +202,14 @@ func New(cfg Config) (*Handler, error) {
 		key: cfg.Key, cert: cfg.Certificate,
 		onLogin: cfg.OnLogin, errorPage: cfg.ErrorPage, log: cfg.Logger, clock: cfg.Clock,
 		maxAge: cfg.RequestMaxAge, maxBytes: cfg.MaxResponseBytes,
-		conns: map[string]*conn{},
+		conns:  map[string]*conn{},
+		client: cfg.HTTPClient, now: cfg.Now, served: map[connKey]*served{},
+	}
+	if h.client == nil {
+		h.client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if h.now == nil {
+		h.now = time.Now
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -195,9 +231,10 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	h.mux = http.NewServeMux()
-	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/metadata", h.serveMetadata)
-	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/login", h.serveLogin)
+	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/metadata", h.tenantLevel(h.serveMetadata, h.onlyMetadata))
+	h.mux.HandleFunc("GET "+h.basePath+"/saml/{tenant}/login", h.tenantLevel(h.serveLogin, h.discoverIn))
 	h.mux.HandleFunc("POST "+h.basePath+"/saml/{tenant}/acs", h.serveACS)
+	h.connectionRoutes()
 	return h, nil
 }
 
@@ -230,19 +267,7 @@ func (h *Handler) SetConnection(c Connection) error {
 	if _, ok := h.jit.Settings(jit.Connection{TenantID: c.TenantID, ID: c.ConnectionID}); !ok {
 		return fmt.Errorf("saml: the jit Provisioner has no settings for %s/%s", c.TenantID, c.ConnectionID)
 	}
-	sp := &crewsaml.ServiceProvider{
-		EntityID:                         h.MetadataURL(c.TenantID),
-		Key:                              h.key,
-		Certificate:                      h.cert,
-		MetadataURL:                      *h.url(c.TenantID, "metadata"),
-		AcsURL:                           *h.url(c.TenantID, "acs"),
-		IDPMetadata:                      c.IDPMetadata,
-		AuthnNameIDFormat:                crewsaml.PersistentNameIDFormat,
-		AllowIDPInitiated:                c.AllowIDPInitiated,
-		AssertionConsumerServiceBindings: []string{crewsaml.HTTPPostBinding},
-		Clock:                            h.clock,
-		DefaultRedirectURI:               "/",
-	}
+	sp := h.newServiceProvider(h.url(c.TenantID, "metadata"), h.url(c.TenantID, "acs"), c.IDPMetadata, c.AllowIDPInitiated, false)
 	h.mu.Lock()
 	h.conns[c.TenantID] = &conn{Connection: c, sp: sp}
 	h.mu.Unlock()
@@ -255,6 +280,25 @@ func (h *Handler) RemoveConnection(tenantID string) {
 	h.mu.Lock()
 	delete(h.conns, tenantID)
 	h.mu.Unlock()
+}
+
+// newServiceProvider is the crewjam ServiceProvider of one connection,
+// whose entity ID is its metadata URL.
+func (h *Handler) newServiceProvider(metadata, acs *url.URL, idp *crewsaml.EntityDescriptor, allowIDPInitiated, rejectSHA1 bool) *crewsaml.ServiceProvider {
+	return &crewsaml.ServiceProvider{
+		EntityID:                         metadata.String(),
+		Key:                              h.key,
+		Certificate:                      h.cert,
+		MetadataURL:                      *metadata,
+		AcsURL:                           *acs,
+		IDPMetadata:                      idp,
+		AuthnNameIDFormat:                crewsaml.PersistentNameIDFormat,
+		AllowIDPInitiated:                allowIDPInitiated,
+		AssertionConsumerServiceBindings: []string{crewsaml.HTTPPostBinding},
+		Clock:                            h.clock,
+		DefaultRedirectURI:               "/",
+		RejectSHA1Signatures:             rejectSHA1,
+	}
 }
 
 // ServiceProvider returns a copy of the tenant's crewjam ServiceProvider.
@@ -292,14 +336,19 @@ func (h *Handler) LoginURL(tenantID string) string { return h.url(tenantID, "log
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.conn(r.PathValue("tenant"))
+	c, ok := h.connOf(r)
 	if !ok {
 		h.errorPage(w, r, http.StatusNotFound)
 		return
 	}
-	b, err := xml.MarshalIndent(c.sp.Metadata(), "", "  ")
+	h.writeMetadata(w, r, c.TenantID, c.sp)
+}
+
+// writeMetadata answers the SP metadata of sp.
+func (h *Handler) writeMetadata(w http.ResponseWriter, r *http.Request, tenantID string, sp *crewsaml.ServiceProvider) {
+	b, err := xml.MarshalIndent(sp.Metadata(), "", "  ")
 	if err != nil {
-		h.log.ErrorContext(r.Context(), "saml: metadata", "tenant", c.TenantID, "error", err)
+		h.log.ErrorContext(r.Context(), "saml: metadata", "tenant", tenantID, "error", err)
 		h.errorPage(w, r, http.StatusInternalServerError)
 		return
 	}
@@ -340,7 +389,7 @@ func localPath(p string) string {
 
 func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, ok := h.conn(r.PathValue("tenant"))
+	c, ok := h.connOf(r)
 	if !ok {
 		h.errorPage(w, r, http.StatusNotFound)
 		return
@@ -373,20 +422,21 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, http.StatusInternalServerError)
 		return
 	}
-	http.SetCookie(w, h.trackingCookie(c.TenantID, relay, req.ID, int(h.maxAge/time.Second)))
+	http.SetCookie(w, h.trackingCookie(c, relay, req.ID, int(h.maxAge/time.Second)))
 	http.Redirect(w, r, redirect.String(), http.StatusFound)
 }
 
 // trackingCookie binds a started login to the browser. The IdP posts to
-// the ACS cross-site, so over HTTPS it is SameSite=None (and Secure).
-func (h *Handler) trackingCookie(tenantID, relay, value string, maxAge int) *http.Cookie {
+// the ACS cross-site, so over HTTPS it is SameSite=None (and Secure). Its
+// path is the connection's ACS.
+func (h *Handler) trackingCookie(c *conn, relay, value string, maxAge int) *http.Cookie {
 	secure := h.base.Scheme == "https"
 	site := http.SameSiteLaxMode
 	if secure {
 		site = http.SameSiteNoneMode
 	}
 	return &http.Cookie{
-		Name: cookiePrefix + relay, Value: value, Path: h.url(tenantID, "acs").Path,
+		Name: cookiePrefix + relay, Value: value, Path: c.sp.AcsURL.Path,
 		MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: site,
 	}
 }
@@ -477,7 +527,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, c *conn, reason
 func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tenantID := r.PathValue("tenant")
-	c, ok := h.conn(tenantID)
+	c, ok := h.connOf(r)
 	if !ok {
 		h.log.InfoContext(ctx, "saml: ACS post for an unknown tenant", "tenant", tenantID)
 		h.errorPage(w, r, http.StatusNotFound)
@@ -497,7 +547,7 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 			if v, err := h.engine.KVGet(ctx, c.TenantID, requestKey(c.ConnectionID, ck.Value)); err == nil {
 				requestID, returnTo = ck.Value, string(v)
 			}
-			http.SetCookie(w, h.trackingCookie(c.TenantID, relay, "", -1))
+			http.SetCookie(w, h.trackingCookie(c, relay, "", -1))
 		}
 	}
 	var ids []string
@@ -513,6 +563,11 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 		return consumeOnce(ctx, h.engine, c.TenantID, c.ConnectionID, id, exp)
 	})
 	a, err := sp.ParseResponse(r, ids)
+	if nc := h.refreshAfter(ctx, c, err); nc != nil {
+		// The IdP's metadata changed (a certificate rotation): validate again.
+		c, sp.IDPMetadata = nc, nc.sp.IDPMetadata
+		a, err = sp.ParseResponse(r, ids)
+	}
 	if err != nil {
 		h.refuse(w, r, c, reasonOf(err), err)
 		return
