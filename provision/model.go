@@ -146,7 +146,7 @@ type SAMLSettings struct {
 	// given as a file rather than a URL. One of the two is required.
 	IDPMetadataXML string `json:"idpMetadataXML,omitempty"`
 	// Mapping names a preset of package saml (okta, entra, adfs, google,
-	// onelogin, jumpcloud, shibboleth); empty is the default mapping.
+	// onelogin, shibboleth); empty is the default mapping.
 	Mapping string `json:"mapping,omitempty"`
 	// AllowIDPInitiated accepts unsolicited responses. Off by default:
 	// they are prone to login CSRF.

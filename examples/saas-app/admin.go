@@ -288,8 +288,8 @@ func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenant
 			}
 		case provision.KindSAML:
 			if t.Registered {
-				cv.LoginURL = samlURLs(s.a, t.ID, c.ID).Login + "?return_to=/"
-				cv.Details = append(cv.Details, "metadata "+samlURLs(s.a, t.ID, c.ID).Metadata)
+				cv.LoginURL = samlURLs(s.a, t.ID, c.ID).LoginURL + "?return_to=/"
+				cv.Details = append(cv.Details, "metadata "+samlURLs(s.a, t.ID, c.ID).MetadataURL)
 				if c.SAML != nil && c.SAML.IDPMetadataURL != "" {
 					cv.Details = append(cv.Details, "IdP metadata from "+c.SAML.IDPMetadataURL)
 				}

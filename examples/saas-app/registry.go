@@ -440,6 +440,9 @@ func (s *adminServer) putConnection(ctx context.Context, tenantID, id string, in
 			return connectionJSON{}, &inputError{field: "mapping", msg: fmt.Sprintf("unknown mapping %q: want one of %s", in.Mapping, strings.Join(mappingNames(), ", "))}
 		}
 		c.SAML = &provision.SAMLSettings{IDPMetadataURL: md, IDPMetadataXML: in.IDPMetadataXML, Mapping: in.Mapping, AllowIDPInitiated: in.IDPInitiated}
+		if err := saml.ValidateSettings(*c.SAML); err != nil {
+			return connectionJSON{}, err
+		}
 		c.JIT = in.JIT
 		if c.JIT == nil {
 			c.JIT = &provision.JITSettings{Create: true, Update: true, AllowedEmailDomains: in.Domains}
@@ -522,7 +525,7 @@ func (s *adminServer) connectionJSON(ctx context.Context, tenantID string, c pro
 		s.scimConn(&cv, tenantID)
 	case provision.KindSAML:
 		u := samlURLs(s.a, tenantID, c.ID)
-		out.MetadataURL, out.ACSURL, out.LoginURL = u.Metadata, u.ACS, u.Login
+		out.MetadataURL, out.ACSURL, out.LoginURL = u.MetadataURL, u.ACSURL, u.LoginURL
 		cv.Health = "no sign-in yet"
 	case provision.KindLDAP:
 		s.ldapConn(ctx, &cv, tenantID)
@@ -534,14 +537,14 @@ func (s *adminServer) connectionJSON(ctx context.Context, tenantID string, c pro
 	return out
 }
 
-// connURLs are a SAML connection's URLs.
-type connURLs struct{ Metadata, ACS, Login string }
-
-// samlURLs returns the URLs of connection connID of the tenant: under
-// /saml/{tenant}/{connection}/ for a registered connection.
-func samlURLs(a *app, tenantID, connID string) connURLs {
+// samlURLs returns the URLs of connection connID of the tenant (under
+// /saml/{tenant}/{connection}/ for a registered connection).
+func samlURLs(a *app, tenantID, connID string) saml.URLs {
+	if f := a.admin.saml; f != nil && f.handler != nil {
+		return f.handler.ConnectionURLs(tenantID, connID)
+	}
 	base := a.BaseURL + "/saml/" + tenantID + "/" + connID + "/"
-	return connURLs{Metadata: base + "metadata", ACS: base + "acs", Login: base + "login"}
+	return saml.URLs{MetadataURL: base + "metadata", ACSURL: base + "acs", LoginURL: base + "login"}
 }
 
 // registered is the registered tenants the admin page lists (a page of

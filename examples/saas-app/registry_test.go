@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // adminToken reads the token out of the printed admin URL.
@@ -262,5 +264,50 @@ func TestAdminPageRegistersTenants(t *testing.T) {
 	form(t, base+"/admin/t/globex/connections/okta/delete", tok, nil)
 	if status, _ := do(t, "GET", lines["scim"]+"/Users", scimToken, ""); status != http.StatusUnauthorized {
 		t.Fatalf("the deleted directory's token = %d", status)
+	}
+}
+
+// TestRegisteredSSOThroughDemoIdP: a tenant registered through the API
+// with a SCIM directory and a SAML connection to the demo IdP; the person
+// types their e-mail at the tenant's sign-in and lands at the demo IdP;
+// the login links to the directory's user (paired by default).
+func TestRegisteredSSOThroughDemoIdP(t *testing.T) {
+	lines := startAppLines(t, []string{"scim", "admin", "demo-idp"})
+	base, tok := adminToken(t, lines)
+	api := base + "/admin/api/tenants/"
+	if status, body := do(t, "PUT", api+"initech", tok, `{"name": "Initech", "verifiedDomains": ["acme.example"]}`); status != http.StatusOK {
+		t.Fatalf("PUT tenant = %d %v", status, body)
+	}
+	_, body := do(t, "PUT", api+"initech/connections/dir", tok, `{"kind": "scim"}`)
+	scimToken, _ := body["token"].(string)
+	status, created := do(t, "POST", lines["scim"]+"/Users", scimToken, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"ada","externalId":"demo-ada","emails":[{"value":"ada@acme.example","primary":true}],"active":true}`)
+	if status != http.StatusCreated {
+		t.Fatalf("SCIM create = %d %v", status, created)
+	}
+	if status, body := do(t, "PUT", api+"initech/connections/sso", tok, `{"kind": "saml", "idpMetadataURL": "demo", "domains": ["acme.example"]}`); status != http.StatusOK {
+		t.Fatalf("PUT saml = %d %v", status, body)
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp := demoLogin(t, browser, base+"/saml/initech/login?email=ada%40acme.example", "ada")
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), `id="signed-in"`) {
+		t.Fatalf("after SSO: %d at %s\n%.800s", resp.StatusCode, resp.Request.URL, page)
+	}
+	if status, got := me(t, browser, base); status != http.StatusOK || got["id"] != created["id"] || got["tenantId"] != "initech" {
+		t.Fatalf("/me = %d %v, want the directory's user %v", status, got, created["id"])
+	}
+	// Deleted, the connection signs nobody in.
+	if status, _ := do(t, "DELETE", api+"initech/connections/sso", tok, ""); status != http.StatusNoContent {
+		t.Fatalf("DELETE = %d", status)
+	}
+	resp, err := http.Get(base + "/saml/initech/sso/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("login at a deleted connection = %d", resp.StatusCode)
 	}
 }

@@ -6,11 +6,15 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idprov/idprov/saml/samltest"
 )
 
 // postgresSchema returns a postgres:// URL of IDPROV_TEST_POSTGRES_DSN whose
@@ -112,6 +116,50 @@ func TestReplicasFollowTheRegistry(t *testing.T) {
 	if status, _ := do(t, "GET", a["scim"]+"/Users", scimToken, ""); status != http.StatusOK {
 		t.Fatalf("GET /Users on replica A = %d", status)
 	}
+	// SAML: a connection registered on A to a test IdP signs in on B.
+	idp, err := samltest.New("https://idp.globex.example/okta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpSrv := httptest.NewServer(idp.Handler())
+	defer idpSrv.Close()
+	idp.SSOURL = idpSrv.URL + "/sso"
+	idp.SetUser(&samltest.User{NameID: "00u1", Attributes: []samltest.Attribute{{Name: "email", Values: []string{"ada@globex.example"}}}})
+	status, body = do(t, "PUT", baseA+"/admin/api/tenants/globex/connections/okta-sso", tok, `{"kind": "saml", "idpMetadataURL": "`+idpSrv.URL+`/metadata", "domains": ["globex.example"]}`)
+	if status != http.StatusOK {
+		t.Fatalf("PUT saml on replica A = %d %v", status, body)
+	}
+	var resp *http.Response
+	took = within(t, time.Second, "the new SAML connection served by replica B", func() bool {
+		r, err := http.Get(baseB + "/saml/globex/okta-sso/metadata")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil && r.StatusCode == http.StatusOK
+	})
+	t.Logf("new SAML connection on replica B after %s", took)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err = idp.Login(browser, baseB+"/saml/globex/login?email=ada%40globex.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if status, got := me(t, browser, baseB); status != http.StatusOK || got["userName"] != "ada@globex.example" {
+		t.Fatalf("/me on replica B after SSO = %d %v, want the directory's Ada", status, got)
+	}
+	if status, _ := do(t, "DELETE", baseA+"/admin/api/tenants/globex/connections/okta-sso", tok, ""); status != http.StatusNoContent {
+		t.Fatalf("DELETE saml on replica A = %d", status)
+	}
+	took = within(t, time.Second, "the deleted SAML connection refused on replica B", func() bool {
+		r, err := http.Get(baseB + "/saml/globex/okta-sso/login")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil && r.StatusCode == http.StatusNotFound
+	})
+	t.Logf("deleted SAML connection refused on replica B after %s", took)
+
 	if status, _ := do(t, "DELETE", baseB+"/admin/api/tenants/globex/connections/okta", tok, ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE on replica B = %d", status)
 	}
