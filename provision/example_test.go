@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/idprov/idprov/provision"
@@ -75,4 +76,39 @@ func ExampleEngine_ProvisionIdentity() {
 		provision.ProvisionOptions{Create: true})
 	fmt.Println(u.ID == created.ID, result, err)
 	// Output: true linked <nil>
+}
+
+// A tenant onboarded at run time: registered in the store's Registry with
+// a SCIM directory, served by every engine sharing the store.
+func ExampleEngine_PutConnection() {
+	ctx := context.Background()
+	key := make([]byte, 32) // in production: 32 random bytes from your secret manager
+	engine, err := provision.NewEngine(provision.Config{Store: memstore.New(), SecretKeys: []provision.SecretKey{{ID: "k1", Key: key}}})
+	if err != nil {
+		panic(err)
+	}
+	if _, err := engine.PutTenant(ctx, provision.Tenant{ID: "globex", Name: "Globex", VerifiedDomains: []string{"globex.example"}}, "onboarding"); err != nil {
+		panic(err)
+	}
+	token := "a-token-made-by-scim.GenerateToken"
+	_, err = engine.PutConnection(ctx, "globex", provision.Connection{ID: "okta", Kind: provision.KindSCIM,
+		SCIM: &provision.SCIMSettings{TokenHashes: []provision.TokenHash{provision.HashToken(token)}}}, "onboarding")
+	if err != nil {
+		panic(err)
+	}
+	tenant, conn, _ := engine.ConnectionByToken(ctx, provision.HashToken(token))
+	fmt.Println("token of", tenant, conn)
+
+	// A second tenant cannot claim Globex's domain.
+	_, err = engine.PutTenant(ctx, provision.Tenant{ID: "initech", VerifiedDomains: []string{"globex.example"}}, "onboarding")
+	fmt.Println(errors.Is(err, provision.ErrAlreadyExists), err)
+
+	evs, _ := engine.Events(ctx, "globex", 0, 10)
+	for _, ev := range evs {
+		fmt.Println(ev.Seq, ev.Kind, ev.ConnectionID)
+	}
+	// Output:
+	// token of globex okta
+	// true provision: domain "globex.example" is verified by another tenant
+	// 1 connection.activated okta
 }

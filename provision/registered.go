@@ -247,11 +247,17 @@ func (r *registry) refresh(ctx context.Context, now time.Time, force bool) error
 	done := make(chan struct{})
 	r.inflight = done
 	after := r.rev
+	first := !r.started
 	r.mu.Unlock()
 
 	var changes []RegistryChange
 	var err error
-	for {
+	if first {
+		// Nothing is cached yet: follow from the current revision on,
+		// without reading the feed of every tenant.
+		after, err = r.store.RegistryRev(ctx)
+	}
+	for err == nil {
 		var page []RegistryChange
 		page, err = r.store.RegistryChanges(ctx, after, 1000)
 		if err != nil {
@@ -271,7 +277,9 @@ func (r *registry) refresh(ctx context.Context, now time.Time, force bool) error
 		r.mu.Unlock()
 		return fmt.Errorf("provision: follow the registry: %w", err)
 	}
-	first := !r.started
+	if first && after > r.rev {
+		r.rev = after
+	}
 	r.started, r.checked = true, now
 	for _, c := range changes {
 		r.applyLocked(c.TenantID, c.Rev)

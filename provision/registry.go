@@ -63,6 +63,10 @@ type Registry interface {
 	// in Rev order: the latest Rev of each tenant changed (created,
 	// replaced or deleted) since, one entry per tenant.
 	RegistryChanges(ctx context.Context, afterRev int64, limit int) ([]RegistryChange, error)
+	// RegistryRev returns the highest Rev assigned so far (0 when none):
+	// where an engine that starts begins to follow the feed, at a cost
+	// that does not depend on the number of tenants.
+	RegistryRev(ctx context.Context) (int64, error)
 }
 
 // TokenHash is the SHA-256 digest of a bearer token: what a host stores

@@ -349,3 +349,22 @@ func (t *tx) RegistryChanges(ctx context.Context, afterRev int64, limit int) (cs
 	err = t.read(ctx, func(st *state) error { cs = st.registryChanges(afterRev, limit); return nil })
 	return cs, err
 }
+
+// RegistryRev implements provision.Registry.
+func (s *Store) RegistryRev(ctx context.Context) (rev int64, err error) {
+	err = s.read(ctx, func(st *state) error { rev = st.registryRev(); return nil })
+	return rev, err
+}
+
+// RegistryRev implements provision.Registry in the transaction.
+func (t *tx) RegistryRev(ctx context.Context) (rev int64, err error) {
+	err = t.read(ctx, func(st *state) error { rev = st.registryRev(); return nil })
+	return rev, err
+}
+
+func (st *state) registryRev() int64 {
+	if st.reg == nil {
+		return 0
+	}
+	return st.reg.rev
+}

@@ -399,3 +399,12 @@ func registryConflictField(msg string) string {
 	}
 	return ""
 }
+
+// RegistryRev implements provision.Registry: the counter row.
+func (s *Store) RegistryRev(ctx context.Context) (int64, error) {
+	var rev int64
+	if err := s.q.QueryRowContext(ctx, s.r.sql("SELECT rev FROM {p}registry_rev WHERE id = 1")).Scan(&rev); err != nil {
+		return 0, mapErr("registry rev", err)
+	}
+	return rev, nil
+}

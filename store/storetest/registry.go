@@ -398,6 +398,44 @@ func testRegistry(t *testing.T, s *suite) {
 		if cs, err := reg.RegistryChanges(ctx, 0, 0); err != nil || len(cs) != 0 {
 			t.Errorf("RegistryChanges(limit 0) = %+v, %v; want none", cs, err)
 		}
+		// RegistryRev is the last Rev assigned: the delete took one too.
+		if rev, err := reg.RegistryRev(ctx); err != nil || rev != d.Rev {
+			t.Errorf("RegistryRev = %d, %v; want %d (the last write's Rev)", rev, err, d.Rev)
+		}
+	})
+
+	t.Run("RegistryRev", func(t *testing.T) {
+		st, reg := s.registry(t)
+		ctx := t.Context()
+		if rev, err := reg.RegistryRev(ctx); err != nil || rev != 0 {
+			t.Fatalf("RegistryRev of an empty registry = %d, %v; want 0", rev, err)
+		}
+		a := putRecord(t, reg, tenantRecord("t-a", nil), 0)
+		if rev, err := reg.RegistryRev(ctx); err != nil || rev != a.Rev {
+			t.Fatalf("RegistryRev = %d, %v; want %d", rev, err, a.Rev)
+		}
+		must(t, reg.DeleteTenantRecord(ctx, "t-a", a.Version), "DeleteTenantRecord")
+		if cs := allChanges(t, reg, 0); len(cs) != 1 {
+			t.Fatalf("changes after a delete: %+v", cs)
+		} else if rev, err := reg.RegistryRev(ctx); err != nil || rev != cs[0].Rev {
+			t.Fatalf("RegistryRev after a delete = %d, %v; want the delete's Rev %d", rev, err, cs[0].Rev)
+		}
+		// Inside a transaction it sees the transaction's own writes.
+		err := st.Atomically(ctx, func(ctx context.Context, tx provision.Store) error {
+			treg, err := txRegistry(tx)
+			if err != nil {
+				return err
+			}
+			r, err := treg.PutTenantRecord(ctx, tenantRecord("t-b", nil), 0)
+			if err != nil {
+				return err
+			}
+			if rev, err := treg.RegistryRev(ctx); err != nil || rev != r.Rev {
+				return fmt.Errorf("RegistryRev in the transaction = %d, %v; want %d", rev, err, r.Rev)
+			}
+			return nil
+		})
+		must(t, err, "Atomically")
 	})
 
 	t.Run("List", func(t *testing.T) {
