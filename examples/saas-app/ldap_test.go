@@ -95,3 +95,47 @@ func TestLDAPHeldPlanOnAdminPage(t *testing.T) {
 		t.Fatal("the event log does not show the 3 deactivations")
 	}
 }
+
+// TestRegisteredLDAPConnection: an LDAP connection registered through the
+// admin API starts syncing at once (no restart), and stops when deleted.
+func TestRegisteredLDAPConnection(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Options{})
+	srv.Add(t, "uid=ada,"+srv.PeopleDN, map[string][]string{
+		"objectClass": {"inetOrgPerson"}, "uid": {"ada"}, "cn": {"ada"}, "sn": {"ada"}, "mail": {"ada@globex.example"},
+	})
+	lines := startAppLines(t, []string{"scim", "admin"})
+	base, tok := adminToken(t, lines)
+	api := base + "/admin/api/tenants/globex"
+	if status, body := do(t, "PUT", api, tok, `{"name": "Globex", "verifiedDomains": ["globex.example"]}`); status != http.StatusOK {
+		t.Fatalf("PUT tenant = %d %v", status, body)
+	}
+	_, body := do(t, "PUT", api+"/connections/reader", tok, `{"kind": "scim"}`)
+	reader, _ := body["token"].(string)
+	in, _ := json.Marshal(map[string]string{"kind": "ldap", "url": srv.URL, "bindDN": srv.SyncDN, "bindPassword": srv.SyncPassword, "baseDN": srv.BaseDN, "interval": "100ms"})
+	if status, body := do(t, "PUT", api+"/connections/corp", tok, string(in)); status != http.StatusOK {
+		t.Fatalf("PUT ldap = %d %v", status, body)
+	}
+	count := func(filter string) float64 {
+		_, users := do(t, "GET", lines["scim"]+"/Users?filter="+url.QueryEscape(filter), reader, "")
+		n, _ := users["totalResults"].(float64)
+		return n
+	}
+	within(t, 20*time.Second, "the registered LDAP connection's first sync", func() bool { return count(`userName eq "ada"`) == 1 })
+	if status, body := do(t, "GET", api, tok, ""); status != http.StatusOK || !strings.Contains(ldapTestJSON(body), "last sync") {
+		t.Fatalf("GET tenant shows no LDAP status: %v", body)
+	}
+
+	if status, _ := do(t, "DELETE", api+"/connections/corp", tok, ""); status != http.StatusNoContent {
+		t.Fatalf("DELETE ldap = %d", status)
+	}
+	srv.Add(t, "uid=bob,"+srv.PeopleDN, map[string][]string{
+		"objectClass": {"inetOrgPerson"}, "uid": {"bob"}, "cn": {"bob"}, "sn": {"bob"}, "mail": {"bob@globex.example"},
+	})
+	time.Sleep(1500 * time.Millisecond) // 15 intervals
+	if n := count(`userName eq "bob"`); n != 0 {
+		t.Fatalf("a deleted LDAP connection still syncs: bob is there")
+	}
+	if n := count(`userName eq "ada"`); n != 1 {
+		t.Fatalf("the deleted connection's user is gone: %v", n)
+	}
+}
