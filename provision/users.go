@@ -473,6 +473,9 @@ func (e *Engine) DeleteUser(ctx context.Context, o Origin, id string, pre Precon
 			if err != nil {
 				return err
 			}
+			if g, err = e.touchGroup(ctx, tx, g); err != nil {
+				return err
+			}
 			rec.add(Change{Kind: GroupMembersRemoved, Origin: s.origin, GroupAfter: &g, Members: removed})
 		}
 		return nil
