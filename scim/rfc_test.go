@@ -1,0 +1,165 @@
+package scim_test
+
+import (
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/scim"
+	"github.com/idprov/idprov/store/memstore"
+	"github.com/idprov/idprov/store/sqlstore"
+)
+
+// The tests of this file hold the server to what RFC 7643 and RFC 7644
+// say MUST (issue 17).
+
+// ticking is a clock that moves one second on every reading, so that
+// meta.lastModified (second precision) shows every write.
+func ticking() envOption {
+	var n atomic.Int64
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	return func(_ *scim.Config, p *provision.Config) {
+		p.Now = func() time.Time { return start.Add(time.Duration(n.Add(1)) * time.Second) }
+	}
+}
+
+func newSQLiteStore(t *testing.T) provision.Store {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "idprov.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.SQLite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+const groupSchema = `"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"]`
+
+// TestGroupVersionFollowsMembers: a membership change changes the group's
+// ETag and meta.lastModified, so that a PUT with an If-Match read before
+// it is 412 and replaces nothing (no lost update).
+func TestGroupVersionFollowsMembers(t *testing.T) {
+	e := newEnv(t, ticking())
+	e.t = t
+	u1 := e.must(e.do(acmeOkta, "POST", "/Users", userBody("v1@acme.test", "")), 201, "user 1").str("id")
+	u2 := e.must(e.do(acmeOkta, "POST", "/Users", userBody("v2@acme.test", "")), 201, "user 2").str("id")
+	gid := e.must(e.do(acmeOkta, "POST", "/Groups", `{`+groupSchema+`,"displayName":"Versioned","members":[{"value":"`+u1+`"}]}`), 201, "group").str("id")
+
+	read := e.must(e.do(acmeOkta, "GET", "/Groups/"+gid, ""), 200, "read")
+	tag, modified := read.header.Get("ETag"), read.str("meta", "lastModified")
+	if tag == "" || tag != read.str("meta", "version") {
+		t.Fatalf("ETag %q, meta.version %q", tag, read.str("meta", "version"))
+	}
+
+	// A member is added (Okta's PATCH, no If-Match).
+	e.must(e.do(acmeOkta, "PATCH", "/Groups/"+gid, patch(`{"op":"add","path":"members","value":[{"value":"`+u2+`"}]}`)), 204, "add a member")
+	after := e.must(e.do(acmeOkta, "GET", "/Groups/"+gid, ""), 200, "read after the add")
+	if after.header.Get("ETag") == tag || after.str("meta", "version") == tag {
+		t.Fatalf("the ETag stayed %s after a member was added", tag)
+	}
+	if after.str("meta", "lastModified") == modified {
+		t.Fatalf("meta.lastModified stayed %s after a member was added", modified)
+	}
+	e.must(e.do(acmeOkta, "GET", "/Groups/"+gid, "", "If-None-Match", tag), 200, "If-None-Match with the old ETag")
+
+	// The first client's PUT, with the ETag it read before the add.
+	put := `{` + groupSchema + `,"displayName":"Versioned","members":[{"value":"` + u1 + `"}]}`
+	e.mustError(e.do(acmeOkta, "PUT", "/Groups/"+gid, put, "If-Match", tag), 412, "", "PUT with a stale If-Match")
+	e.mustError(e.do(acmeOkta, "PATCH", "/Groups/"+gid, patch(`{"op":"remove","path":"members[value eq \"`+u2+`\"]"}`), "If-Match", tag), 412, "", "PATCH with a stale If-Match")
+	if got := memberValues(e.must(e.do(acmeOkta, "GET", "/Groups/"+gid, ""), 200, "read").get("members")); len(got) != 2 {
+		t.Fatalf("members after refused writes = %v, want both", got)
+	}
+	// With the current ETag it applies, and changes the ETag again.
+	cur := after.header.Get("ETag")
+	r := e.must(e.do(acmeOkta, "PUT", "/Groups/"+gid, put, "If-Match", cur), 200, "PUT with the current If-Match")
+	if r.header.Get("ETag") == cur {
+		t.Fatalf("a PUT that removed a member kept the ETag %s", cur)
+	}
+	if got := memberValues(r.get("members")); len(got) != 1 || got[0] != u1 {
+		t.Fatalf("members after the PUT = %v, want [%s]", got, u1)
+	}
+	// A PATCH that renames and adds at once is one new version.
+	v := r.header.Get("ETag")
+	e.must(e.do(acmeOkta, "PATCH", "/Groups/"+gid, patch(`{"op":"add","path":"members","value":[{"value":"`+u2+`"}]},{"op":"replace","path":"displayName","value":"Renamed"}`), "If-Match", v), 204, "rename and add")
+	g, err := e.engine.GetGroup(t.Context(), provision.Origin{TenantID: "acme"}, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := etagVersion(t, v) + 1; g.Version != want {
+		t.Fatalf("version after rename and add = %d, want %d (one bump)", g.Version, want)
+	}
+	// Deleting a member user changes the group's version too.
+	e.must(e.do(acmeOkta, "DELETE", "/Users/"+u2, ""), 204, "delete a member")
+	if g2, err := e.engine.GetGroup(t.Context(), provision.Origin{TenantID: "acme"}, gid); err != nil || g2.Version != g.Version+1 {
+		t.Fatalf("version after a member was deleted = %d (%v), want %d", g2.Version, err, g.Version+1)
+	}
+}
+
+func etagVersion(t *testing.T, tag string) int64 {
+	t.Helper()
+	var v int64
+	if _, err := fmt.Sscanf(tag, `W/"%d"`, &v); err != nil {
+		t.Fatalf("ETag %q: %v", tag, err)
+	}
+	return v
+}
+
+// TestConcurrentMemberAdds: 20 PATCHes adding one member each, at once and
+// without If-Match, all succeed (the engine retries the version conflicts
+// they cause one another) on memstore and on SQLite.
+func TestConcurrentMemberAdds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) provision.Store
+	}{
+		{"memstore", func(*testing.T) provision.Store { return memstore.New() }},
+		{"sqlite", newSQLiteStore},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvStore(t, tc.store(t))
+			e.t = t
+			const n = 20
+			users := make([]string, n)
+			for i := range users {
+				users[i] = e.must(e.do(acmeOkta, "POST", "/Users", userBody(fmt.Sprintf("c%d@acme.test", i), "")), 201, "user").str("id")
+			}
+			gid := e.must(e.do(acmeOkta, "POST", "/Groups", `{`+groupSchema+`,"displayName":"Crowded"}`), 201, "group").str("id")
+			var wg sync.WaitGroup
+			status := make([]int, n)
+			bodies := make([]string, n)
+			for i := range users {
+				wg.Go(func() {
+					r := doReq(t, e.base, acmeOkta, "PATCH", "/Groups/"+gid, patch(`{"op":"add","path":"members","value":[{"value":"`+users[i]+`"}]}`))
+					status[i], bodies[i] = r.status, r.raw
+				})
+			}
+			wg.Wait()
+			for i, s := range status {
+				if s != 204 {
+					t.Errorf("PATCH %d: status %d, body %s", i, s, bodies[i])
+				}
+			}
+			r := e.must(e.do(acmeOkta, "GET", "/Groups/"+gid, ""), 200, "read")
+			if got := memberValues(r.get("members")); len(got) != n {
+				t.Fatalf("%d members, want %d", len(got), n)
+			}
+			if got := etagVersion(t, r.header.Get("ETag")); got != 1+n {
+				t.Fatalf("version %d after %d member adds, want %d", got, n, 1+n)
+			}
+		})
+	}
+}
