@@ -2,6 +2,7 @@ package scim_test
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -162,4 +163,44 @@ func TestConcurrentMemberAdds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecondCreateIs409: a second POST of the same user (same userName and
+// externalId) is 409 uniqueness (RFC 7644 section 3.3) and changes
+// nothing; the engine's CreateUser stays idempotent for Go callers; a
+// POST that rehires the directory's deactivated user is still 201.
+func TestSecondCreateIs409(t *testing.T) {
+	e := newEnv(t)
+	e.t = t
+	body := userBody("twice@acme.test", `,"externalId":"ext-twice"`)
+	id := e.must(e.do(acmeOkta, "POST", "/Users", body), 201, "create").str("id")
+	e.events("acme")
+	for range 2 {
+		e.mustError(e.do(acmeOkta, "POST", "/Users", body), 409, "uniqueness", "second create")
+	}
+	e.wantEvents("acme")
+	o := provision.Origin{TenantID: "acme", ConnectionID: "okta"}
+	u, err := e.engine.CreateUser(t.Context(), o, provision.User{UserName: "twice@acme.test", ExternalID: "ext-twice", Active: true})
+	if err != nil || u.ID != id {
+		t.Fatalf("engine CreateUser of the same user = %s, %v; want %s, no error", u.ID, err, id)
+	}
+	_, err = e.engine.CreateUserStrict(t.Context(), o, provision.User{UserName: "twice@acme.test", ExternalID: "ext-twice", Active: true})
+	var ce *provision.ConflictError
+	if !errors.As(err, &ce) || ce.ExistingID != id || !errors.Is(err, provision.ErrAlreadyExists) {
+		t.Fatalf("CreateUserStrict of the same user: %v, want a *ConflictError naming %s", err, id)
+	}
+	// In a Bulk request too.
+	bulk := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[{"method":"POST","path":"/Users","bulkId":"b1","data":` + body + `}]}`
+	r := e.must(e.do(acmeOkta, "POST", "/Bulk", bulk), 200, "bulk")
+	if s := r.str("Operations", "0", "status"); s != "409" {
+		t.Fatalf("bulk create of an existing user: status %q; body %s", s, r.raw)
+	}
+	// Deactivated, then created again by its directory: a rehire, 201.
+	e.must(e.do(acmeOkta, "PATCH", "/Users/"+id, patch(`{"op":"replace","value":{"active":false}}`)), 200, "deactivate")
+	e.events("acme")
+	r = e.must(e.do(acmeOkta, "POST", "/Users", body), 201, "rehire")
+	if r.str("id") != id || r.get("active") != true {
+		t.Fatalf("rehire = %s", r.raw)
+	}
+	e.wantEvents("acme", "user.reactivated")
 }
