@@ -82,7 +82,7 @@ func (op *bulkOpReq) refs() []string {
 
 func (h *Handler) serveBulk(w http.ResponseWriter, r *http.Request, st *request, body []byte) {
 	var req bulkRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := json.Unmarshal(body, &req); err != nil || !isObject(body) {
 		writeError(w, badSyntax("The request body is not a BulkRequest."), 0)
 		return
 	}

@@ -412,6 +412,10 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, method string, body []byte, query string) {
 	rt := st.route
 	switch {
+	case readOnly(rt.path) && method != http.MethodGet:
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, &scimError{status: http.StatusMethodNotAllowed, detail: "This endpoint is read-only: only GET is allowed."}, 0)
+		return
 	case rt.path == "/ServiceProviderConfig" && method == http.MethodGet:
 		h.serveSPC(w)
 		return
@@ -470,6 +474,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, met
 	rec := &recorder{header: w.Header(), status: http.StatusOK}
 	h.server.ServeHTTP(rec, r2)
 	h.finish(w, rec, st)
+}
+
+// readOnly reports whether p is one of the discovery endpoints (RFC 7644
+// section 4) or under one: they answer GET only.
+func readOnly(p string) bool {
+	for _, ep := range []string{"/ServiceProviderConfig", "/Schemas", "/ResourceTypes"} {
+		if p == ep || strings.HasPrefix(p, ep+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func tooLarge(max int64) *scimError {

@@ -3,6 +3,7 @@ package scim
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 
 	"github.com/elimity-com/scim/schema"
@@ -47,7 +48,9 @@ func decodeJSON(b []byte) (any, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, err
 	}
-	if d.More() {
+	// Only white space may follow the value: More alone misses a stray
+	// "}" or "]" (`{...}}`).
+	if _, err := d.Token(); err != io.EOF {
 		return nil, errTrailing
 	}
 	return v, nil

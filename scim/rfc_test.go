@@ -204,3 +204,64 @@ func TestSecondCreateIs409(t *testing.T) {
 	}
 	e.wantEvents("acme", "user.reactivated")
 }
+
+// TestDiscoveryEndpointsReadOnly: writes to /ServiceProviderConfig,
+// /Schemas and /ResourceTypes (and under them) are 405 with an Allow
+// header and a SCIM error body; GET still answers.
+func TestDiscoveryEndpointsReadOnly(t *testing.T) {
+	e := newEnv(t)
+	e.t = t
+	paths := []string{"/ServiceProviderConfig", "/serviceproviderconfig", "/Schemas", "/Schemas/" + "urn:ietf:params:scim:schemas:core:2.0:User", "/ResourceTypes", "/ResourceTypes/User"}
+	for _, p := range paths {
+		for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+			body := ""
+			if m != "DELETE" {
+				body = `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"bulk":{"supported":true}}`
+			}
+			r := e.do(acmeOkta, m, p, body)
+			e.mustError(r, 405, "", m+" "+p)
+			if r.header.Get("Allow") != "GET" {
+				t.Fatalf("%s %s: Allow %q, want GET", m, p, r.header.Get("Allow"))
+			}
+		}
+		e.must(e.do(acmeOkta, "GET", p, ""), 200, "GET "+p)
+	}
+	if r := e.must(e.do(acmeOkta, "GET", "/ServiceProviderConfig", ""), 200, "spc"); r.get("bulk", "supported") != true {
+		t.Fatalf("/ServiceProviderConfig after the refused writes: %s", r.raw)
+	}
+}
+
+// TestStrayBytesAndNullBodies: a body with bytes after its JSON object is
+// 400 invalidSyntax, and so is a search whose body is null or not an
+// object; nothing is created.
+func TestStrayBytesAndNullBodies(t *testing.T) {
+	e := newEnv(t)
+	e.t = t
+	id := e.must(e.do(acmeOkta, "POST", "/Users", userBody("s@acme.test", "")), 201, "user").str("id")
+	gid := e.must(e.do(acmeOkta, "POST", "/Groups", `{`+groupSchema+`,"displayName":"Strays"}`), 201, "group").str("id")
+	e.events("acme")
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/Users", userBody("stray@acme.test", "") + "}"},
+		{"POST", "/Users", userBody("stray@acme.test", "") + "]"},
+		{"POST", "/Users", userBody("stray@acme.test", "") + ` {"userName":"x"}`},
+		{"PUT", "/Users/" + id, userBody("s@acme.test", `,"title":"stray"`) + "}"},
+		{"PATCH", "/Users/" + id, patch(`{"op":"replace","path":"title","value":"stray"}`) + "}"},
+		{"POST", "/Groups", `{` + groupSchema + `,"displayName":"Stray"}}`},
+		{"PATCH", "/Groups/" + gid, patch(`{"op":"replace","path":"displayName","value":"Stray"}`) + "}"},
+		{"POST", "/Users/.search", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}}`},
+		{"POST", "/Bulk", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[]}}`},
+		{"POST", "/Users/.search", `null`},
+		{"POST", "/Users/.search", ` null `},
+		{"POST", "/Groups/.search", `null`},
+		{"POST", "/.search", `null`},
+		{"POST", "/Users/.search", `[]`},
+		{"POST", "/Users/.search", `"filter"`},
+		{"POST", "/Bulk", `null`},
+	} {
+		e.mustError(e.do(acmeOkta, tc.method, tc.path, tc.body), 400, "invalidSyntax", tc.method+" "+tc.path+" "+tc.body)
+	}
+	e.wantEvents("acme")
+	// Trailing white space is fine.
+	e.must(e.do(acmeOkta, "POST", "/Users/.search", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"s@acme.test\""}`+" \n"), 200, "search")
+	e.must(e.do(acmeOkta, "PATCH", "/Users/"+id, patch(`{"op":"replace","path":"title","value":"ok"}`)+"\r\n"), 200, "patch with a trailing newline")
+}
