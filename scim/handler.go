@@ -681,6 +681,9 @@ type request struct {
 	// customOps are the PATCH operations on attributes elimity does not
 	// know, taken out of the body before elimity validated it.
 	customOps []customOp
+	// dropped are the request's attributes no schema of the resource
+	// defines, which the front dropped.
+	dropped []string
 	// password is a password the front took out of a body or PATCH.
 	password *string
 	// isList and listed are set by a list: the page's length.

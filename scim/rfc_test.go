@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -265,3 +266,68 @@ func TestStrayBytesAndNullBodies(t *testing.T) {
 	e.must(e.do(acmeOkta, "POST", "/Users/.search", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"s@acme.test\""}`+" \n"), 200, "search")
 	e.must(e.do(acmeOkta, "PATCH", "/Users/"+id, patch(`{"op":"replace","path":"title","value":"ok"}`)+"\r\n"), 200, "patch with a trailing newline")
 }
+
+// TestUnknownAttributesDropped: top-level attributes that no schema of the
+// resource defines are dropped from POST, PUT and PATCH, and named in the
+// request log; attributes of the core schema that the model keeps as
+// sent, and extension attributes under a URN, are kept.
+func TestUnknownAttributesDropped(t *testing.T) {
+	e := newEnv(t)
+	e.t = t
+	custom := "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User"
+	h := e.h.(*scim.Handler)
+	dropped := func(what string, want ...string) {
+		t.Helper()
+		log := h.RequestLog("acme", "okta")
+		if len(log) == 0 {
+			t.Fatalf("%s: no request log", what)
+		}
+		last := log[0]
+		if last.Time.Before(log[len(log)-1].Time) {
+			last = log[len(log)-1]
+		}
+		if strings.Join(last.Dropped, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s: the request log names %v as dropped, want %v", what, last.Dropped, want)
+		}
+	}
+	r := e.must(e.do(acmeOkta, "POST", "/Users", userBody("drop@acme.test", `,"adreses":[{"locality":"Paris"}],"entitlements":[{"value":"beta"}],"`+custom+`":{"tag":"blue"},"`+userURNPrefix+`nickName":"Dee","`+userURNPrefix+`colour":"red"`)), 201, "create")
+	id := r.str("id")
+	if r.get("adreses") != nil || r.get("colour") != nil || r.str("entitlements", "0", "value") != "beta" || r.str(custom, "tag") != "blue" || r.str("nickName") != "Dee" {
+		t.Fatalf("created = %s", r.raw)
+	}
+	dropped("POST", "adreses", userURNPrefix+"colour")
+	u, err := e.engine.GetUser(t.Context(), provision.Origin{TenantID: "acme"}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range u.Attributes {
+		if strings.EqualFold(k, "adreses") || strings.Contains(strings.ToLower(k), "colour") {
+			t.Fatalf("stored attributes %v hold the dropped %s", u.Attributes, k)
+		}
+	}
+	r = e.must(e.do(acmeOkta, "PUT", "/Users/"+id, userBody("drop@acme.test", `,"adreses":[{"locality":"Lyon"}],"title":"CFO"`)), 200, "put")
+	if r.get("adreses") != nil || r.str("title") != "CFO" {
+		t.Fatalf("replaced = %s", r.raw)
+	}
+	dropped("PUT", "adreses")
+	r = e.must(e.do(acmeOkta, "PATCH", "/Users/"+id, patch(`{"op":"add","path":"adreses","value":[{"locality":"Nice"}]},{"op":"replace","value":{"nickName":"D","favouriteColour":"red"}}`)), 200, "patch")
+	if r.get("adreses") != nil || r.get("favouriteColour") != nil || r.str("nickName") != "D" {
+		t.Fatalf("patched = %s", r.raw)
+	}
+	dropped("PATCH", "adreses", "favouriteColour")
+	// A PATCH of nothing but unknown attributes changes nothing.
+	e.events("acme")
+	e.must(e.do(acmeOkta, "PATCH", "/Users/"+id, patch(`{"op":"replace","path":"adreses","value":[]}`)), 200, "patch unknown only")
+	e.wantEvents("acme")
+	// Groups too.
+	r = e.must(e.do(acmeOkta, "POST", "/Groups", `{`+groupSchema+`,"displayName":"Dropped","descripton":"typo"}`), 201, "group")
+	if r.get("descripton") != nil {
+		t.Fatalf("group = %s", r.raw)
+	}
+	dropped("POST group", "descripton")
+	// Nothing dropped: nothing listed.
+	e.must(e.do(acmeOkta, "GET", "/Users/"+id, ""), 200, "get")
+	dropped("GET")
+}
+
+const userURNPrefix = "urn:ietf:params:scim:schemas:core:2.0:User:"
