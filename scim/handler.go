@@ -573,7 +573,13 @@ func (h *Handler) setFilter(st *request, f string) *scimError {
 	}
 	if st.route.ep == epOther {
 		ue, uerr := filter.ParseFor(filter.Users, f)
+		if uerr == nil {
+			uerr = h.checkFilterAttrs(userKind, ue)
+		}
 		ge, gerr := filter.ParseFor(filter.Groups, f)
+		if gerr == nil {
+			gerr = h.checkFilterAttrs(groupKind, ge)
+		}
 		if uerr != nil && gerr != nil {
 			return filterError(uerr)
 		}
@@ -585,6 +591,9 @@ func (h *Handler) setFilter(st *request, f string) *scimError {
 		res = filter.Groups
 	}
 	expr, err := filter.ParseFor(res, f)
+	if err == nil {
+		err = h.checkFilterAttrs(kindOf(st.route), expr)
+	}
 	if err != nil {
 		return filterError(err)
 	}
@@ -592,8 +601,68 @@ func (h *Handler) setFilter(st *request, f string) *scimError {
 	return nil
 }
 
+// undefinedAttrError is a filter naming an attribute that no schema of
+// the resource type defines (RFC 7644 section 3.4.2.2: invalidFilter).
+type undefinedAttrError struct{ attr string }
+
+func (e *undefinedAttrError) Error() string {
+	return "scim: the filter names an attribute no schema defines: " + e.attr
+}
+
+// checkFilterAttrs refuses a filter on an attribute that no schema of the
+// resource type defines. The filter package resolves such a name to a
+// Custom attribute (one kept in Attributes); those the resource's core
+// schema defines (entitlements, x509Certificates) and those under an
+// extension URN (custom extensions, unknown enterprise keys, kept as
+// sent) are valid.
+func (h *Handler) checkFilterAttrs(k kind, e filter.Expr) error {
+	var bad string
+	check := func(a filter.Attr) {
+		if bad != "" || !a.Custom {
+			return
+		}
+		if !h.defines(k, a.Key) {
+			bad = a.Key
+		}
+	}
+	filter.Walk(e, func(x filter.Expr) bool {
+		switch x := x.(type) {
+		case *filter.Compare:
+			check(x.Attr)
+		case *filter.ValuePath:
+			check(x.Attr)
+		}
+		return bad == ""
+	})
+	if bad != "" {
+		return &undefinedAttrError{attr: bad}
+	}
+	return nil
+}
+
+// defines reports whether key, an attribute name as a body or a filter
+// writes it (plain or URN-qualified), is one a resource of kind k may
+// hold: an attribute of its core schema, or any attribute under an
+// extension URN.
+func (h *Handler) defines(k kind, key string) bool {
+	if !isURN(key) {
+		_, ok := h.coreSchema(k).Attributes.ContainsAttribute(key)
+		return ok
+	}
+	i := strings.LastIndexByte(key, ':')
+	if strings.EqualFold(key[:i], h.coreURN(k)) {
+		_, ok := h.coreSchema(k).Attributes.ContainsAttribute(key[i+1:])
+		return ok
+	}
+	return true
+}
+
 func filterError(err error) *scimError {
 	var se *filter.SyntaxError
+	var ue *undefinedAttrError
+	if errors.As(err, &ue) {
+		return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: fmt.Sprintf("Invalid filter: no schema of this resource type defines the attribute %q.", ue.attr)}
+	}
 	if errors.As(err, &se) {
 		return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: "Invalid filter: " + se.Msg + " (at byte " + strconv.Itoa(se.Pos) + ")."}
 	}

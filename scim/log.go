@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -224,6 +225,7 @@ func (h *Handler) record(r *http.Request, st *request, body []byte, w *logWriter
 		Status:        w.status,
 		Dropped:       st.dropped,
 	}
+	slices.Sort(st.dropped)
 	if len(st.dropped) > 0 && w.status < 300 {
 		h.log.InfoContext(r.Context(), "scim: dropped attributes that no schema of the resource defines", "tenant", st.origin.TenantID, "connection", st.origin.ConnectionID, "path", st.route.path, "attributes", st.dropped, "request_id", st.origin.RequestID)
 	}
