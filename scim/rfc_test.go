@@ -381,3 +381,47 @@ func TestFilterOnUndefinedAttribute(t *testing.T) {
 		}
 	}
 }
+
+// TestEnterpriseSchemaListedOnlyWhenUsed: a User lists the enterprise
+// extension in schemas only when it has one of its attributes, on every
+// rendering path (create, get, list, with and without a projection).
+func TestEnterpriseSchemaListedOnlyWhenUsed(t *testing.T) {
+	e := newEnv(t)
+	e.t = t
+	ent := "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	schemas := func(v any) []string {
+		var out []string
+		l, _ := v.([]any)
+		for _, s := range l {
+			out = append(out, s.(string))
+		}
+		return out
+	}
+	plain := e.must(e.do(acmeOkta, "POST", "/Users", userBody("plain@acme.test", "")), 201, "plain user")
+	withEnt := e.must(e.do(acmeOkta, "POST", "/Users", userBody("ent@acme.test", `,"`+ent+`":{"department":"R&D"}`)), 201, "enterprise user")
+	onlyUnknown := e.must(e.do(acmeEntra, "POST", "/Users", userBody("bldg@acme.test", `,"`+ent+`":{"building":"B2"}`)), 201, "enterprise user with an attribute kept as sent")
+	for _, tc := range []struct {
+		name string
+		r    resp
+		want bool
+	}{
+		{"created plain", plain, false},
+		{"created with department", withEnt, true},
+		{"created with an unknown enterprise key", onlyUnknown, true},
+		{"get plain", e.must(e.do(acmeOkta, "GET", "/Users/"+plain.str("id"), ""), 200, "get"), false},
+		{"get plain, projected", e.must(e.do(acmeOkta, "GET", "/Users/"+plain.str("id")+"?attributes=userName", ""), 200, "get"), false},
+		{"get with department", e.must(e.do(acmeOkta, "GET", "/Users/"+withEnt.str("id"), ""), 200, "get"), true},
+		{"listed plain", resp{body: e.must(e.do(acmeOkta, "GET", "/Users?filter="+q(`userName eq "plain@acme.test"`), ""), 200, "list").get("Resources", "0").(map[string]any)}, false},
+		{"listed with department", resp{body: e.must(e.do(acmeOkta, "GET", "/Users?filter="+q(`userName eq "ent@acme.test"`), ""), 200, "list").get("Resources", "0").(map[string]any)}, true},
+	} {
+		got := schemas(tc.r.get("schemas"))
+		if slices.Contains(got, ent) != tc.want || len(got) == 0 || got[0] != "urn:ietf:params:scim:schemas:core:2.0:User" {
+			t.Errorf("%s: schemas %v, enterprise listed should be %v", tc.name, got, tc.want)
+		}
+	}
+	// Removing the last enterprise attribute unlists the extension.
+	r := e.must(e.do(acmeOkta, "PATCH", "/Users/"+withEnt.str("id"), patch(`{"op":"remove","path":"`+ent+`:department"}`)), 200, "remove department")
+	if slices.Contains(schemas(r.get("schemas")), ent) {
+		t.Fatalf("after removing the department: %s", r.raw)
+	}
+}
