@@ -21,7 +21,15 @@
 //
 // Logins request a persistent NameID; an assertion whose only subject is
 // a transient NameID is refused. IdP-initiated logins are refused unless
-// the connection enables them (they are prone to login CSRF).
+// the connection enables them (they are prone to login CSRF). Signatures
+// made with SHA-1 are refused unless the connection sets
+// InsecureAllowSHA1.
+//
+// What an unauthenticated ACS request costs is bounded before its
+// signature is checked: the body (Config.MaxResponseBytes, 413 past it),
+// a response naming no XML signature is refused unparsed, and at most
+// Config.MaxConcurrentParses responses are parsed at once (503 with
+// Retry-After past a short wait).
 //
 // Hosts that keep samlsp.Middleware use SessionProvider and
 // NewReplayCache instead of Handler. Package samltest is an IdP for tests.
