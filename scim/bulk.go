@@ -244,6 +244,11 @@ func (h *Handler) bulkOp(r *http.Request, parent *request, i int, op *bulkOpReq,
 	parent.sawStringBool = parent.sawStringBool || st.sawStringBool
 	parent.sawUpperOp = parent.sawUpperOp || st.sawUpperOp
 	parent.sawLowerOp = parent.sawLowerOp || st.sawLowerOp
+	if rec.status < 300 {
+		for _, a := range st.dropped {
+			parent.drop(a)
+		}
+	}
 
 	res := &bulkOpResult{Method: method, BulkID: op.BulkID, Status: strconv.Itoa(rec.status)}
 	if rec.status >= 400 {

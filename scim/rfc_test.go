@@ -327,6 +327,9 @@ func TestUnknownAttributesDropped(t *testing.T) {
 		t.Fatalf("group = %s", r.raw)
 	}
 	dropped("POST group", "descripton")
+	// In a Bulk request, the request's entry names them.
+	e.must(e.do(acmeOkta, "POST", "/Bulk", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[{"method":"PATCH","path":"/Users/`+id+`","data":`+patch(`{"op":"replace","value":{"nikName":"x"}}`)+`}]}`), 200, "bulk")
+	dropped("Bulk", "nikName")
 	// Nothing dropped: nothing listed.
 	e.must(e.do(acmeOkta, "GET", "/Users/"+id, ""), 200, "get")
 	dropped("GET")
