@@ -30,7 +30,8 @@
 //
 // The failure semantics are the same for every adapter: a change with no
 // changed field writes nothing and emits nothing; a retried create returns
-// the existing resource; unknown or foreign member ids are refused and
+// the existing resource (CreateUserStrict refuses it instead, as a SCIM
+// POST must); a membership change bumps the group's version; unknown or foreign member ids are refused and
 // nothing is applied; a delete is a tombstone that no login brings back;
 // version conflicts are retried unless the caller pinned a version.
 //

@@ -173,10 +173,12 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 	var mc MembershipChange
 	err = e.atomically(ctx, s, pre.Version != 0, func(ctx context.Context, tx Store, rec *recorder) error {
 		mc = MembershipChange{}
+		n := len(rec.changes)
 		g, err := e.updateGroupTx(ctx, s, tx, rec, id, pre, p.Mutate)
 		if err != nil {
 			return err
 		}
+		stored := len(rec.changes) > n // the group's version changed already
 		out = g
 		switch {
 		case p.ReplaceMembers:
@@ -200,7 +202,8 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 			if !p.confirmed && e.memberDrops.holds(len(drop), len(cur)) {
 				return e.newMembersPlan(s, id, want, len(drop), len(cur))
 			}
-			return e.applyMembers(ctx, s, tx, rec, g, want, drop, &mc)
+			out, err = e.applyMembers(ctx, s, tx, rec, g, stored, want, drop, &mc)
+			return err
 		case len(add) > 0 || len(remove) > 0:
 			if err := e.checkMembers(ctx, s, tx, add, false); err != nil {
 				return err
@@ -208,7 +211,8 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 			if err := e.checkMembers(ctx, s, tx, remove, true); err != nil {
 				return err
 			}
-			return e.applyMembers(ctx, s, tx, rec, g, add, remove, &mc)
+			out, err = e.applyMembers(ctx, s, tx, rec, g, stored, add, remove, &mc)
+			return err
 		}
 		return nil
 	})
@@ -409,36 +413,72 @@ func (e *Engine) ChangeMembers(ctx context.Context, o Origin, groupID string, ad
 	return mc, err
 }
 
-func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recorder, g Group, add, remove []string, mc *MembershipChange) error {
+// applyMembers removes and adds members of g and, when the membership
+// changed, bumps g's version (touchGroup) so that its ETag protects a
+// replace of members, unless stored says that this transaction already
+// bumped it (a PATCH that renames the group too). It returns g as stored.
+func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recorder, g Group, stored bool, add, remove []string, mc *MembershipChange) (Group, error) {
+	var snapshots []*Group
 	if len(remove) > 0 {
 		removed, err := tx.RemoveMembers(ctx, s.tenant.ID, g.ID, remove)
 		if err != nil {
-			return err
+			return Group{}, err
 		}
 		if len(removed) > 0 {
 			gc := cloneGroup(g)
+			snapshots = append(snapshots, &gc)
 			rec.add(Change{Kind: GroupMembersRemoved, Origin: s.origin, GroupAfter: &gc, Members: removed})
 			mc.Removed = removed
 			if err := e.refreshRoles(ctx, s, tx, rec, g.ID, removed); err != nil {
-				return err
+				return Group{}, err
 			}
 		}
 	}
 	if len(add) > 0 {
 		added, err := tx.AddMembers(ctx, s.tenant.ID, g.ID, add)
 		if err != nil {
-			return err
+			return Group{}, err
 		}
 		if len(added) > 0 {
 			gc := cloneGroup(g)
+			snapshots = append(snapshots, &gc)
 			rec.add(Change{Kind: GroupMembersAdded, Origin: s.origin, GroupAfter: &gc, Members: added})
 			mc.Added = added
 			if err := e.refreshRoles(ctx, s, tx, rec, g.ID, added); err != nil {
-				return err
+				return Group{}, err
 			}
 		}
 	}
-	return nil
+	if len(snapshots) == 0 || stored {
+		return g, nil
+	}
+	touched, err := e.touchGroup(ctx, tx, g)
+	if err != nil {
+		return Group{}, err
+	}
+	for _, gc := range snapshots {
+		*gc = cloneGroup(touched) // the events show the group as committed
+	}
+	return touched, nil
+}
+
+// touchGroup records a membership change on group g: its Version and
+// Modified change through the Store's UpdateGroup with the expected
+// version, in the caller's transaction. The cost is one row, whatever the
+// group's size; a concurrent writer of the group makes it
+// ErrVersionConflict, which the engine retries unless the client pinned
+// the version (If-Match).
+func (e *Engine) touchGroup(ctx context.Context, tx Store, g Group) (Group, error) {
+	next := cloneGroup(g)
+	ext := next.ExternalID
+	next.ExternalID = ""
+	next.Modified = e.now().UTC()
+	stored, err := tx.UpdateGroup(ctx, next, g.Version)
+	if err != nil {
+		return Group{}, fmt.Errorf("provision: bump the version of group %s: %w", g.ID, err)
+	}
+	stored.ExternalID = ext
+	return stored, nil
 }
 
 // ReplaceMembers makes the group's members exactly userIDs (a SCIM

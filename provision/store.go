@@ -74,12 +74,19 @@ type Store interface {
 	// 1. A group of the same Owner with the same DisplayName
 	// (case-insensitive) is ErrAlreadyExists.
 	CreateGroup(ctx context.Context, g Group) (Group, error)
-	// UpdateGroup replaces the stored group like UpdateUser does.
+	// UpdateGroup replaces the stored group like UpdateUser does. It
+	// never touches the group's members, and its cost does not depend on
+	// their number: the engine calls it, with the group's expected
+	// Version, in the transaction of every membership change, so that the
+	// group's Version (its ETag) and Modified follow its membership.
 	UpdateGroup(ctx context.Context, g Group, expectedVersion int64) (Group, error)
 	// DeleteGroup removes the group, its memberships and its Links, if its
 	// Version is expectedVersion.
 	DeleteGroup(ctx context.Context, tenantID, id string, expectedVersion int64) error
 
+	// AddMembers and RemoveMembers leave the group's Version and Modified
+	// alone (the engine bumps them through UpdateGroup).
+	//
 	// AddMembers makes the users members of the group and returns the IDs
 	// that were not members before, in the order given. Adding a member
 	// again is not an error. The group and every user must exist, live

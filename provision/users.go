@@ -29,6 +29,12 @@ type Precondition struct {
 //
 // u.ExternalID becomes the connection's Link to the user.
 func (e *Engine) CreateUser(ctx context.Context, o Origin, u User) (User, error) {
+	return e.createUserAs(ctx, o, u, false)
+}
+
+// createUserAs is CreateUser; strict refuses a retried create (see
+// CreateUserStrict).
+func (e *Engine) createUserAs(ctx context.Context, o Origin, u User, strict bool) (User, error) {
 	s, err := e.scope(ctx, o)
 	if err != nil {
 		return User{}, err
@@ -39,7 +45,12 @@ func (e *Engine) CreateUser(ctx context.Context, o Origin, u User) (User, error)
 	var out User
 	err = e.atomically(ctx, s, false, func(ctx context.Context, tx Store, rec *recorder) error {
 		var err error
+		n := len(rec.changes)
 		out, err = e.createUser(ctx, s, tx, rec, u)
+		if err == nil && strict && len(rec.changes) == n {
+			// Nothing changed: the user already was what u says.
+			return &ConflictError{Field: "userName", Value: u.UserName, ExistingID: out.ID, Owner: out.Owner}
+		}
 		return err
 	})
 	if err != nil {
@@ -471,6 +482,9 @@ func (e *Engine) DeleteUser(ctx context.Context, o Origin, id string, pre Precon
 			}
 			g, err := tx.GetGroup(ctx, s.tenant.ID, gid)
 			if err != nil {
+				return err
+			}
+			if g, err = e.touchGroup(ctx, tx, g); err != nil {
 				return err
 			}
 			rec.add(Change{Kind: GroupMembersRemoved, Origin: s.origin, GroupAfter: &g, Members: removed})

@@ -207,7 +207,7 @@ func (h *Handler) build(s *served) (*conn, error) {
 	return &conn{
 		Connection: Connection{
 			TenantID: s.key.tenant, ConnectionID: s.key.conn, IDPMetadata: s.md.desc,
-			Mapping: m, AllowIDPInitiated: s.settings.AllowIDPInitiated,
+			Mapping: m, AllowIDPInitiated: s.settings.AllowIDPInitiated, InsecureAllowSHA1: s.settings.InsecureAllowSHA1,
 		},
 		sp: sp,
 	}, nil

@@ -37,7 +37,15 @@
 //
 // Logins request a persistent NameID; an assertion whose only subject is
 // a transient NameID is refused. IdP-initiated logins are refused unless
-// the connection enables them (they are prone to login CSRF).
+// the connection enables them (they are prone to login CSRF). Signatures
+// made with SHA-1 are refused unless the connection sets
+// InsecureAllowSHA1.
+//
+// What an unauthenticated ACS request costs is bounded before its
+// signature is checked: the body (Config.MaxResponseBytes, 413 past it),
+// a response naming no XML signature is refused unparsed, and at most
+// Config.MaxConcurrentParses responses are parsed at once (503 with
+// Retry-After past a short wait).
 //
 // Hosts that keep samlsp.Middleware use SessionProvider and
 // NewReplayCache instead of Handler. Package samltest is an IdP for tests.
@@ -56,6 +64,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +95,13 @@ type Connection struct {
 	// AllowIDPInitiated accepts unsolicited responses (no InResponseTo),
 	// whose RelayState may name a local path to go to. Off by default.
 	AllowIDPInitiated bool
+	// InsecureAllowSHA1 accepts responses signed with a SHA-1 based
+	// algorithm (RSA-SHA1 or a SHA-1 digest), for an old IdP (ADFS 2.0,
+	// or an ADFS relying party trust still set to SHA-1) that cannot sign
+	// with SHA-256. SHA-1 is refused by default: the refusal's reason says
+	// so. Turn it on only for the connection that needs it, and off again
+	// once the IdP signs with SHA-256.
+	InsecureAllowSHA1 bool
 }
 
 // Login is a successful login, handed to Config.OnLogin.
@@ -129,8 +145,11 @@ type Config struct {
 	// OnLogin starts the host's session for a login and answers the
 	// browser (typically a cookie and a redirect to l.ReturnTo). Required.
 	OnLogin func(w http.ResponseWriter, r *http.Request, l Login)
-	// ErrorPage answers a refused or failed request. It must not reveal
-	// why. Nil writes a plain "Single sign-on failed." with the status.
+	// ErrorPage answers a refused or failed request with its status: 403
+	// refused, 404 unknown tenant, 413 response larger than
+	// MaxResponseBytes, 503 busy or the store unavailable. It must not
+	// reveal why a response was refused. Nil writes a plain "Single
+	// sign-on failed." with the status (a short reason for 413 and 503).
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int)
 	// Logger receives refusals and failures. Nil discards them.
 	Logger *slog.Logger
@@ -139,7 +158,11 @@ type Config struct {
 	Clock *dsig.Clock
 	// RequestMaxAge is how long a started login may take. Default 10m.
 	RequestMaxAge time.Duration
-	// MaxResponseBytes bounds the ACS request body. Default 4 MiB.
+	// MaxResponseBytes bounds the ACS request body; a larger one is
+	// answered 413 before it is read or parsed. Default
+	// DefaultMaxResponseBytes (256 KiB): a signed response of Entra ID or
+	// Okta with 150 groups posts about 45 KB; raise it for an IdP that
+	// sends more than about 1,500 groups.
 	MaxResponseBytes int64
 	// HTTPClient fetches the IdP metadata of connections that give an
 	// IDPMetadataURL. Nil is a client with a 10 s timeout. A host whose
@@ -147,6 +170,11 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the time source of metadata refreshes; nil is time.Now.
 	Now func() time.Time
+	// MaxConcurrentParses bounds how many ACS responses are parsed and
+	// verified at once, whatever the number of requests: a request past
+	// it waits up to a second for its turn, then is answered 503 with
+	// Retry-After. Default 2 × GOMAXPROCS, at least 4.
+	MaxConcurrentParses int
 }
 
 // Handler serves the SAML endpoints of every tenant. It is safe for
@@ -164,6 +192,7 @@ type Handler struct {
 	clock     *dsig.Clock
 	maxAge    time.Duration
 	maxBytes  int64
+	parses    chan struct{} // a semaphore of MaxConcurrentParses slots
 	mux       *http.ServeMux
 
 	mu    sync.RWMutex
@@ -218,11 +247,23 @@ func New(cfg Config) (*Handler, error) {
 		h.maxAge = 10 * time.Minute
 	}
 	if h.maxBytes <= 0 {
-		h.maxBytes = 4 << 20
+		h.maxBytes = DefaultMaxResponseBytes
 	}
+	n := cfg.MaxConcurrentParses
+	if n <= 0 {
+		n = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	h.parses = make(chan struct{}, n)
 	if h.errorPage == nil {
 		h.errorPage = func(w http.ResponseWriter, _ *http.Request, status int) {
-			http.Error(w, "Single sign-on failed.", status)
+			switch status {
+			case http.StatusRequestEntityTooLarge:
+				http.Error(w, "Single sign-on failed: the identity provider's response is larger than this service accepts.", status)
+			case http.StatusServiceUnavailable:
+				http.Error(w, "Single sign-on is busy; try again in a moment.", status)
+			default:
+				http.Error(w, "Single sign-on failed.", status)
+			}
 		}
 	}
 	for _, c := range cfg.Connections {
@@ -267,7 +308,7 @@ func (h *Handler) SetConnection(c Connection) error {
 	if _, ok := h.jit.Settings(jit.Connection{TenantID: c.TenantID, ID: c.ConnectionID}); !ok {
 		return fmt.Errorf("saml: the jit Provisioner has no settings for %s/%s", c.TenantID, c.ConnectionID)
 	}
-	sp := h.newServiceProvider(h.url(c.TenantID, "metadata"), h.url(c.TenantID, "acs"), c.IDPMetadata, c.AllowIDPInitiated, false)
+	sp := h.newServiceProvider(h.url(c.TenantID, "metadata"), h.url(c.TenantID, "acs"), c.IDPMetadata, c.AllowIDPInitiated, !c.InsecureAllowSHA1)
 	h.mu.Lock()
 	h.conns[c.TenantID] = &conn{Connection: c, sp: sp}
 	h.mu.Unlock()
@@ -355,6 +396,10 @@ func (h *Handler) writeMetadata(w http.ResponseWriter, r *http.Request, tenantID
 	w.Header().Set("Content-Type", "application/samlmetadata+xml")
 	_, _ = w.Write(b)
 }
+
+// DefaultMaxResponseBytes is the default Config.MaxResponseBytes: 256 KiB,
+// about six times what Entra ID or Okta post for a user in 150 groups.
+const DefaultMaxResponseBytes = 256 << 10
 
 const cookiePrefix = "idprov_saml_"
 
@@ -494,8 +539,15 @@ var errKinds = []struct {
 	{crewsaml.ErrUnsupported, "unsupported"},
 }
 
+// sha1Refused is the text of crewjam's refusal of a SHA-1 signature
+// (RejectSHA1Signatures); its error value is not exported.
+const sha1Refused = "SHA-1 based signature algorithms are not accepted"
+
 func reasonOf(err error) string {
 	kind := "invalid response"
+	if strings.Contains(reasonDetail(err), sha1Refused) {
+		return "SHA-1 signature refused (the IdP must sign with RSA-SHA256; Connection.InsecureAllowSHA1 accepts SHA-1 for an old IdP): " + reasonDetail(err)
+	}
 	for _, k := range errKinds {
 		if errors.Is(err, k.err) {
 			kind = k.name
@@ -506,12 +558,20 @@ func reasonOf(err error) string {
 	if errors.As(err, &bad) {
 		kind = "IdP status " + bad.Status
 	}
-	detail := err.Error()
+	return kind + ": " + reasonDetail(err)
+}
+
+// reasonDetail is the private detail of a crewjam error.
+func reasonDetail(err error) string {
 	var ire *crewsaml.InvalidResponseError
 	if errors.As(err, &ire) && ire.PrivateErr != nil {
-		detail = ire.PrivateErr.Error()
+		return ire.PrivateErr.Error()
 	}
-	return kind + ": " + detail
+	return err.Error()
+}
+
+func originOf(c *conn) provision.Origin {
+	return provision.Origin{TenantID: c.TenantID, ConnectionID: c.ConnectionID, Actor: "saml"}
 }
 
 // refuse records a refusal (unless jit already did) and answers the
@@ -519,7 +579,7 @@ func reasonOf(err error) string {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, c *conn, reason string, err error) {
 	var re *jit.RefusedError
 	if !errors.As(err, &re) {
-		h.engine.Refuse(r.Context(), provision.Origin{TenantID: c.TenantID, ConnectionID: c.ConnectionID, Actor: "saml"}, "saml.acs", reason, err)
+		h.engine.Refuse(r.Context(), originOf(c), "saml.acs", reason, err)
 	}
 	h.errorPage(w, r, http.StatusForbidden)
 }
@@ -533,9 +593,7 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, http.StatusNotFound)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, h.maxBytes)
-	if err := r.ParseForm(); err != nil {
-		h.refuse(w, r, c, "unreadable form: "+err.Error(), err)
+	if !h.admit(w, r, c) {
 		return
 	}
 
@@ -562,11 +620,19 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	sp.ReplayCache = replayFunc(func(id string, exp time.Time) error {
 		return consumeOnce(ctx, h.engine, c.TenantID, c.ConnectionID, id, exp)
 	})
-	a, err := sp.ParseResponse(r, ids)
+	a, err := h.parse(&sp, r, ids)
+	if errors.Is(err, errBusy) || errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+		h.busy(w, r, c)
+		return
+	}
 	if nc := h.refreshAfter(ctx, c, err); nc != nil {
 		// The IdP's metadata changed (a certificate rotation): validate again.
 		c, sp.IDPMetadata = nc, nc.sp.IDPMetadata
-		a, err = sp.ParseResponse(r, ids)
+		a, err = h.parse(&sp, r, ids)
+		if errors.Is(err, errBusy) || errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+			h.busy(w, r, c)
+			return
+		}
 	}
 	if err != nil {
 		h.refuse(w, r, c, reasonOf(err), err)

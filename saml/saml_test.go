@@ -60,6 +60,8 @@ type options struct {
 	mapping      saml.Mapping
 	idpInitiated bool
 	settings     *jit.Settings
+	allowSHA1    bool
+	maxBytes     int64
 }
 
 type fixture struct {
@@ -102,9 +104,9 @@ func newFixture(t testing.TB, o options) *fixture {
 		t.Fatal(err)
 	}
 	h, err := saml.New(saml.Config{
-		Engine: e, JIT: p, BaseURL: base, Key: spKeys.Key, Certificate: spKeys.Certificate,
+		Engine: e, JIT: p, BaseURL: base, Key: spKeys.Key, Certificate: spKeys.Certificate, MaxResponseBytes: o.maxBytes,
 		Connections: []saml.Connection{
-			{TenantID: "acme", ConnectionID: "okta-saml", IDPMetadata: idpA.Metadata(), Mapping: o.mapping, AllowIDPInitiated: o.idpInitiated},
+			{TenantID: "acme", ConnectionID: "okta-saml", IDPMetadata: idpA.Metadata(), Mapping: o.mapping, AllowIDPInitiated: o.idpInitiated, InsecureAllowSHA1: o.allowSHA1},
 			{TenantID: "globex", ConnectionID: "globex-saml", IDPMetadata: idpB.Metadata(), AllowIDPInitiated: true},
 		},
 		OnLogin: func(w http.ResponseWriter, r *http.Request, l saml.Login) {

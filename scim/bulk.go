@@ -82,7 +82,7 @@ func (op *bulkOpReq) refs() []string {
 
 func (h *Handler) serveBulk(w http.ResponseWriter, r *http.Request, st *request, body []byte) {
 	var req bulkRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := json.Unmarshal(body, &req); err != nil || !isObject(body) {
 		writeError(w, badSyntax("The request body is not a BulkRequest."), 0)
 		return
 	}
@@ -244,6 +244,11 @@ func (h *Handler) bulkOp(r *http.Request, parent *request, i int, op *bulkOpReq,
 	parent.sawStringBool = parent.sawStringBool || st.sawStringBool
 	parent.sawUpperOp = parent.sawUpperOp || st.sawUpperOp
 	parent.sawLowerOp = parent.sawLowerOp || st.sawLowerOp
+	if rec.status < 300 {
+		for _, a := range st.dropped {
+			parent.drop(a)
+		}
+	}
 
 	res := &bulkOpResult{Method: method, BulkID: op.BulkID, Status: strconv.Itoa(rec.status)}
 	if rec.status >= 400 {

@@ -54,7 +54,9 @@
 //
 //   - POST answers 201 with the full resource, its id, meta and ETag; a
 //     taken userName (case-insensitive) or group displayName is 409 with
-//     scimType uniqueness; a retried create returns the existing resource.
+//     scimType uniqueness, and so is a second create of an existing user
+//     (same userName and externalId: RFC 7644 section 3.3; Okta and Entra
+//     then look it up); a group's retried create returns the group.
 //   - PATCH accepts both Entra dialects and Okta's path-less replace (which
 //     merges: {"active":false} touches only active), every member add and
 //     remove style (idempotent), and value-path operations such as

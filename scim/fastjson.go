@@ -107,7 +107,11 @@ func (h *Handler) appendUser(b []byte, u *provision.User) []byte {
 	f.str("id", u.ID)
 	f.str("externalId", u.ExternalID)
 	f.key("schemas")
-	f.b = append(f.b, `["`+userURN+`","`+enterpriseURN+`"]`...)
+	if hasEnterprise(u) {
+		f.b = append(f.b, `["`+userURN+`","`+enterpriseURN+`"]`...)
+	} else {
+		f.b = append(f.b, `["`+userURN+`"]`...)
+	}
 	f.str("userName", u.UserName)
 	if n := u.Name; n != (provision.Name{}) {
 		f.key("name")
@@ -187,7 +191,7 @@ func (h *Handler) appendUser(b []byte, u *provision.User) []byte {
 	if !first {
 		f.b = append(f.b, ']')
 	}
-	if u.EmployeeNumber != "" || u.CostCenter != "" || u.Organization != "" || u.Division != "" || u.Department != "" || u.Manager != "" {
+	if hasEnterprise(u) {
 		f.key(enterpriseURN)
 		f.b = append(f.b, '{')
 		f.str("employeeNumber", u.EmployeeNumber)
@@ -232,4 +236,11 @@ func (h *Handler) appendGroup(b []byte, g *provision.Group, members []string, wi
 	}
 	f.meta("Group", h.location(groupKind, g.ID), g.Created, g.Modified, g.Version)
 	return append(f.b, '}')
+}
+
+// hasEnterprise reports whether u has an attribute of the enterprise
+// extension among its typed fields (those kept in Attributes under the
+// extension's URN are rendered by renderUser).
+func hasEnterprise(u *provision.User) bool {
+	return u.EmployeeNumber != "" || u.CostCenter != "" || u.Organization != "" || u.Division != "" || u.Department != "" || u.Manager != ""
 }

@@ -416,6 +416,10 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, method string, body []byte, query string) {
 	rt := st.route
 	switch {
+	case readOnly(rt.path) && method != http.MethodGet:
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, &scimError{status: http.StatusMethodNotAllowed, detail: "This endpoint is read-only: only GET is allowed."}, 0)
+		return
 	case rt.path == "/ServiceProviderConfig" && method == http.MethodGet:
 		h.serveSPC(w)
 		return
@@ -474,6 +478,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, met
 	rec := &recorder{header: w.Header(), status: http.StatusOK}
 	h.server.ServeHTTP(rec, r2)
 	h.finish(w, rec, st)
+}
+
+// readOnly reports whether p is one of the discovery endpoints (RFC 7644
+// section 4) or under one: they answer GET only.
+func readOnly(p string) bool {
+	for _, ep := range []string{"/ServiceProviderConfig", "/Schemas", "/ResourceTypes"} {
+		if p == ep || strings.HasPrefix(p, ep+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func tooLarge(max int64) *scimError {
@@ -562,7 +577,13 @@ func (h *Handler) setFilter(st *request, f string) *scimError {
 	}
 	if st.route.ep == epOther {
 		ue, uerr := filter.ParseFor(filter.Users, f)
+		if uerr == nil {
+			uerr = h.checkFilterAttrs(userKind, ue)
+		}
 		ge, gerr := filter.ParseFor(filter.Groups, f)
+		if gerr == nil {
+			gerr = h.checkFilterAttrs(groupKind, ge)
+		}
 		if uerr != nil && gerr != nil {
 			return filterError(uerr)
 		}
@@ -574,6 +595,9 @@ func (h *Handler) setFilter(st *request, f string) *scimError {
 		res = filter.Groups
 	}
 	expr, err := filter.ParseFor(res, f)
+	if err == nil {
+		err = h.checkFilterAttrs(kindOf(st.route), expr)
+	}
 	if err != nil {
 		return filterError(err)
 	}
@@ -581,8 +605,68 @@ func (h *Handler) setFilter(st *request, f string) *scimError {
 	return nil
 }
 
+// undefinedAttrError is a filter naming an attribute that no schema of
+// the resource type defines (RFC 7644 section 3.4.2.2: invalidFilter).
+type undefinedAttrError struct{ attr string }
+
+func (e *undefinedAttrError) Error() string {
+	return "scim: the filter names an attribute no schema defines: " + e.attr
+}
+
+// checkFilterAttrs refuses a filter on an attribute that no schema of the
+// resource type defines. The filter package resolves such a name to a
+// Custom attribute (one kept in Attributes); those the resource's core
+// schema defines (entitlements, x509Certificates) and those under an
+// extension URN (custom extensions, unknown enterprise keys, kept as
+// sent) are valid.
+func (h *Handler) checkFilterAttrs(k kind, e filter.Expr) error {
+	var bad string
+	check := func(a filter.Attr) {
+		if bad != "" || !a.Custom {
+			return
+		}
+		if !h.defines(k, a.Key) {
+			bad = a.Key
+		}
+	}
+	filter.Walk(e, func(x filter.Expr) bool {
+		switch x := x.(type) {
+		case *filter.Compare:
+			check(x.Attr)
+		case *filter.ValuePath:
+			check(x.Attr)
+		}
+		return bad == ""
+	})
+	if bad != "" {
+		return &undefinedAttrError{attr: bad}
+	}
+	return nil
+}
+
+// defines reports whether key, an attribute name as a body or a filter
+// writes it (plain or URN-qualified), is one a resource of kind k may
+// hold: an attribute of its core schema, or any attribute under an
+// extension URN.
+func (h *Handler) defines(k kind, key string) bool {
+	if !isURN(key) {
+		_, ok := h.coreSchema(k).Attributes.ContainsAttribute(key)
+		return ok
+	}
+	i := strings.LastIndexByte(key, ':')
+	if strings.EqualFold(key[:i], h.coreURN(k)) {
+		_, ok := h.coreSchema(k).Attributes.ContainsAttribute(key[i+1:])
+		return ok
+	}
+	return true
+}
+
 func filterError(err error) *scimError {
 	var se *filter.SyntaxError
+	var ue *undefinedAttrError
+	if errors.As(err, &ue) {
+		return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: fmt.Sprintf("Invalid filter: no schema of this resource type defines the attribute %q.", ue.attr)}
+	}
 	if errors.As(err, &se) {
 		return &scimError{status: http.StatusBadRequest, scimType: "invalidFilter", detail: "Invalid filter: " + se.Msg + " (at byte " + strconv.Itoa(se.Pos) + ")."}
 	}
@@ -670,6 +754,9 @@ type request struct {
 	// customOps are the PATCH operations on attributes elimity does not
 	// know, taken out of the body before elimity validated it.
 	customOps []customOp
+	// dropped are the request's attributes no schema of the resource
+	// defines, which the front dropped.
+	dropped []string
 	// password is a password the front took out of a body or PATCH.
 	password *string
 	// isList and listed are set by a list: the page's length.

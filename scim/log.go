@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,11 @@ type LogEntry struct {
 	Truncated bool
 	// Detail is the SCIM error detail of a failed request.
 	Detail string
+	// Dropped names the attributes of the request body that no schema of
+	// the resource defines (a misspelt or unmapped attribute such as
+	// "adreses"): they were dropped, not stored. Attributes under an
+	// extension schema URN are kept, and never listed here.
+	Dropped []string
 }
 
 // Failed reports whether the entry counts as a failure for Health: any
@@ -217,6 +223,11 @@ func (h *Handler) record(r *http.Request, st *request, body []byte, w *logWriter
 		UserAgent:     ua,
 		Dialect:       detectDialect(ua, r.URL.RawQuery, st),
 		Status:        w.status,
+		Dropped:       st.dropped,
+	}
+	slices.Sort(st.dropped)
+	if len(st.dropped) > 0 && w.status < 300 {
+		h.log.InfoContext(r.Context(), "scim: dropped attributes that no schema of the resource defines", "tenant", st.origin.TenantID, "connection", st.origin.ConnectionID, "path", st.route.path, "attributes", st.dropped, "request_id", st.origin.RequestID)
 	}
 	if failed(w.status) && len(w.body) > 0 {
 		var eb struct {

@@ -3,6 +3,7 @@ package scim
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 
 	"github.com/elimity-com/scim/schema"
@@ -47,7 +48,9 @@ func decodeJSON(b []byte) (any, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, err
 	}
-	if d.More() {
+	// Only white space may follow the value: More alone misses a stray
+	// "}" or "]" (`{...}}`).
+	if _, err := d.Token(); err != io.EOF {
 		return nil, errTrailing
 	}
 	return v, nil
@@ -305,8 +308,13 @@ func (h *Handler) prepareResource(st *request, body *[]byte, k kind) *scimError 
 			ex.blocks[strings.ToLower(enterpriseURN)] = true
 		case hasPrefixFold(key, h.coreURN(k)+":"):
 			delete(m, key)
-			m[key[len(h.coreURN(k))+1:]] = val
-			h.normCore(m, key[len(h.coreURN(k))+1:])
+			name := key[len(h.coreURN(k))+1:]
+			if _, ok := core.Attributes.ContainsAttribute(name); !ok && !strings.EqualFold(name, "externalId") {
+				st.drop(key)
+				continue
+			}
+			m[name] = val
+			h.normCore(m, name)
 		case isURN(key):
 			delete(m, key)
 			if obj, ok := val.(map[string]any); ok && isCustomBlockKey(key) {
@@ -323,8 +331,11 @@ func (h *Handler) prepareResource(st *request, body *[]byte, k kind) *scimError 
 				h.normCore(m, key)
 				continue
 			}
+			// No schema the resource declares defines it (a typo such as
+			// "adreses", an attribute mapped without a namespace): dropped,
+			// and named in the request log.
 			delete(m, key)
-			put(key, val)
+			st.drop(key)
 		}
 	}
 	if _, _, ok := getFold(m, "schemas"); !ok {
@@ -346,6 +357,9 @@ const (
 	pathCore pathClass = iota
 	pathCustom
 	pathPassword
+	// pathUnknown is a top-level attribute no schema of the resource
+	// defines: the operation is dropped (named in the request log).
+	pathUnknown
 )
 
 // classify says what a PATCH path targets. For pathCustom it returns the
@@ -400,7 +414,7 @@ func (h *Handler) classify(k kind, p string) (class pathClass, attr, key, sub st
 	if filtered {
 		return 0, "", "", "", badPath("Value filters on attributes this server does not define are not supported.")
 	}
-	return pathCustom, "", a, s, nil
+	return pathUnknown, "", a, s, nil
 }
 
 // preparePatch normalizes a PATCH body for elimity: string booleans, the
@@ -453,6 +467,9 @@ func (h *Handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
 				return serr
 			}
 			switch class {
+			case pathUnknown:
+				st.drop(path)
+				continue
 			case pathCustom:
 				if opName != "add" && opName != "replace" && opName != "remove" {
 					return badValue("A PATCH op must be add, replace or remove.")
@@ -551,7 +568,12 @@ func (h *Handler) preparePathless(st *request, k kind, op string, obj map[string
 			if serr != nil {
 				return serr
 			}
-			if class == pathCustom {
+			switch class {
+			case pathUnknown:
+				delete(obj, key)
+				st.drop(key)
+				continue
+			case pathCustom:
 				delete(obj, key)
 				st.customOps = append(st.customOps, customOp{op: op, key: ckey, sub: sub, value: val})
 				continue
@@ -570,4 +592,12 @@ func (h *Handler) preparePathless(st *request, k kind, op string, obj map[string
 		}
 	}
 	return nil
+}
+
+// drop records an attribute of the request that no schema of the resource
+// defines and that was dropped (RequestLog shows them: LogEntry.Dropped).
+func (st *request) drop(attr string) {
+	if len(st.dropped) < 20 && len(attr) <= 128 {
+		st.dropped = append(st.dropped, attr)
+	}
 }

@@ -48,8 +48,9 @@ func (h *Handler) renderUser(u provision.User, p *projection) map[string]any {
 	d := userDoc(u)
 	groupExtensions(d)
 	d["id"] = u.ID
-	schemas := []string{userURN, enterpriseURN}
-	schemas = appendBlocks(schemas, d)
+	// The enterprise extension is listed only when the user has one of
+	// its attributes (appendBlocks finds its block).
+	schemas := appendBlocks([]string{userURN}, d)
 	d["schemas"] = schemas
 	d["meta"] = metaDoc("User", h.location(userKind, u.ID), u.Created, u.Modified, u.Version)
 	return p.apply(d, userKind)

@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -34,6 +35,9 @@ type searchRequest struct {
 // meta filters.
 func (h *Handler) prepareSearch(st *request, body []byte) (string, *scimError) {
 	var sr searchRequest
+	if !isObject(body) {
+		return "", badSyntax("The request body must be a SearchRequest object.")
+	}
 	if err := json.Unmarshal(body, &sr); err != nil {
 		return "", badSyntax("The request body is not a SearchRequest.")
 	}
@@ -161,4 +165,13 @@ func (h *Handler) serveSPC(w http.ResponseWriter) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(h.spc)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(h.spc)
+}
+
+// isObject reports whether body is a JSON object (as far as its first
+// byte tells: json.Unmarshal then refuses what is not valid or is
+// followed by anything but white space). A "null" body decodes into a
+// struct without error, and must not mean an empty request.
+func isObject(body []byte) bool {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
 }

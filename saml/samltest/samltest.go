@@ -177,6 +177,10 @@ type Response struct {
 	// default is the IdP's).
 	Sign     Signing
 	SignWith *KeyPair
+	// SignatureMethod is the XML signature algorithm, a goxmldsig
+	// identifier such as dsig.RSASHA1SignatureMethod (an old ADFS); its
+	// hash is also the digest. Empty is RSA-SHA256.
+	SignatureMethod string
 	// Wrap turns the response into a signature wrapping attack carrying
 	// Evil (default: NameID "attacker" with e-mail attacker@evil.example).
 	Wrap Wrap
@@ -426,7 +430,7 @@ func (idp *IdP) Response(r Response) ([]byte, error) {
 	a := idp.assertion(r, r.User, issuer, now)
 	var aEl *etree.Element
 	if r.Sign == SignAssertion || r.Sign == SignBoth {
-		sig, err := signature(kp, a.Element())
+		sig, err := signature(kp, r.SignatureMethod, a.Element())
 		if err != nil {
 			return nil, err
 		}
@@ -446,7 +450,7 @@ func (idp *IdP) Response(r Response) ([]byte, error) {
 	respEl := resp.Element()
 	respEl.AddChild(aEl)
 	if r.Sign == SignResponse || r.Sign == SignBoth {
-		sig, err := signature(kp, respEl)
+		sig, err := signature(kp, r.SignatureMethod, respEl)
 		if err != nil {
 			return nil, err
 		}
@@ -561,13 +565,17 @@ func (idp *IdP) assertion(r Response, u User, issuer string, now time.Time) *cre
 	return a
 }
 
-// signature signs el (enveloped, exclusive c14n, RSA-SHA256) and returns
-// the Signature element, for the caller to place after the Issuer.
-func signature(kp KeyPair, el *etree.Element) (*etree.Element, error) {
+// signature signs el (enveloped, exclusive c14n, with method, RSA-SHA256
+// when empty) and returns the Signature element, for the caller to place
+// after the Issuer.
+func signature(kp KeyPair, method string, el *etree.Element) (*etree.Element, error) {
 	ks := dsig.TLSCertKeyStore(tls.Certificate{Certificate: [][]byte{kp.Certificate.Raw}, PrivateKey: kp.Key, Leaf: kp.Certificate})
 	ctx := dsig.NewDefaultSigningContext(ks)
 	ctx.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
-	if err := ctx.SetSignatureMethod(dsig.RSASHA256SignatureMethod); err != nil {
+	if method == "" {
+		method = dsig.RSASHA256SignatureMethod
+	}
+	if err := ctx.SetSignatureMethod(method); err != nil {
 		return nil, fmt.Errorf("samltest: %w", err)
 	}
 	signed, err := ctx.SignEnveloped(el)

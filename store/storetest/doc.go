@@ -47,6 +47,10 @@
 //     it, and at no time can a reader see a committed Seq while a smaller
 //     one is still to be committed (a consumer reading after its cursor
 //     never misses an event).
+//   - A group's Version is a counter the engine bumps on every membership
+//     change: AddMembers and RemoveMembers leave it alone, and an
+//     UpdateGroup that changes only Modified, in the same transaction,
+//     bumps it without touching the members (MembershipVersion).
 //   - Case-insensitive comparisons are tested with ASCII letters only.
 //   - A Locker's held context is live when TryLock returns, carries ctx's
 //     values, ends with ctx (the lock staying held until release), and

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/idprov/idprov/provision"
 )
@@ -183,6 +184,63 @@ func testMembers(t *testing.T, s *suite) {
 		}
 		if got, total, err := st.ListMembers(t.Context(), tenantA, small.ID, provision.Page{Limit: 10}); err != nil || total != 2 || len(got) != 2 {
 			t.Errorf("ListMembers of the small group = %v (total %d), %v; want 2", got, total, err)
+		}
+	})
+}
+
+// testMembershipVersion checks what the engine relies on to make a
+// group's version follow its membership at O(1) cost: AddMembers and
+// RemoveMembers leave Version alone, and an UpdateGroup of the group
+// alone (only Modified changed) in the same transaction bumps it, keeps
+// every member, and commits or rolls back together with the membership.
+func testMembershipVersion(t *testing.T, s *suite) {
+	t.Run("BumpWithMembership", func(t *testing.T) {
+		st := s.store(t)
+		g := createGroup(t, st, group(tenantA, "scim-okta", "Engineering"))
+		us := idsOf(createUsers(t, st, tenantA, "v", 3))
+		addMembers(t, st, tenantA, g.ID, us[0])
+		if cur, err := st.GetGroup(t.Context(), tenantA, g.ID); err != nil || cur.Version != g.Version {
+			t.Fatalf("after AddMembers alone: GetGroup = version %d, %v; want version %d (members do not bump Version by themselves)", cur.Version, err, g.Version)
+		}
+		var bumped provision.Group
+		err := st.Atomically(t.Context(), func(ctx context.Context, tx provision.Store) error {
+			if _, err := tx.AddMembers(ctx, tenantA, g.ID, []string{us[1]}); err != nil {
+				return err
+			}
+			next := g
+			next.Modified = g.Modified.Add(time.Second)
+			var err error
+			bumped, err = tx.UpdateGroup(ctx, next, g.Version)
+			return err
+		})
+		must(t, err, "Atomically(AddMembers, UpdateGroup)")
+		if bumped.Version != g.Version+1 {
+			t.Errorf("UpdateGroup after AddMembers: Version = %d, want %d", bumped.Version, g.Version+1)
+		}
+		read, err := st.GetGroup(t.Context(), tenantA, g.ID)
+		must(t, err, "GetGroup")
+		if read.Version != g.Version+1 || !read.Modified.Equal(g.Modified.Add(time.Second)) {
+			t.Errorf("GetGroup = version %d, modified %v; want version %d, modified %v", read.Version, read.Modified, g.Version+1, g.Modified.Add(time.Second))
+		}
+		if got, want := sorted(allMembers(t, st, tenantA, g.ID)), sorted(us[:2]); !slices.Equal(got, want) {
+			t.Errorf("members after UpdateGroup = %v, want %v (UpdateGroup must not touch members)", got, want)
+		}
+
+		// A stale expected version (a concurrent membership change
+		// committed first) refuses the whole transaction.
+		err = st.Atomically(t.Context(), func(ctx context.Context, tx provision.Store) error {
+			if _, err := tx.AddMembers(ctx, tenantA, g.ID, []string{us[2]}); err != nil {
+				return err
+			}
+			_, err := tx.UpdateGroup(ctx, g, g.Version)
+			return err
+		})
+		wantErr(t, err, provision.ErrVersionConflict, "Atomically(AddMembers, UpdateGroup at a stale version)")
+		if got, want := sorted(allMembers(t, st, tenantA, g.ID)), sorted(us[:2]); !slices.Equal(got, want) {
+			t.Errorf("members after a refused transaction = %v, want %v (rolled back)", got, want)
+		}
+		if read, err := st.GetGroup(t.Context(), tenantA, g.ID); err != nil || read.Version != g.Version+1 {
+			t.Errorf("GetGroup after a refused transaction = version %d, %v; want %d", read.Version, err, g.Version+1)
 		}
 	})
 }

@@ -47,6 +47,7 @@ var coreGroups = []subtests{
 	{"Users", testUsers},
 	{"Groups", testGroups},
 	{"Members", testMembers},
+	{"MembershipVersion", testMembershipVersion},
 	{"Links", testLinks},
 	{"Versions", testVersions},
 	{"Tombstones", testTombstones},
