@@ -16,12 +16,7 @@ import (
 func testGroupVersionBumper(t *testing.T, s *suite) {
 	bumper := func(t *testing.T) (provision.Store, provision.GroupVersionBumper) {
 		t.Helper()
-		st := s.store(t)
-		b, ok := st.(provision.GroupVersionBumper)
-		if !ok {
-			t.Fatalf("storetest: newStore returned a %T, which is not a provision.GroupVersionBumper, although the first store it returned was", st)
-		}
-		return st, b
+		return storeWith[provision.GroupVersionBumper](t, s, "GroupVersionBumper")
 	}
 
 	t.Run("Bump", func(t *testing.T) {
