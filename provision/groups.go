@@ -202,7 +202,7 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 			if !p.confirmed && e.memberDrops.holds(len(drop), len(cur)) {
 				return e.newMembersPlan(s, id, want, len(drop), len(cur))
 			}
-			out, err = e.applyMembers(ctx, s, tx, rec, g, stored, want, drop, &mc)
+			out, err = e.applyMembers(ctx, s, tx, rec, g, stored, pre.Version != 0, want, drop, &mc)
 			return err
 		case len(add) > 0 || len(remove) > 0:
 			if err := e.checkMembers(ctx, s, tx, add, false); err != nil {
@@ -211,7 +211,7 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 			if err := e.checkMembers(ctx, s, tx, remove, true); err != nil {
 				return err
 			}
-			out, err = e.applyMembers(ctx, s, tx, rec, g, stored, add, remove, &mc)
+			out, err = e.applyMembers(ctx, s, tx, rec, g, stored, pre.Version != 0, add, remove, &mc)
 			return err
 		}
 		return nil
@@ -416,8 +416,9 @@ func (e *Engine) ChangeMembers(ctx context.Context, o Origin, groupID string, ad
 // applyMembers removes and adds members of g and, when the membership
 // changed, bumps g's version (touchGroup) so that its ETag protects a
 // replace of members, unless stored says that this transaction already
-// bumped it (a PATCH that renames the group too). It returns g as stored.
-func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recorder, g Group, stored bool, add, remove []string, mc *MembershipChange) (Group, error) {
+// bumped it (a PATCH that renames the group too); pinned is set when the
+// client pinned the version (see touchGroup). It returns g as stored.
+func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recorder, g Group, stored, pinned bool, add, remove []string, mc *MembershipChange) (Group, error) {
 	var snapshots []*Group
 	if len(remove) > 0 {
 		removed, err := tx.RemoveMembers(ctx, s.tenant.ID, g.ID, remove)
@@ -452,7 +453,7 @@ func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recor
 	if len(snapshots) == 0 || stored {
 		return g, nil
 	}
-	touched, err := e.touchGroup(ctx, tx, g)
+	touched, err := e.touchGroup(ctx, tx, g, pinned)
 	if err != nil {
 		return Group{}, err
 	}
@@ -463,17 +464,24 @@ func (e *Engine) applyMembers(ctx context.Context, s scope, tx Store, rec *recor
 }
 
 // touchGroup records a membership change on group g: its Version and
-// Modified change through the Store's UpdateGroup with the expected
-// version, in the caller's transaction. The cost is one row, whatever the
-// group's size; a concurrent writer of the group makes it
-// ErrVersionConflict, which the engine retries unless the client pinned
-// the version (If-Match).
-func (e *Engine) touchGroup(ctx context.Context, tx Store, g Group) (Group, error) {
-	next := cloneGroup(g)
-	ext := next.ExternalID
-	next.ExternalID = ""
-	next.Modified = e.now().UTC()
-	stored, err := tx.UpdateGroup(ctx, next, g.Version)
+// Modified change in the caller's transaction, at the cost of one row
+// whatever the group's size. Unless pinned (the client sent If-Match), a
+// Store with GroupVersionBumper serializes concurrent changes; otherwise
+// UpdateGroup at g's version makes a concurrent writer of the group
+// ErrVersionConflict, which the engine retries unless pinned.
+func (e *Engine) touchGroup(ctx context.Context, tx Store, g Group, pinned bool) (Group, error) {
+	ext := g.ExternalID
+	now := e.now().UTC()
+	var stored Group
+	var err error
+	if b, ok := tx.(GroupVersionBumper); ok && !pinned {
+		stored, err = b.BumpGroupVersion(ctx, g.TenantID, g.ID, now)
+	} else {
+		next := cloneGroup(g)
+		next.ExternalID = ""
+		next.Modified = now
+		stored, err = tx.UpdateGroup(ctx, next, g.Version)
+	}
 	if err != nil {
 		return Group{}, fmt.Errorf("provision: bump the version of group %s: %w", g.ID, err)
 	}

@@ -76,16 +76,17 @@ type Store interface {
 	CreateGroup(ctx context.Context, g Group) (Group, error)
 	// UpdateGroup replaces the stored group like UpdateUser does. It
 	// never touches the group's members, and its cost does not depend on
-	// their number: the engine calls it, with the group's expected
-	// Version, in the transaction of every membership change, so that the
-	// group's Version (its ETag) and Modified follow its membership.
+	// their number: in the transaction of a membership change the engine
+	// bumps the group's Version (its ETag) and Modified with it, at the
+	// expected Version, when the client pinned the version or the Store
+	// has no GroupVersionBumper.
 	UpdateGroup(ctx context.Context, g Group, expectedVersion int64) (Group, error)
 	// DeleteGroup removes the group, its memberships and its Links, if its
 	// Version is expectedVersion.
 	DeleteGroup(ctx context.Context, tenantID, id string, expectedVersion int64) error
 
 	// AddMembers and RemoveMembers leave the group's Version and Modified
-	// alone (the engine bumps them through UpdateGroup).
+	// alone (the engine bumps them: GroupVersionBumper, else UpdateGroup).
 	//
 	// AddMembers makes the users members of the group and returns the IDs
 	// that were not members before, in the order given. Adding a member

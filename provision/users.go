@@ -484,7 +484,7 @@ func (e *Engine) DeleteUser(ctx context.Context, o Origin, id string, pre Precon
 			if err != nil {
 				return err
 			}
-			if g, err = e.touchGroup(ctx, tx, g); err != nil {
+			if g, err = e.touchGroup(ctx, tx, g, false); err != nil {
 				return err
 			}
 			rec.add(Change{Kind: GroupMembersRemoved, Origin: s.origin, GroupAfter: &g, Members: removed})

@@ -24,39 +24,37 @@ func implements[C any](st provision.Store) bool {
 // file with its subtests.
 var capabilities = []capability{
 	{"EventLog", implements[provision.EventLog], testEventLog},
+	{"GroupVersionBumper", implements[provision.GroupVersionBumper], testGroupVersionBumper},
 	{"KV", implements[provision.KV], testKV},
 	{"Locker", implements[provision.Locker], testLocker},
 	{"Searcher", implements[provision.Searcher], testSearcher},
 	{"Registry", implements[provision.Registry], testRegistry},
 }
 
+// storeWith returns a fresh store and its capability C (named name).
+func storeWith[C any](t *testing.T, s *suite, name string) (provision.Store, C) {
+	t.Helper()
+	st := s.store(t)
+	c, ok := st.(C)
+	if !ok {
+		t.Fatalf("storetest: newStore returned a %T, which is not a provision.%s, although the first store it returned was", st, name)
+	}
+	return st, c
+}
+
 // eventLog returns a fresh store and its EventLog.
 func (s *suite) eventLog(t *testing.T) (provision.Store, provision.EventLog) {
 	t.Helper()
-	st := s.store(t)
-	el, ok := st.(provision.EventLog)
-	if !ok {
-		t.Fatalf("storetest: newStore returned a %T, which is not a provision.EventLog, although the first store it returned was", st)
-	}
-	return st, el
+	return storeWith[provision.EventLog](t, s, "EventLog")
 }
 
 func (s *suite) kv(t *testing.T) (provision.Store, provision.KV) {
 	t.Helper()
-	st := s.store(t)
-	kv, ok := st.(provision.KV)
-	if !ok {
-		t.Fatalf("storetest: newStore returned a %T, which is not a provision.KV, although the first store it returned was", st)
-	}
-	return st, kv
+	return storeWith[provision.KV](t, s, "KV")
 }
 
 func (s *suite) locker(t *testing.T) provision.Locker {
 	t.Helper()
-	st := s.store(t)
-	l, ok := st.(provision.Locker)
-	if !ok {
-		t.Fatalf("storetest: newStore returned a %T, which is not a provision.Locker, although the first store it returned was", st)
-	}
+	_, l := storeWith[provision.Locker](t, s, "Locker")
 	return l
 }

@@ -50,7 +50,10 @@
 //   - A group's Version is a counter the engine bumps on every membership
 //     change: AddMembers and RemoveMembers leave it alone, and an
 //     UpdateGroup that changes only Modified, in the same transaction,
-//     bumps it without touching the members (MembershipVersion).
+//     bumps it without touching the members (MembershipVersion). A store
+//     that implements provision.GroupVersionBumper does it without an
+//     expected version, and concurrent bumps in transactions queue
+//     rather than fail (GroupVersionBumper/Concurrent).
 //   - Case-insensitive comparisons are tested with ASCII letters only.
 //   - A Locker's held context is live when TryLock returns, carries ctx's
 //     values, ends with ctx (the lock staying held until release), and
