@@ -31,7 +31,8 @@ type consumerHub struct {
 type listener struct {
 	mu    sync.Mutex
 	dirty map[string]bool
-	ch    chan struct{} // capacity 1: "dirty is not empty"
+	all   bool          // every tenant may have new events: poll now
+	ch    chan struct{} // capacity 1: "dirty is not empty or all is set"
 }
 
 func (h *consumerHub) register(name string) *listener {
@@ -68,18 +69,36 @@ func (h *consumerHub) notify(tenantID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for l := range h.listeners {
-		l.mu.Lock()
-		l.dirty[tenantID] = true
-		l.mu.Unlock()
-		select {
-		case l.ch <- struct{}{}:
-		default:
-		}
+		l.mark(tenantID)
 	}
 }
 
-// take returns and clears the dirty tenants.
-func (l *listener) take() []string {
+// mark records that the tenant has new events.
+func (l *listener) mark(tenantID string) {
+	l.mu.Lock()
+	l.dirty[tenantID] = true
+	l.mu.Unlock()
+	l.signal()
+}
+
+// markAll records that any tenant may have new events.
+func (l *listener) markAll() {
+	l.mu.Lock()
+	l.all = true
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *listener) signal() {
+	select {
+	case l.ch <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and clears the dirty tenants, and whether every tenant
+// must be looked at.
+func (l *listener) take() ([]string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]string, 0, len(l.dirty))
@@ -87,7 +106,9 @@ func (l *listener) take() []string {
 		out = append(out, t)
 	}
 	clear(l.dirty)
-	return out
+	all := l.all
+	l.all = false
+	return out, all
 }
 
 // afterCommit wakes durable consumers, or hands events to the best-effort
@@ -368,8 +389,12 @@ func (e *Engine) Consume(ctx context.Context, name string, fn ConsumeFunc) error
 // tenant is suspended until ResumeConsumer. The first success clears the
 // failure.
 //
-// Consume wakes on the engine's own commits and polls every
-// Config.PollInterval for the commits of other replicas.
+// Consume wakes on the engine's own commits, on the commits of other
+// replicas when the Store is a CommitWatcher with a live notification
+// source, and polls every Config.PollInterval in any case (the fallback:
+// a missed notification costs at most that delay). A poll asks an
+// EventBacklog Store for the tenants behind in one query; without one it
+// reads every tenant's cursor and log.
 func (e *Engine) ConsumeWith(ctx context.Context, name string, fn ConsumeFunc, opts ConsumeOptions) error {
 	if name == "" {
 		return errors.New("provision: Consume needs a consumer name")
@@ -461,9 +486,24 @@ func (c *consumer) state(id string) *tenantState {
 	return s
 }
 
-// poll queues every live tenant.
-func (c *consumer) poll() {
+// poll queues the live tenants that may have new events: those the
+// EventLog's EventBacklog reports behind (one query per page), or every
+// live tenant when it has none or it fails.
+func (c *consumer) poll(ctx context.Context) {
 	c.refreshLive()
+	if bl, ok := c.e.events.(EventBacklog); ok {
+		ids, err := c.behind(ctx, bl)
+		if err == nil {
+			for _, id := range ids {
+				c.enqueue(id)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.e.log.WarnContext(ctx, "provision: reading the consumer's backlog failed; looking at every tenant", "consumer", c.name, "err", err)
+	}
 	ids := make([]string, 0, len(c.live))
 	for id := range c.live {
 		ids = append(ids, id)
@@ -479,6 +519,7 @@ func (c *consumer) run(ctx context.Context) error {
 	c.states, c.queued, c.waiting = map[string]*tenantState{}, map[string]bool{}, map[string]time.Time{}
 	l := e.hub.register(c.name)
 	defer e.hub.unregister(l)
+	defer e.watch(l)()
 	results := make(chan outcome)
 	inFlight := 0
 	defer func() {
@@ -486,7 +527,7 @@ func (c *consumer) run(ctx context.Context) error {
 			<-results
 		}
 	}()
-	c.poll()
+	c.poll(ctx)
 	nextPoll := time.Now().Add(e.pollInterval)
 	timer := time.NewTimer(e.pollInterval)
 	defer timer.Stop()
@@ -530,7 +571,12 @@ func (c *consumer) run(ctx context.Context) error {
 			inFlight--
 			c.settle(ctx, r)
 		case <-l.ch:
-			for _, id := range l.take() {
+			ids, all := l.take()
+			if all {
+				c.poll(ctx)
+				nextPoll = time.Now().Add(e.pollInterval)
+			}
+			for _, id := range ids {
 				if !c.live[id] {
 					c.refreshLive()
 				}
@@ -538,7 +584,7 @@ func (c *consumer) run(ctx context.Context) error {
 			}
 		case <-timer.C:
 			if !time.Now().Before(nextPoll) {
-				c.poll()
+				c.poll(ctx)
 				nextPoll = time.Now().Add(e.pollInterval)
 			}
 		}

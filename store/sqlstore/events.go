@@ -122,7 +122,53 @@ func (t *EventTables) Append(ctx context.Context, q Querier, tenantID string, ev
 			return nil, mapErr("append events", err)
 		}
 	}
+	if t.d == Postgres {
+		// Delivered to every listening session when (and only if) the
+		// transaction commits; see Store.WatchCommits.
+		if err := pgNotify(ctx, q, t.prefix+EventsTopic, eventsPayload(tenantID)); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// eventsPayload is the payload of an events notification: the tenant id,
+// or "" (look at every tenant) for an id too long for a payload.
+func eventsPayload(tenantID string) string {
+	if len(tenantID) > maxPayload {
+		return ""
+	}
+	return tenantID
+}
+
+// Backlogs returns the tenants whose committed last Seq is above the
+// consumer's cursor, with tenant id above afterTenant, in tenant id
+// order, at most limit: see provision.EventBacklog. It is one query
+// joining {prefix}event_seq (one row per tenant that has events) with the
+// consumer's rows of {prefix}cursors on their primary keys; it reads
+// committed rows only, so a transaction that commits late is seen when it
+// commits.
+func (t *EventTables) Backlogs(ctx context.Context, q Querier, consumer, afterTenant string, limit int) ([]provision.Backlog, error) {
+	if limit <= 0 {
+		return []provision.Backlog{}, nil
+	}
+	rows, err := q.QueryContext(ctx, t.sql(`SELECT s.tenant_id, COALESCE(c.seq, 0), s.seq FROM {p}event_seq s
+		LEFT JOIN {p}cursors c ON c.tenant_id = s.tenant_id AND c.consumer = $1
+		WHERE s.tenant_id > $2 AND s.seq > COALESCE(c.seq, 0)
+		ORDER BY s.tenant_id LIMIT $3`), consumer, afterTenant, limit)
+	if err != nil {
+		return nil, mapErr("backlogs", err)
+	}
+	defer rows.Close()
+	out := []provision.Backlog{}
+	for rows.Next() {
+		var b provision.Backlog
+		if err := rows.Scan(&b.TenantID, &b.Cursor, &b.LastSeq); err != nil {
+			return nil, mapErr("backlogs", err)
+		}
+		out = append(out, b)
+	}
+	return out, mapErr("backlogs", rows.Err())
 }
 
 // List returns at most limit events of the tenant with Seq > after, in
@@ -271,6 +317,27 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID string, events []prov
 // ListEvents implements provision.EventLog.
 func (s *Store) ListEvents(ctx context.Context, tenantID string, after int64, limit int) ([]provision.Event, error) {
 	return s.r.ev.List(ctx, s.q, tenantID, after, limit)
+}
+
+// Backlogs implements provision.EventBacklog: one query, see
+// EventTables.Backlogs.
+func (s *Store) Backlogs(ctx context.Context, consumer, afterTenant string, limit int) ([]provision.Backlog, error) {
+	return s.r.ev.Backlogs(ctx, s.q, consumer, afterTenant, limit)
+}
+
+// WatchCommits implements provision.CommitWatcher: on PostgreSQL with
+// Config.Listen set, every transaction that appends events (through this
+// Store or EventTables.Append, on any replica) notifies the topic
+// EventsTopic with the tenant id at commit, and fn gets it; see
+// Subscribe. Otherwise live is false.
+func (s *Store) WatchCommits(fn func(tenantID string)) (stop func(), live bool) {
+	return s.Subscribe(EventsTopic, func(n Notification) {
+		if n.Missed {
+			fn("")
+			return
+		}
+		fn(n.Payload)
+	})
 }
 
 // LastSeq implements provision.EventLog.

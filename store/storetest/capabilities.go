@@ -24,6 +24,7 @@ func implements[C any](st provision.Store) bool {
 // file with its subtests.
 var capabilities = []capability{
 	{"EventLog", implements[provision.EventLog], testEventLog},
+	{"EventBacklog", implements[provision.EventBacklog], testEventBacklog},
 	{"KV", implements[provision.KV], testKV},
 	{"Locker", implements[provision.Locker], testLocker},
 	{"Searcher", implements[provision.Searcher], testSearcher},

@@ -1,0 +1,90 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+)
+
+// Backlog is how far one consumer is behind in one tenant's event log.
+type Backlog struct {
+	TenantID string `json:"tenantId"`
+	// Cursor is the consumer's stored cursor (0 when none was stored).
+	Cursor int64 `json:"cursor"`
+	// LastSeq is the tenant's highest committed Seq: LastSeq-Cursor
+	// events wait (fewer when some were purged).
+	LastSeq int64 `json:"lastSeq"`
+}
+
+// EventBacklog is an optional capability of an EventLog: it finds the
+// tenants a consumer is behind on without visiting every tenant, so an
+// idle consumer costs one query per poll whatever the number of tenants.
+// Without it, Consume reads every tenant's cursor and log at every poll.
+type EventBacklog interface {
+	// Backlogs returns the tenants whose committed LastSeq is above the
+	// consumer's cursor (a tenant without a stored cursor counts as
+	// cursor 0), with tenant id greater than afterTenant, in tenant id
+	// order, at most limit of them: a page; the next one starts after the
+	// last TenantID returned.
+	//
+	// It reads committed state only and keeps no watermark of its own,
+	// so a transaction that commits late (its events were numbered
+	// before those of a transaction that committed first) is reported
+	// once it commits: nothing is skipped.
+	Backlogs(ctx context.Context, consumer, afterTenant string, limit int) ([]Backlog, error)
+}
+
+// CommitWatcher is an optional Store capability: it reports the commits
+// that appended events, on this replica and on every other one sharing
+// the database (PostgreSQL LISTEN/NOTIFY in sqlstore), so that Consume
+// delivers them at once instead of at its next poll.
+type CommitWatcher interface {
+	// WatchCommits calls fn with the tenant id of each committed
+	// transaction that appended events of that tenant, and with "" when
+	// notifications may have been missed (each time the store's
+	// listening session starts or restarts): then any tenant may have new
+	// events. fn must return quickly; it may be called from several
+	// goroutines. live is false when the store has no notification source
+	// wired (fn is then never called); stop ends the watch in every case.
+	WatchCommits(fn func(tenantID string)) (stop func(), live bool)
+}
+
+// backlogPage is how many tenants one Backlogs call returns.
+const backlogPage = 1000
+
+// behind returns the live tenants the consumer is behind on, through the
+// EventLog's EventBacklog, one query per page.
+func (c *consumer) behind(ctx context.Context, bl EventBacklog) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		page, err := bl.Backlogs(ctx, c.name, after, backlogPage)
+		if err != nil {
+			return nil, fmt.Errorf("provision: consumer %q backlog: %w", c.name, err)
+		}
+		for _, b := range page {
+			if c.live[b.TenantID] {
+				out = append(out, b.TenantID)
+			}
+		}
+		if len(page) < backlogPage {
+			return out, nil
+		}
+		after = page[len(page)-1].TenantID
+	}
+}
+
+// watch subscribes l to the commits the Store reports, when it can.
+func (e *Engine) watch(l *listener) (stop func()) {
+	w, ok := e.events.(CommitWatcher)
+	if !ok {
+		return func() {}
+	}
+	stop, _ = w.WatchCommits(func(tenantID string) {
+		if tenantID == "" {
+			l.markAll()
+			return
+		}
+		l.mark(tenantID)
+	})
+	return stop
+}
