@@ -29,8 +29,11 @@ type Config struct {
 	// Audit, when set, receives refusals (a login denied, a write refused)
 	// that change nothing and so have no Event.
 	Audit func(ctx context.Context, r Refusal)
-	// MaxRetries bounds the retries of a change that met a version
-	// conflict (when the caller did not pin a version). Default 8.
+	// MaxRetries is how many times, at least, a change that met a version
+	// conflict is retried when the caller did not pin a version; retries
+	// go on, with jittered backoff, until 5s have passed, and the change
+	// then fails with ErrUnavailable (never ErrVersionConflict, which
+	// only a pinned version gets). Default 8.
 	MaxRetries int
 	// ScanLimit bounds how many resources a filter the store cannot answer
 	// from an index may scan. Default 10,000.
@@ -377,11 +380,13 @@ func (r *recorder) add(c Change) { r.changes = append(r.changes, c) }
 
 // atomically runs fn in one Store transaction together with the OnChange
 // hook and the events of the changes fn recorded, retrying version
-// conflicts unless pinned.
+// conflicts unless pinned (at least Config.MaxRetries times and for
+// conflictPatience; then ErrUnavailable, not ErrVersionConflict).
 func (e *Engine) atomically(ctx context.Context, s scope, pinned bool, fn func(ctx context.Context, tx Store, rec *recorder) error) error {
 	var appended []Event
 	var committed []Change
 	var err error
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		appended, committed = nil, nil
 		err = e.store.Atomically(ctx, func(ctx context.Context, tx Store) error {
@@ -414,14 +419,19 @@ func (e *Engine) atomically(ctx context.Context, s scope, pinned bool, fn func(c
 			appended, committed = evs, rec.changes
 			return nil
 		})
-		if err == nil || pinned || !errors.Is(err, ErrVersionConflict) || attempt >= e.maxRetries {
+		if err == nil || pinned || !errors.Is(err, ErrVersionConflict) {
+			break
+		}
+		if attempt >= e.maxRetries && time.Since(start) >= conflictPatience {
+			// The caller asked for no version: not a conflict for it.
+			err = fmt.Errorf("provision: the resource kept changing for %v (%d attempts; %v): %w", time.Since(start).Round(time.Millisecond), attempt+1, err, ErrUnavailable)
 			break
 		}
 		e.log.DebugContext(ctx, "provision: retrying after a version conflict", "tenant", s.tenant.ID, "attempt", attempt+1)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+		case <-time.After(conflictBackoff(attempt)):
 		}
 	}
 	if err != nil {
