@@ -327,6 +327,9 @@ func (e *Engine) ReactivateUser(ctx context.Context, o Origin, id string) (User,
 }
 
 func (e *Engine) liveUser(ctx context.Context, st Store, s scope, id string) (User, error) {
+	if err := checkKey("user", id); err != nil {
+		return User{}, err
+	}
 	u, err := st.GetUser(ctx, s.tenant.ID, id)
 	if err != nil {
 		return User{}, err
@@ -584,6 +587,9 @@ func (e *Engine) ProvisionIdentity(ctx context.Context, o Origin, id Identity, o
 	}
 	u := cloneUser(id.User)
 	u.ExternalID = id.ExternalID
+	if err := checkLookupKeys(u); err != nil {
+		return User{}, "", err
+	}
 	if opts.Create || opts.Update {
 		if err := validateUser(u); err != nil {
 			return User{}, "", err
