@@ -27,7 +27,7 @@ import (
 // runs LISTEN and waits for notifications, which database/sql cannot
 // express: the host supplies it as Config.Listen, written with its driver
 // (for pgx, through (*sql.Conn).Raw and (*stdlib.Conn).Conn().
-// WaitForNotification; see the example of ListenFunc). Without it, or on
+// WaitForNotification: examples/saas-app/pgnotify.go is a complete one). Without it, or on
 // SQLite, Subscribe reports live false and the host polls instead.
 //
 // Notifications are a wake-up, not a log: one may be lost when the
