@@ -91,6 +91,9 @@ type Engine struct {
 
 	mu      sync.RWMutex
 	tenants map[string]*Tenant
+	// tenantSet changes whenever a tenant is added or removed, so that
+	// consumers rebuild their set of live tenants only then.
+	tenantSet uint64
 	wake    chan struct{}
 	// subs are the best-effort subscribers (Consume without an EventLog).
 	subs map[*subscriber]struct{}
@@ -203,6 +206,8 @@ func (e *Engine) SetTenant(t Tenant) error {
 			e.log.Warn("provision: SetTenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
 		}
 		t.AccessRules, t.access = old.AccessRules, old.access
+	} else {
+		e.tenantSet++
 	}
 	e.tenants[t.ID] = &t
 	return nil
@@ -213,6 +218,7 @@ func (e *Engine) SetTenant(t Tenant) error {
 func (e *Engine) RemoveTenant(id string) {
 	e.mu.Lock()
 	delete(e.tenants, id)
+	e.tenantSet++
 	e.mu.Unlock()
 }
 

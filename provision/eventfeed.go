@@ -88,3 +88,26 @@ func (e *Engine) watch(l *listener) (stop func()) {
 	})
 	return stop
 }
+
+// tenantIDsSince returns the declared tenant ids and the generation of
+// the tenant set they are, unless known is set and the set is still
+// generation gen (then changed is false): a consumer's poll over 100,000
+// idle tenants copies nothing.
+func (e *Engine) tenantIDsSince(gen uint64, known bool) (ids []string, now uint64, changed bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if known && e.tenantSet == gen {
+		return nil, gen, false
+	}
+	ids = make([]string, 0, len(e.tenants))
+	for id := range e.tenants {
+		ids = append(ids, id)
+	}
+	return ids, e.tenantSet, true
+}
+
+// sameSlice reports whether a and b are the same slice (same array, same
+// length), not merely equal.
+func sameSlice(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}

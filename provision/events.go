@@ -193,6 +193,9 @@ type ConsumeOptions struct {
 	SuspendAfter time.Duration
 	// Tenants, when set, returns the tenants to consume (it is called on
 	// every pass, so it may change). Nil means every declared tenant.
+	// Returning the very same slice as the last call (not a copy) while
+	// nothing changed spares the consumer rebuilding its set of tenants
+	// at every poll; the slice must not be modified once returned.
 	Tenants func() []string
 	// BatchSize is how many events of a tenant are read at a time.
 	// Default 256.
@@ -422,6 +425,9 @@ type consumer struct {
 
 	states  map[string]*tenantState
 	live    map[string]bool // the tenants to consume, as of the last look
+	liveSet uint64          // the engine's tenantSet live was built at
+	lastIDs []string        // what opts.Tenants returned when live was built
+	hasLive bool
 	queue   []string        // tenants to drain, first come first served
 	queued  map[string]bool
 	waiting map[string]time.Time // tenants backing off, until when
@@ -453,10 +459,17 @@ func (c *consumer) refreshLive() {
 	var ids []string
 	if c.opts.Tenants != nil {
 		ids = c.opts.Tenants()
-	} else {
-		for _, t := range c.e.Tenants() {
-			ids = append(ids, t.ID)
+		if c.hasLive && sameSlice(ids, c.lastIDs) {
+			return
 		}
+		c.lastIDs, c.hasLive = ids, true
+	} else {
+		var changed bool
+		var gen uint64
+		if ids, gen, changed = c.e.tenantIDsSince(c.liveSet, c.hasLive); !changed {
+			return
+		}
+		c.liveSet, c.hasLive = gen, true
 	}
 	c.live = make(map[string]bool, len(ids))
 	for _, id := range ids {
