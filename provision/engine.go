@@ -94,7 +94,7 @@ type Engine struct {
 	// tenantSet changes whenever a tenant is added or removed, so that
 	// consumers rebuild their set of live tenants only then.
 	tenantSet uint64
-	wake    chan struct{}
+	wake      chan struct{}
 	// subs are the best-effort subscribers (Consume without an EventLog).
 	subs map[*subscriber]struct{}
 

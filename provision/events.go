@@ -428,7 +428,7 @@ type consumer struct {
 	liveSet uint64          // the engine's tenantSet live was built at
 	lastIDs []string        // what opts.Tenants returned when live was built
 	hasLive bool
-	queue   []string        // tenants to drain, first come first served
+	queue   []string // tenants to drain, first come first served
 	queued  map[string]bool
 	waiting map[string]time.Time // tenants backing off, until when
 }
