@@ -91,15 +91,16 @@ type Engine struct {
 
 	mu      sync.RWMutex
 	tenants map[string]*Tenant
-	// tenantSet changes whenever a tenant is added or removed, so that
-	// consumers rebuild their set of live tenants only then.
-	tenantSet uint64
-	wake      chan struct{}
+	wake    chan struct{}
 	// subs are the best-effort subscribers (Consume without an EventLog).
 	subs map[*subscriber]struct{}
 
 	localLocks *localLocker
 	localKV    *localKV
+
+	// tenantSet changes whenever a tenant is added or removed (under mu),
+	// so that consumers rebuild their set of live tenants only then.
+	tenantSet uint64
 
 	// hub tells running consumers which tenants have new events, and
 	// remembers the consumer names seen (events.go).
