@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Config configures an Engine. Store is required; every other field has a
@@ -41,6 +43,10 @@ type Config struct {
 	// PollInterval is how often Consume looks for new events when nothing
 	// woke it. Default 1s.
 	PollInterval time.Duration
+	// MeterProvider receives the engine's metrics (see metrics.go's
+	// list). Nil means the OpenTelemetry global, a no-op until the host
+	// installs one.
+	MeterProvider metric.MeterProvider
 	// EventRetention is how long Purge keeps events. Default 30 days.
 	EventRetention time.Duration
 	// TombstoneRetention is how long Purge keeps deleted users (and the
@@ -98,6 +104,8 @@ type Engine struct {
 	localLocks *localLocker
 	localKV    *localKV
 
+	metrics *metrics
+
 	// tenantSet changes whenever a tenant is added or removed (under mu),
 	// so that consumers rebuild their set of live tenants only then.
 	tenantSet uint64
@@ -133,6 +141,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	e.metrics = newMetrics(cfg.MeterProvider)
 	if e.now == nil {
 		e.now = time.Now
 	}

@@ -55,6 +55,7 @@ const backlogPage = 1000
 // EventLog's EventBacklog, one query per page.
 func (c *consumer) behind(ctx context.Context, bl EventBacklog) ([]string, error) {
 	var out []string
+	var waiting int64
 	after := ""
 	for {
 		page, err := bl.Backlogs(ctx, c.name, after, backlogPage)
@@ -64,9 +65,11 @@ func (c *consumer) behind(ctx context.Context, bl EventBacklog) ([]string, error
 		for _, b := range page {
 			if c.live[b.TenantID] {
 				out = append(out, b.TenantID)
+				waiting += b.LastSeq - b.Cursor
 			}
 		}
 		if len(page) < backlogPage {
+			c.backlog.Store(waiting)
 			return out, nil
 		}
 		after = page[len(page)-1].TenantID

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -423,6 +424,10 @@ type consumer struct {
 	fn   ConsumeFunc
 	opts ConsumeOptions
 
+	// backlog is the events waiting as of the last poll (-1: unknown),
+	// for the idprov.consumer.backlog gauge.
+	backlog atomic.Int64
+
 	states  map[string]*tenantState
 	live    map[string]bool // the tenants to consume, as of the last look
 	liveSet uint64          // the engine's tenantSet live was built at
@@ -533,6 +538,7 @@ func (c *consumer) run(ctx context.Context) error {
 	l := e.hub.register(c.name)
 	defer e.hub.unregister(l)
 	defer e.watch(l)()
+	defer e.metrics.running(c)()
 	results := make(chan outcome)
 	inFlight := 0
 	defer func() {
@@ -712,6 +718,7 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 			out.err = fmt.Errorf("provision: store cursor: %w", err)
 			return out
 		}
+		e.metrics.accepted(ctx, name, ev, e.now())
 		if ctx.Err() != nil {
 			out.err = ctx.Err()
 			return out
@@ -762,6 +769,7 @@ func (c *consumer) fail(ctx context.Context, tenantID string, ev Event, ferr err
 	} else {
 		e.log.WarnContext(ctx, "provision: consumer failed; will retry", "consumer", name, "tenant", tenantID, "seq", ev.Seq, "attempts", rec.Attempts, "failingSince", rec.FailingSince, "backoff", wait, "err", ferr)
 	}
+	e.metrics.failed(ctx, name, rec.Suspended)
 	out := outcome{tenant: tenantID, wait: wait, failed: true}
 	if err := e.saveFailure(ctx, tenantID, name, rec); err != nil {
 		e.log.WarnContext(ctx, "provision: storing a consumer's failure failed", "consumer", name, "tenant", tenantID, "err", err)
