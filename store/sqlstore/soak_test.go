@@ -189,8 +189,8 @@ func TestSoak(t *testing.T) {
 	}
 	type ack struct {
 		tenant, id string
-		version  int64
-		kind     string
+		version    int64
+		kind       string
 	}
 	var acksMu sync.Mutex
 	var acks []ack
