@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -83,6 +84,11 @@ func (e *Engine) createUser(ctx context.Context, s scope, tx Store, rec *recorde
 	}
 	if found && !ex.IsDeleted() {
 		return e.claim(ctx, s, tx, rec, ex, u)
+	}
+	if !found && slices.Contains(s.matchRules(), MatchUserName) {
+		// firstContact looked the userName up in this transaction and
+		// found no live user.
+		return e.insertUser(ctx, s, tx, rec, u)
 	}
 	if taken, err := tx.UserByUserName(ctx, tid, u.UserName); err == nil {
 		return User{}, &ConflictError{Field: "userName", Value: u.UserName, ExistingID: taken.ID, Owner: taken.Owner}

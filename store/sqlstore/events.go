@@ -94,8 +94,17 @@ func (t *EventTables) Append(ctx context.Context, q Querier, tenantID string, ev
 		out[i] = ev
 	}
 	var last int64
-	err := q.QueryRowContext(ctx, t.sql(`INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
-		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq`), tenantID, int64(len(out))).Scan(&last)
+	reserve := `INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
+		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq`
+	var err error
+	if t.d == Postgres {
+		// The same statement notifies every listening session, when (and
+		// only if) the transaction commits; see Store.WatchCommits.
+		var void bool
+		err = q.QueryRowContext(ctx, t.sql(reserve+", pg_notify($3, $4)::text IS NULL"), tenantID, int64(len(out)), t.prefix+EventsTopic, eventsPayload(tenantID)).Scan(&last, &void)
+	} else {
+		err = q.QueryRowContext(ctx, t.sql(reserve), tenantID, int64(len(out))).Scan(&last)
+	}
 	if err != nil {
 		return nil, mapErr("append events: reserve seq", err)
 	}
@@ -120,13 +129,6 @@ func (t *EventTables) Append(ctx context.Context, q Querier, tenantID string, ev
 		_, err := q.ExecContext(ctx, t.sql("INSERT INTO {p}events (tenant_id, seq, time, kind, user_id, doc) VALUES "+placeholders(1, end-start, 6)), args...)
 		if err != nil {
 			return nil, mapErr("append events", err)
-		}
-	}
-	if t.d == Postgres {
-		// Delivered to every listening session when (and only if) the
-		// transaction commits; see Store.WatchCommits.
-		if err := pgNotify(ctx, q, t.prefix+EventsTopic, eventsPayload(tenantID)); err != nil {
-			return nil, err
 		}
 	}
 	return out, nil

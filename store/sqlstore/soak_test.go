@@ -281,11 +281,13 @@ func TestSoak(t *testing.T) {
 		}()
 	}
 
-	// The schedule: every duration/5, kill one engine, restart it 1s later.
+	// The schedule: every duration/5 (at most 15s), kill one engine,
+	// restart it 1s later.
 	deadline := time.Now().Add(duration)
+	every := min(duration/5, 15*time.Second)
 	kills := 0
-	for time.Now().Add(duration/5).Before(deadline) || kills == 0 {
-		time.Sleep(duration / 5)
+	for time.Now().Add(every).Before(deadline) || kills == 0 {
+		time.Sleep(every)
 		mu.Lock()
 		i := rand.N(len(replicas))
 		victim := replicas[i]
