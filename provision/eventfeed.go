@@ -24,13 +24,15 @@ type EventBacklog interface {
 	// consumer's cursor (a tenant without a stored cursor counts as
 	// cursor 0), with tenant id greater than afterTenant, in tenant id
 	// order, at most limit of them: a page; the next one starts after the
-	// last TenantID returned.
+	// last TenantID returned. A non-nil tenants restricts the answer to
+	// those tenants (any number, any order): a consumer of a few tenants
+	// among many does not read the others' backlogs.
 	//
 	// It reads committed state only and keeps no watermark of its own,
 	// so a transaction that commits late (its events were numbered
 	// before those of a transaction that committed first) is reported
 	// once it commits: nothing is skipped.
-	Backlogs(ctx context.Context, consumer, afterTenant string, limit int) ([]Backlog, error)
+	Backlogs(ctx context.Context, consumer string, tenants []string, afterTenant string, limit int) ([]Backlog, error)
 }
 
 // CommitWatcher is an optional Store capability: it reports the commits
@@ -51,14 +53,26 @@ type CommitWatcher interface {
 // backlogPage is how many tenants one Backlogs call returns.
 const backlogPage = 1000
 
+// backlogFilterMax is the largest explicit tenant list (ConsumeOptions.
+// Tenants) a poll hands to Backlogs; past it, the poll reads every
+// backlog and keeps the live ones.
+const backlogFilterMax = 5000
+
 // behind returns the live tenants the consumer is behind on, through the
 // EventLog's EventBacklog, one query per page.
 func (c *consumer) behind(ctx context.Context, bl EventBacklog) ([]string, error) {
 	var out []string
 	var waiting int64
+	var only []string
+	if c.opts.Tenants != nil && len(c.live) <= backlogFilterMax {
+		only = make([]string, 0, len(c.live))
+		for id := range c.live {
+			only = append(only, id)
+		}
+	}
 	after := ""
 	for {
-		page, err := bl.Backlogs(ctx, c.name, after, backlogPage)
+		page, err := bl.Backlogs(ctx, c.name, only, after, backlogPage)
 		if err != nil {
 			return nil, fmt.Errorf("provision: consumer %q backlog: %w", c.name, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -150,19 +151,44 @@ func eventsPayload(tenantID string) string {
 // consumer's rows of {prefix}cursors on their primary keys; it reads
 // committed rows only, so a transaction that commits late is seen when it
 // commits.
-func (t *EventTables) Backlogs(ctx context.Context, q Querier, consumer, afterTenant string, limit int) ([]provision.Backlog, error) {
+func (t *EventTables) Backlogs(ctx context.Context, q Querier, consumer string, tenants []string, afterTenant string, limit int) ([]provision.Backlog, error) {
+	out := []provision.Backlog{}
 	if limit <= 0 {
-		return []provision.Backlog{}, nil
+		return out, nil
 	}
-	rows, err := q.QueryContext(ctx, t.sql(`SELECT s.tenant_id, COALESCE(c.seq, 0), s.seq FROM {p}event_seq s
+	const query = `SELECT s.tenant_id, COALESCE(c.seq, 0), s.seq FROM {p}event_seq s
 		LEFT JOIN {p}cursors c ON c.tenant_id = s.tenant_id AND c.consumer = $1
-		WHERE s.tenant_id > $2 AND s.seq > COALESCE(c.seq, 0)
-		ORDER BY s.tenant_id LIMIT $3`), consumer, afterTenant, limit)
+		WHERE s.tenant_id > $2 AND s.seq > COALESCE(c.seq, 0)`
+	if tenants == nil {
+		return t.scanBacklogs(ctx, q, out, t.sql(query+" ORDER BY s.tenant_id LIMIT $3"), consumer, afterTenant, limit)
+	}
+	// The named tenants, a chunk at a time on their primary keys.
+	ids := slices.Clone(tenants)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	for _, c := range chunks(ids) {
+		args := []any{consumer, afterTenant}
+		for _, id := range c {
+			args = append(args, id)
+		}
+		var err error
+		out, err = t.scanBacklogs(ctx, q, out, t.sql(query+" AND s.tenant_id IN ("+list(3, len(c))+") ORDER BY s.tenant_id"), args...)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) >= limit {
+			return out[:limit], nil
+		}
+	}
+	return out, nil
+}
+
+func (t *EventTables) scanBacklogs(ctx context.Context, q Querier, out []provision.Backlog, query string, args ...any) ([]provision.Backlog, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, mapErr("backlogs", err)
 	}
 	defer rows.Close()
-	out := []provision.Backlog{}
 	for rows.Next() {
 		var b provision.Backlog
 		if err := rows.Scan(&b.TenantID, &b.Cursor, &b.LastSeq); err != nil {
@@ -323,8 +349,8 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, after int64, li
 
 // Backlogs implements provision.EventBacklog: one query, see
 // EventTables.Backlogs.
-func (s *Store) Backlogs(ctx context.Context, consumer, afterTenant string, limit int) ([]provision.Backlog, error) {
-	return s.r.ev.Backlogs(ctx, s.q, consumer, afterTenant, limit)
+func (s *Store) Backlogs(ctx context.Context, consumer string, tenants []string, afterTenant string, limit int) ([]provision.Backlog, error) {
+	return s.r.ev.Backlogs(ctx, s.q, consumer, tenants, afterTenant, limit)
 }
 
 // WatchCommits implements provision.CommitWatcher: on PostgreSQL with

@@ -309,7 +309,7 @@ func TestSoak(t *testing.T) {
 	catchUp := time.Now().Add(60 * time.Second)
 	for _, name := range consumers {
 		for {
-			bl, err := setup.Backlogs(ctx, name, "", 10)
+			bl, err := setup.Backlogs(ctx, name, nil, "", 10)
 			must(t, err)
 			if len(bl) == 0 {
 				break

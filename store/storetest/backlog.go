@@ -22,8 +22,13 @@ func (s *suite) backlog(t *testing.T) (provision.Store, provision.EventLog, prov
 
 func backlogs(t *testing.T, bl provision.EventBacklog, consumer, after string, limit int) []provision.Backlog {
 	t.Helper()
-	out, err := bl.Backlogs(t.Context(), consumer, after, limit)
-	must(t, err, "Backlogs(%s, %q, %d)", consumer, after, limit)
+	return backlogsOf(t, bl, consumer, nil, after, limit)
+}
+
+func backlogsOf(t *testing.T, bl provision.EventBacklog, consumer string, tenants []string, after string, limit int) []provision.Backlog {
+	t.Helper()
+	out, err := bl.Backlogs(t.Context(), consumer, tenants, after, limit)
+	must(t, err, "Backlogs(%s, %v, %q, %d)", consumer, tenants, after, limit)
 	return out
 }
 
@@ -138,12 +143,12 @@ func testEventBacklog(t *testing.T, s *suite) {
 	})
 
 	t.Run("ManyTenants", func(t *testing.T) {
-		// 300 tenants with events, 290 caught up: pages of 4 list the
-		// other 10, each once, in order.
+		// 600 tenants with events, 580 caught up: pages of 4 list the
+		// other 20, each once, in order.
 		_, el, bl := s.backlog(t)
 		ctx := t.Context()
 		var want []string
-		for i := range 300 {
+		for i := range 600 {
 			tenant := fmt.Sprintf("many-%03d", i)
 			appendEvents(t, el, tenant, event(tenant, provision.UserCreated, nil, baseTime, "x"))
 			if i%30 == 7 {
@@ -154,7 +159,7 @@ func testEventBacklog(t *testing.T, s *suite) {
 		}
 		var got []string
 		after := ""
-		for range 20 {
+		for range 40 {
 			page := backlogs(t, bl, "hooks", after, 4)
 			for _, b := range page {
 				got = append(got, b.TenantID)
@@ -166,6 +171,37 @@ func testEventBacklog(t *testing.T, s *suite) {
 		}
 		if d := diff(want, got); d != "" {
 			t.Errorf("paged Backlogs (-want +got):\n%s", d)
+		}
+		// Restricted to named tenants (unsorted, repeated, many caught
+		// up, one unknown; more than one SQL chunk of them): half of the
+		// wanted ones are named.
+		var named []string
+		for i := 599; i >= 0; i-- {
+			if i%60 != 37 {
+				named = append(named, fmt.Sprintf("many-%03d", i))
+			}
+		}
+		named = append(named, "many-067", "nobody")
+		var wantOdd []string
+		for _, id := range want {
+			var n int
+			fmt.Sscanf(id, "many-%d", &n)
+			if n%60 == 7 {
+				wantOdd = append(wantOdd, id)
+			}
+		}
+		var gotOdd []string
+		for _, b := range backlogsOf(t, bl, "hooks", named, "", 100) {
+			gotOdd = append(gotOdd, b.TenantID)
+		}
+		if d := diff(wantOdd, gotOdd); d != "" {
+			t.Errorf("Backlogs of named tenants (-want +got):\n%s", d)
+		}
+		if got := backlogsOf(t, bl, "hooks", []string{}, "", 100); len(got) != 0 {
+			t.Errorf("Backlogs of no tenant = %v, want none", got)
+		}
+		if got := backlogsOf(t, bl, "hooks", named, wantOdd[0], 1); len(got) != 1 || got[0].TenantID != wantOdd[1] {
+			t.Errorf("Backlogs of named tenants after %s, limit 1 = %v, want %s", wantOdd[0], got, wantOdd[1])
 		}
 	})
 }
