@@ -493,6 +493,9 @@ func (e *Engine) putPlan(ctx context.Context, tenantID, key, what string, plan a
 
 // getPlan reads a plan putPlan stored into plan.
 func (e *Engine) getPlan(ctx context.Context, tenantID, key, what string, plan any) error {
+	if err := checkKey(what, key); err != nil {
+		return err
+	}
 	raw, err := e.KVGet(ctx, tenantID, key)
 	if err != nil {
 		return fmt.Errorf("provision: %s %q: %w", what, key, err)

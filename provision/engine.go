@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Config configures an Engine. Store is required; every other field has a
@@ -29,8 +31,11 @@ type Config struct {
 	// Audit, when set, receives refusals (a login denied, a write refused)
 	// that change nothing and so have no Event.
 	Audit func(ctx context.Context, r Refusal)
-	// MaxRetries bounds the retries of a change that met a version
-	// conflict (when the caller did not pin a version). Default 8.
+	// MaxRetries is how many times, at least, a change that met a version
+	// conflict is retried when the caller did not pin a version; retries
+	// go on, with jittered backoff, until 5s have passed, and the change
+	// then fails with ErrUnavailable (never ErrVersionConflict, which
+	// only a pinned version gets). Default 8.
 	MaxRetries int
 	// ScanLimit bounds how many resources a filter the store cannot answer
 	// from an index may scan. Default 10,000.
@@ -38,6 +43,10 @@ type Config struct {
 	// PollInterval is how often Consume looks for new events when nothing
 	// woke it. Default 1s.
 	PollInterval time.Duration
+	// MeterProvider receives the engine's metrics (see metrics.go's
+	// list). Nil means the OpenTelemetry global, a no-op until the host
+	// installs one.
+	MeterProvider metric.MeterProvider
 	// EventRetention is how long Purge keeps events. Default 30 days.
 	EventRetention time.Duration
 	// TombstoneRetention is how long Purge keeps deleted users (and the
@@ -114,6 +123,12 @@ type Engine struct {
 	localLocks *localLocker
 	localKV    *localKV
 
+	metrics *metrics
+
+	// tenantSet changes whenever a tenant is added or removed (under mu),
+	// so that consumers rebuild their set of live tenants only then.
+	tenantSet uint64
+
 	// hub tells running consumers which tenants have new events, and
 	// remembers the consumer names seen (events.go).
 	hub consumerHub
@@ -148,6 +163,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	e.metrics = newMetrics(cfg.MeterProvider)
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -251,6 +267,8 @@ func (e *Engine) SetTenant(t Tenant) error {
 			e.log.Warn("provision: SetTenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
 		}
 		t.AccessRules, t.access = old.AccessRules, old.access
+	} else {
+		e.tenantSet++
 	}
 	e.unindexLocked(t.ID)
 	e.tenants[t.ID] = &t
@@ -295,6 +313,7 @@ func (e *Engine) RemoveTenant(id string) {
 	e.mu.Lock()
 	e.unindexLocked(id)
 	delete(e.tenants, id)
+	e.tenantSet++
 	e.mu.Unlock()
 }
 
@@ -448,11 +467,13 @@ func (r *recorder) add(c Change) { r.changes = append(r.changes, c) }
 
 // atomically runs fn in one Store transaction together with the OnChange
 // hook and the events of the changes fn recorded, retrying version
-// conflicts unless pinned.
+// conflicts unless pinned (at least Config.MaxRetries times and for
+// conflictPatience; then ErrUnavailable, not ErrVersionConflict).
 func (e *Engine) atomically(ctx context.Context, s scope, pinned bool, fn func(ctx context.Context, tx Store, rec *recorder) error) error {
 	var appended []Event
 	var committed []Change
 	var err error
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		appended, committed = nil, nil
 		err = e.store.Atomically(ctx, func(ctx context.Context, tx Store) error {
@@ -485,14 +506,19 @@ func (e *Engine) atomically(ctx context.Context, s scope, pinned bool, fn func(c
 			appended, committed = evs, rec.changes
 			return nil
 		})
-		if err == nil || pinned || !errors.Is(err, ErrVersionConflict) || attempt >= e.maxRetries {
+		if err == nil || pinned || !errors.Is(err, ErrVersionConflict) {
+			break
+		}
+		if attempt >= e.maxRetries && time.Since(start) >= conflictPatience {
+			// The caller asked for no version: not a conflict for it.
+			err = fmt.Errorf("provision: the resource kept changing for %v (%d attempts; %v): %w", time.Since(start).Round(time.Millisecond), attempt+1, err, ErrUnavailable)
 			break
 		}
 		e.log.DebugContext(ctx, "provision: retrying after a version conflict", "tenant", s.tenant.ID, "attempt", attempt+1)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+		case <-time.After(conflictBackoff(attempt)):
 		}
 	}
 	if err != nil {

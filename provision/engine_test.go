@@ -579,8 +579,21 @@ func TestVersionConflictRetry(t *testing.T) {
 	if !errors.Is(err, provision.ErrVersionConflict) || left.Load() != 0 {
 		t.Fatalf("pinned update = %v (left %d), want one attempt and ErrVersionConflict", err, left.Load())
 	}
-	left.Store(1000)
-	if _, err = e.UpdateUser(ctx, okta, u.ID, provision.Precondition{}, func(u *provision.User) error { u.Title = "CEO"; return nil }); !errors.Is(err, provision.ErrVersionConflict) {
-		t.Fatalf("endless conflicts = %v, want ErrVersionConflict after the retry bound", err)
+	// Many more conflicts than MaxRetries (8): still retried, within the
+	// patience of a few seconds.
+	left.Store(40)
+	if got, err = e.UpdateUser(ctx, okta, u.ID, provision.Precondition{}, func(u *provision.User) error { u.Title = "COO"; return nil }); err != nil || got.Title != "COO" {
+		t.Fatalf("unpinned update after 40 conflicts = %+v, %v", got, err)
+	}
+	// Endless: ErrUnavailable after the patience, never
+	// ErrVersionConflict (the caller asked for no version).
+	left.Store(1 << 30)
+	start := time.Now()
+	_, err = e.UpdateUser(ctx, okta, u.ID, provision.Precondition{}, func(u *provision.User) error { u.Title = "CEO"; return nil })
+	if !errors.Is(err, provision.ErrUnavailable) || errors.Is(err, provision.ErrVersionConflict) {
+		t.Fatalf("endless conflicts = %v, want ErrUnavailable (and not ErrVersionConflict) after the retry bound", err)
+	}
+	if d := time.Since(start); d < 4*time.Second || d > 15*time.Second {
+		t.Errorf("endless conflicts gave up after %v, want about 5s", d)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,7 +32,8 @@ type consumerHub struct {
 type listener struct {
 	mu    sync.Mutex
 	dirty map[string]bool
-	ch    chan struct{} // capacity 1: "dirty is not empty"
+	all   bool          // every tenant may have new events: poll now
+	ch    chan struct{} // capacity 1: "dirty is not empty or all is set"
 }
 
 func (h *consumerHub) register(name string) *listener {
@@ -68,18 +70,36 @@ func (h *consumerHub) notify(tenantID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for l := range h.listeners {
-		l.mu.Lock()
-		l.dirty[tenantID] = true
-		l.mu.Unlock()
-		select {
-		case l.ch <- struct{}{}:
-		default:
-		}
+		l.mark(tenantID)
 	}
 }
 
-// take returns and clears the dirty tenants.
-func (l *listener) take() []string {
+// mark records that the tenant has new events.
+func (l *listener) mark(tenantID string) {
+	l.mu.Lock()
+	l.dirty[tenantID] = true
+	l.mu.Unlock()
+	l.signal()
+}
+
+// markAll records that any tenant may have new events.
+func (l *listener) markAll() {
+	l.mu.Lock()
+	l.all = true
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *listener) signal() {
+	select {
+	case l.ch <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and clears the dirty tenants, and whether every tenant
+// must be looked at.
+func (l *listener) take() ([]string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]string, 0, len(l.dirty))
@@ -87,7 +107,9 @@ func (l *listener) take() []string {
 		out = append(out, t)
 	}
 	clear(l.dirty)
-	return out
+	all := l.all
+	l.all = false
+	return out, all
 }
 
 // afterCommit wakes durable consumers, or hands events to the best-effort
@@ -172,6 +194,9 @@ type ConsumeOptions struct {
 	SuspendAfter time.Duration
 	// Tenants, when set, returns the tenants to consume (it is called on
 	// every pass, so it may change). Nil means every declared tenant.
+	// Returning the very same slice as the last call (not a copy) while
+	// nothing changed spares the consumer rebuilding its set of tenants
+	// at every poll; the slice must not be modified once returned.
 	Tenants func() []string
 	// BatchSize is how many events of a tenant are read at a time.
 	// Default 256.
@@ -368,8 +393,12 @@ func (e *Engine) Consume(ctx context.Context, name string, fn ConsumeFunc) error
 // tenant is suspended until ResumeConsumer. The first success clears the
 // failure.
 //
-// Consume wakes on the engine's own commits and polls every
-// Config.PollInterval for the commits of other replicas.
+// Consume wakes on the engine's own commits, on the commits of other
+// replicas when the Store is a CommitWatcher with a live notification
+// source, and polls every Config.PollInterval in any case (the fallback:
+// a missed notification costs at most that delay). A poll asks an
+// EventBacklog Store for the tenants behind in one query; without one it
+// reads every tenant's cursor and log.
 func (e *Engine) ConsumeWith(ctx context.Context, name string, fn ConsumeFunc, opts ConsumeOptions) error {
 	if name == "" {
 		return errors.New("provision: Consume needs a consumer name")
@@ -395,9 +424,16 @@ type consumer struct {
 	fn   ConsumeFunc
 	opts ConsumeOptions
 
+	// backlog is the events waiting as of the last poll (-1: unknown),
+	// for the idprov.consumer.backlog gauge.
+	backlog atomic.Int64
+
 	states  map[string]*tenantState
 	live    map[string]bool // the tenants to consume, as of the last look
-	queue   []string        // tenants to drain, first come first served
+	liveSet uint64          // the engine's tenantSet live was built at
+	lastIDs []string        // what opts.Tenants returned when live was built
+	hasLive bool
+	queue   []string // tenants to drain, first come first served
 	queued  map[string]bool
 	waiting map[string]time.Time // tenants backing off, until when
 }
@@ -428,10 +464,17 @@ func (c *consumer) refreshLive() {
 	var ids []string
 	if c.opts.Tenants != nil {
 		ids = c.opts.Tenants()
-	} else {
-		for _, t := range c.e.Tenants() {
-			ids = append(ids, t.ID)
+		if c.hasLive && sameSlice(ids, c.lastIDs) {
+			return
 		}
+		c.lastIDs, c.hasLive = ids, true
+	} else {
+		var changed bool
+		var gen uint64
+		if ids, gen, changed = c.e.tenantIDsSince(c.liveSet, c.hasLive); !changed {
+			return
+		}
+		c.liveSet, c.hasLive = gen, true
 	}
 	c.live = make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -461,9 +504,24 @@ func (c *consumer) state(id string) *tenantState {
 	return s
 }
 
-// poll queues every live tenant.
-func (c *consumer) poll() {
+// poll queues the live tenants that may have new events: those the
+// EventLog's EventBacklog reports behind (one query per page), or every
+// live tenant when it has none or it fails.
+func (c *consumer) poll(ctx context.Context) {
 	c.refreshLive()
+	if bl, ok := c.e.events.(EventBacklog); ok {
+		ids, err := c.behind(ctx, bl)
+		if err == nil {
+			for _, id := range ids {
+				c.enqueue(id)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.e.log.WarnContext(ctx, "provision: reading the consumer's backlog failed; looking at every tenant", "consumer", c.name, "err", err)
+	}
 	ids := make([]string, 0, len(c.live))
 	for id := range c.live {
 		ids = append(ids, id)
@@ -479,6 +537,8 @@ func (c *consumer) run(ctx context.Context) error {
 	c.states, c.queued, c.waiting = map[string]*tenantState{}, map[string]bool{}, map[string]time.Time{}
 	l := e.hub.register(c.name)
 	defer e.hub.unregister(l)
+	defer e.watch(l)()
+	defer e.metrics.running(c)()
 	results := make(chan outcome)
 	inFlight := 0
 	defer func() {
@@ -486,7 +546,7 @@ func (c *consumer) run(ctx context.Context) error {
 			<-results
 		}
 	}()
-	c.poll()
+	c.poll(ctx)
 	nextPoll := time.Now().Add(e.pollInterval)
 	timer := time.NewTimer(e.pollInterval)
 	defer timer.Stop()
@@ -530,7 +590,12 @@ func (c *consumer) run(ctx context.Context) error {
 			inFlight--
 			c.settle(ctx, r)
 		case <-l.ch:
-			for _, id := range l.take() {
+			ids, all := l.take()
+			if all {
+				c.poll(ctx)
+				nextPoll = time.Now().Add(e.pollInterval)
+			}
+			for _, id := range ids {
 				if !c.live[id] {
 					c.refreshLive()
 				}
@@ -538,7 +603,7 @@ func (c *consumer) run(ctx context.Context) error {
 			}
 		case <-timer.C:
 			if !time.Now().Before(nextPoll) {
-				c.poll()
+				c.poll(ctx)
 				nextPoll = time.Now().Add(e.pollInterval)
 			}
 		}
@@ -653,6 +718,7 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 			out.err = fmt.Errorf("provision: store cursor: %w", err)
 			return out
 		}
+		e.metrics.accepted(ctx, name, ev, e.now())
 		if ctx.Err() != nil {
 			out.err = ctx.Err()
 			return out
@@ -703,6 +769,7 @@ func (c *consumer) fail(ctx context.Context, tenantID string, ev Event, ferr err
 	} else {
 		e.log.WarnContext(ctx, "provision: consumer failed; will retry", "consumer", name, "tenant", tenantID, "seq", ev.Seq, "attempts", rec.Attempts, "failingSince", rec.FailingSince, "backoff", wait, "err", ferr)
 	}
+	e.metrics.failed(ctx, name, rec.Suspended)
 	out := outcome{tenant: tenantID, wait: wait, failed: true}
 	if err := e.saveFailure(ctx, tenantID, name, rec); err != nil {
 		e.log.WarnContext(ctx, "provision: storing a consumer's failure failed", "consumer", name, "tenant", tenantID, "err", err)

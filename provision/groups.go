@@ -102,6 +102,10 @@ func (e *Engine) checkNameFree(ctx context.Context, s scope, st Store, name, sel
 func (e *Engine) checkMembers(ctx context.Context, s scope, st Store, ids []string, removal bool) error {
 	var unknown []string
 	for _, id := range ids {
+		if !validKey(id) {
+			unknown = append(unknown, id)
+			continue
+		}
 		u, err := st.GetUser(ctx, s.tenant.ID, id)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -229,6 +233,9 @@ func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precon
 // updateGroupTx applies mutate (if any) to group id inside tx, checking
 // the precondition and ownership.
 func (e *Engine) updateGroupTx(ctx context.Context, s scope, tx Store, rec *recorder, id string, pre Precondition, mutate func(*Group) error) (Group, error) {
+	if err := checkKey("group", id); err != nil {
+		return Group{}, err
+	}
 	cur, err := tx.GetGroup(ctx, s.tenant.ID, id)
 	if err != nil {
 		return Group{}, err
@@ -310,6 +317,9 @@ func (e *Engine) DeleteGroup(ctx context.Context, o Origin, id string, pre Preco
 	if err != nil {
 		return err
 	}
+	if err := checkKey("group", id); err != nil {
+		return err
+	}
 	return e.atomically(ctx, s, pre.Version != 0, func(ctx context.Context, tx Store, rec *recorder) error {
 		cur, err := tx.GetGroup(ctx, s.tenant.ID, id)
 		if err != nil {
@@ -341,6 +351,9 @@ func (e *Engine) DeleteGroup(ctx context.Context, o Origin, id string, pre Preco
 func (e *Engine) GetGroup(ctx context.Context, o Origin, id string) (Group, error) {
 	s, err := e.scope(ctx, o)
 	if err != nil {
+		return Group{}, err
+	}
+	if err := checkKey("group", id); err != nil {
 		return Group{}, err
 	}
 	g, err := e.store.GetGroup(ctx, s.tenant.ID, id)
@@ -523,6 +536,9 @@ func (e *Engine) ListMembers(ctx context.Context, o Origin, groupID string, p Pa
 	if p.Offset < 0 || p.Limit < 0 {
 		return nil, 0, &ValidationError{Field: "page", Reason: "negative offset or limit"}
 	}
+	if err := checkKey("group", groupID); err != nil {
+		return nil, 0, err
+	}
 	return e.store.ListMembers(ctx, s.tenant.ID, groupID, p)
 }
 
@@ -530,6 +546,9 @@ func (e *Engine) ListMembers(ctx context.Context, o Origin, groupID string, p Pa
 func (e *Engine) GroupsOfUser(ctx context.Context, o Origin, userID string) ([]string, error) {
 	s, err := e.scope(ctx, o)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkKey("user", userID); err != nil {
 		return nil, err
 	}
 	return e.store.GroupsOfUser(ctx, s.tenant.ID, userID)

@@ -81,6 +81,7 @@ func (e *Engine) holdMembersPlan(ctx context.Context, p *MembersPlan) error {
 	if err := e.putPlan(ctx, p.TenantID, membersPlanPrefix+p.ID, "members plan", p); err != nil {
 		return err
 	}
+	e.metrics.planHeld(ctx, "members")
 	e.log.WarnContext(ctx, "provision: a replace of members is held for confirmation", "tenant", p.TenantID, "group", p.GroupID, "connection", p.ConnectionID, "removing", p.Removing, "of", p.Of, "plan", p.ID)
 	return &HeldError{PlanID: p.ID, Removing: p.Removing, Members: p.Of}
 }

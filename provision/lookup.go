@@ -15,6 +15,9 @@ func (e *Engine) UserByExternalID(ctx context.Context, o Origin, externalID stri
 	if err != nil {
 		return User{}, err
 	}
+	if err := checkKey("user", externalID); err != nil {
+		return User{}, err
+	}
 	l, err := e.store.GetLink(ctx, s.tenant.ID, ResourceUser, s.conn.ID, externalID)
 	if err != nil {
 		return User{}, err
@@ -33,6 +36,9 @@ func (e *Engine) UserByExternalID(ctx context.Context, o Origin, externalID stri
 func (e *Engine) GroupByExternalID(ctx context.Context, o Origin, externalID string) (Group, error) {
 	s, err := e.scope(ctx, o)
 	if err != nil {
+		return Group{}, err
+	}
+	if err := checkKey("group", externalID); err != nil {
 		return Group{}, err
 	}
 	l, err := e.store.GetLink(ctx, s.tenant.ID, ResourceGroup, s.conn.ID, externalID)

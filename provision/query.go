@@ -47,6 +47,9 @@ const scanChunk = 1000
 const noID = ""
 
 func (e *Engine) findUsers(ctx context.Context, s scope, q Query) ([]User, int, error) {
+	if err := checkFilter(q.Filter); err != nil {
+		return nil, 0, err
+	}
 	if q.Filter == nil && q.SortBy == "" {
 		return e.store.ListUsers(ctx, s.tenant.ID, q.Page)
 	}
@@ -103,6 +106,9 @@ func (e *Engine) findUsers(ctx context.Context, s scope, q Query) ([]User, int, 
 }
 
 func (e *Engine) findGroups(ctx context.Context, s scope, q Query) ([]Group, int, error) {
+	if err := checkFilter(q.Filter); err != nil {
+		return nil, 0, err
+	}
 	if q.Filter == nil && q.SortBy == "" {
 		return e.store.ListGroups(ctx, s.tenant.ID, q.Page)
 	}

@@ -134,6 +134,14 @@ type Store interface {
 	// transaction.
 	// Capabilities (EventLog, KV) reached through tx are part of the
 	// transaction too; tx must not be used after Atomically returns.
+	//
+	// Writers of one resource should queue rather than conflict: GetUser
+	// and GetGroup through tx lock the resource they read until the
+	// transaction ends (SQL: SELECT ... FOR UPDATE), unless the store runs
+	// one write transaction at a time anyway (memstore, SQLite). Then a
+	// change that pinned no version never meets ErrVersionConflict; the
+	// engine still retries the conflicts of a store that does not, with
+	// backoff, for a few seconds.
 	Atomically(ctx context.Context, fn func(ctx context.Context, tx Store) error) error
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -94,6 +95,11 @@ func (e *Engine) createUser(ctx context.Context, s scope, tx Store, rec *recorde
 	}
 	if found && !ex.IsDeleted() {
 		return e.claim(ctx, s, tx, rec, ex, u)
+	}
+	if !found && slices.Contains(s.matchRules(), MatchUserName) {
+		// firstContact looked the userName up in this transaction and
+		// found no live user.
+		return e.insertUser(ctx, s, tx, rec, u)
 	}
 	if taken, err := tx.UserByUserName(ctx, tid, u.UserName); err == nil {
 		return User{}, &ConflictError{Field: "userName", Value: u.UserName, ExistingID: taken.ID, Owner: taken.Owner}
@@ -338,6 +344,9 @@ func (e *Engine) ReactivateUser(ctx context.Context, o Origin, id string) (User,
 }
 
 func (e *Engine) liveUser(ctx context.Context, st Store, s scope, id string) (User, error) {
+	if err := checkKey("user", id); err != nil {
+		return User{}, err
+	}
 	u, err := st.GetUser(ctx, s.tenant.ID, id)
 	if err != nil {
 		return User{}, err
@@ -598,6 +607,9 @@ func (e *Engine) ProvisionIdentity(ctx context.Context, o Origin, id Identity, o
 	}
 	u := cloneUser(id.User)
 	u.ExternalID = id.ExternalID
+	if err := checkLookupKeys(u); err != nil {
+		return User{}, "", err
+	}
 	if opts.Create || opts.Update {
 		if err := validateUser(u); err != nil {
 			return User{}, "", err

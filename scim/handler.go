@@ -129,6 +129,7 @@ type Handler struct {
 	logCfg      RequestLogConfig
 	logs        *logStore
 	now         func() time.Time
+	metrics     *scimMetrics
 
 	userSchema, groupSchema, enterpriseSchema schema.Schema
 }
@@ -207,6 +208,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h.logCfg = h.logCfg.withDefaults()
 	h.logs = newLogStore(h.logCfg)
+	h.metrics = newSCIMMetrics(cfg.Engine.MeterProvider())
 	h.spc = h.serviceProviderConfig()
 	spc := &elimity.ServiceProviderConfig{
 		DocumentationURI: optional.NewString("https://github.com/idprov/idprov#scim-quick-start"),

@@ -211,6 +211,7 @@ func (h *Handler) record(r *http.Request, st *request, body []byte, w *logWriter
 	if len(body) > 0 {
 		st.sawStringBool = st.sawStringBool || bytes.Contains(body, []byte(`"True"`)) || bytes.Contains(body, []byte(`"False"`))
 	}
+	h.metrics.request(r.Context(), st.origin.TenantID, st.origin.ConnectionID, r.Method, w.status, now.Sub(st.start))
 	e := LogEntry{
 		CorrelationID: st.origin.RequestID,
 		Time:          st.start,

@@ -52,7 +52,12 @@ func (f *dbFeature) setup(a *app) error {
 		}
 		f.db, dialect, a.StoreName = db, sqlstore.SQLite, "sqlite:"+f.dsn
 	}
-	st, err := sqlstore.New(f.db, sqlstore.Config{Dialect: dialect, Logger: a.Log})
+	cfg := sqlstore.Config{Dialect: dialect, Logger: a.Log}
+	if dialect == sqlstore.Postgres {
+		// Consumers on every replica hear of a commit at once.
+		cfg.Listen = pgxListen(f.db)
+	}
+	st, err := sqlstore.New(f.db, cfg)
 	if err != nil {
 		return fmt.Errorf("-db: %w", err)
 	}

@@ -61,6 +61,7 @@ func features() []feature {
 		&samlFeature{},
 		&ldapFeature{},
 		&eventsFeature{},
+		&metricsFeature{},
 		&adminFeature{},
 		&registryFeature{},
 	}

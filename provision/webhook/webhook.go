@@ -93,6 +93,9 @@ type Webhook struct {
 
 	mu        sync.RWMutex
 	endpoints map[string]Endpoint
+	// ids caches the sorted tenant ids of endpoints (nil: rebuild), so
+	// that the consumer's poll finds the same slice while nothing changed.
+	ids []string
 }
 
 // New validates cfg and returns a Webhook. Call Run to deliver.
@@ -173,6 +176,9 @@ func (w *Webhook) SetEndpoint(tenantID string, ep Endpoint) error {
 		return fmt.Errorf("%w (tenant %q)", err, tenantID)
 	}
 	w.mu.Lock()
+	if _, ok := w.endpoints[tenantID]; !ok {
+		w.ids = nil
+	}
 	w.endpoints[tenantID] = ep
 	w.mu.Unlock()
 	return nil
@@ -182,6 +188,7 @@ func (w *Webhook) SetEndpoint(tenantID string, ep Endpoint) error {
 func (w *Webhook) RemoveEndpoint(tenantID string) {
 	w.mu.Lock()
 	delete(w.endpoints, tenantID)
+	w.ids = nil
 	w.mu.Unlock()
 }
 
@@ -193,15 +200,25 @@ func (w *Webhook) Endpoint(tenantID string) (Endpoint, bool) {
 	return ep, ok
 }
 
+// tenants returns the tenants with an endpoint, sorted: the same slice
+// while none is added or removed (see provision.ConsumeOptions.Tenants).
 func (w *Webhook) tenants() []string {
 	w.mu.RLock()
-	defer w.mu.RUnlock()
-	out := make([]string, 0, len(w.endpoints))
-	for t := range w.endpoints {
-		out = append(out, t)
+	ids := w.ids
+	w.mu.RUnlock()
+	if ids != nil {
+		return ids
 	}
-	slices.Sort(out)
-	return out
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ids == nil {
+		w.ids = make([]string, 0, len(w.endpoints))
+		for t := range w.endpoints {
+			w.ids = append(w.ids, t)
+		}
+		slices.Sort(w.ids)
+	}
+	return w.ids
 }
 
 // Run delivers events until ctx ends, and then returns ctx's error. Run it

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -170,6 +171,53 @@ func (st *state) setCursor(tenantID, consumer string, seq int64) {
 			delete(t.cursors, consumer)
 		}
 	})
+}
+
+// dedupeStrings returns ids sorted, without repeats.
+func dedupeStrings(ids []string) []string {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// backlogs returns the tenants behind for the consumer: see
+// provision.EventBacklog. It scans the tenants in memory (or only those
+// named).
+func (st *state) backlogs(consumer string, tenants []string, afterTenant string, limit int) []provision.Backlog {
+	out := []provision.Backlog{}
+	if limit <= 0 {
+		return out
+	}
+	add := func(id string, t *tenant) {
+		if t != nil && id > afterTenant && t.lastSeq > t.cursors[consumer] {
+			out = append(out, provision.Backlog{TenantID: id, Cursor: t.cursors[consumer], LastSeq: t.lastSeq})
+		}
+	}
+	if tenants != nil {
+		for _, id := range dedupeStrings(tenants) {
+			add(id, st.tenants[id])
+		}
+	} else {
+		for id, t := range st.tenants {
+			add(id, t)
+		}
+	}
+	slices.SortFunc(out, func(a, b provision.Backlog) int { return strings.Compare(a.TenantID, b.TenantID) })
+	return out[:min(len(out), limit)]
+}
+
+// Backlogs implements provision.EventBacklog: the tenants whose last Seq
+// is above the consumer's cursor, in tenant id order. It scans the
+// tenants in memory (no query to save here).
+func (s *Store) Backlogs(ctx context.Context, consumer string, tenants []string, afterTenant string, limit int) (out []provision.Backlog, err error) {
+	err = s.read(ctx, func(st *state) error { out = st.backlogs(consumer, tenants, afterTenant, limit); return nil })
+	return out, err
+}
+
+// Backlogs implements provision.EventBacklog in the transaction.
+func (t *tx) Backlogs(ctx context.Context, consumer string, tenants []string, afterTenant string, limit int) (out []provision.Backlog, err error) {
+	err = t.read(ctx, func(st *state) error { out = st.backlogs(consumer, tenants, afterTenant, limit); return nil })
+	return out, err
 }
 
 // AppendEvents appends the tenant's events and returns them with Seq

@@ -77,6 +77,9 @@ var (
 	_ provision.EventLog = (*tx)(nil)
 	_ provision.KV       = (*tx)(nil)
 	_ provision.Locker   = (*tx)(nil)
+
+	_ provision.EventBacklog = (*Store)(nil)
+	_ provision.EventBacklog = (*tx)(nil)
 )
 
 // New returns an empty Store using time.Now for KV expiry.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -94,8 +95,17 @@ func (t *EventTables) Append(ctx context.Context, q Querier, tenantID string, ev
 		out[i] = ev
 	}
 	var last int64
-	err := q.QueryRowContext(ctx, t.sql(`INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
-		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq`), tenantID, int64(len(out))).Scan(&last)
+	reserve := `INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
+		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq`
+	var err error
+	if t.d == Postgres {
+		// The same statement notifies every listening session, when (and
+		// only if) the transaction commits; see Store.WatchCommits.
+		var void bool
+		err = q.QueryRowContext(ctx, t.sql(reserve+", pg_notify($3, $4)::text IS NULL"), tenantID, int64(len(out)), t.prefix+EventsTopic, eventsPayload(tenantID)).Scan(&last, &void)
+	} else {
+		err = q.QueryRowContext(ctx, t.sql(reserve), tenantID, int64(len(out))).Scan(&last)
+	}
 	if err != nil {
 		return nil, mapErr("append events: reserve seq", err)
 	}
@@ -123,6 +133,70 @@ func (t *EventTables) Append(ctx context.Context, q Querier, tenantID string, ev
 		}
 	}
 	return out, nil
+}
+
+// eventsPayload is the payload of an events notification: the tenant id,
+// or "" (look at every tenant) for an id too long for a payload.
+func eventsPayload(tenantID string) string {
+	if len(tenantID) > maxPayload {
+		return ""
+	}
+	return tenantID
+}
+
+// Backlogs returns the tenants whose committed last Seq is above the
+// consumer's cursor, with tenant id above afterTenant, in tenant id
+// order, at most limit: see provision.EventBacklog. It is one query
+// joining {prefix}event_seq (one row per tenant that has events) with the
+// consumer's rows of {prefix}cursors on their primary keys; it reads
+// committed rows only, so a transaction that commits late is seen when it
+// commits.
+func (t *EventTables) Backlogs(ctx context.Context, q Querier, consumer string, tenants []string, afterTenant string, limit int) ([]provision.Backlog, error) {
+	out := []provision.Backlog{}
+	if limit <= 0 {
+		return out, nil
+	}
+	const query = `SELECT s.tenant_id, COALESCE(c.seq, 0), s.seq FROM {p}event_seq s
+		LEFT JOIN {p}cursors c ON c.tenant_id = s.tenant_id AND c.consumer = $1
+		WHERE s.tenant_id > $2 AND s.seq > COALESCE(c.seq, 0)`
+	if tenants == nil {
+		return t.scanBacklogs(ctx, q, out, t.sql(query+" ORDER BY s.tenant_id LIMIT $3"), consumer, afterTenant, limit)
+	}
+	// The named tenants, a chunk at a time on their primary keys.
+	ids := slices.Clone(tenants)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	for _, c := range chunks(ids) {
+		args := []any{consumer, afterTenant}
+		for _, id := range c {
+			args = append(args, id)
+		}
+		var err error
+		out, err = t.scanBacklogs(ctx, q, out, t.sql(query+" AND s.tenant_id IN ("+list(3, len(c))+") ORDER BY s.tenant_id"), args...)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) >= limit {
+			return out[:limit], nil
+		}
+	}
+	return out, nil
+}
+
+func (t *EventTables) scanBacklogs(ctx context.Context, q Querier, out []provision.Backlog, query string, args ...any) ([]provision.Backlog, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, mapErr("backlogs", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b provision.Backlog
+		if err := rows.Scan(&b.TenantID, &b.Cursor, &b.LastSeq); err != nil {
+			return nil, mapErr("backlogs", err)
+		}
+		out = append(out, b)
+	}
+	return out, mapErr("backlogs", rows.Err())
 }
 
 // List returns at most limit events of the tenant with Seq > after, in
@@ -271,6 +345,27 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID string, events []prov
 // ListEvents implements provision.EventLog.
 func (s *Store) ListEvents(ctx context.Context, tenantID string, after int64, limit int) ([]provision.Event, error) {
 	return s.r.ev.List(ctx, s.q, tenantID, after, limit)
+}
+
+// Backlogs implements provision.EventBacklog: one query, see
+// EventTables.Backlogs.
+func (s *Store) Backlogs(ctx context.Context, consumer string, tenants []string, afterTenant string, limit int) ([]provision.Backlog, error) {
+	return s.r.ev.Backlogs(ctx, s.q, consumer, tenants, afterTenant, limit)
+}
+
+// WatchCommits implements provision.CommitWatcher: on PostgreSQL with
+// Config.Listen set, every transaction that appends events (through this
+// Store or EventTables.Append, on any replica) notifies the topic
+// EventsTopic with the tenant id at commit, and fn gets it; see
+// Subscribe. Otherwise live is false.
+func (s *Store) WatchCommits(fn func(tenantID string)) (stop func(), live bool) {
+	return s.Subscribe(EventsTopic, func(n Notification) {
+		if n.Missed {
+			fn("")
+			return
+		}
+		fn(n.Payload)
+	})
 }
 
 // LastSeq implements provision.EventLog.

@@ -33,10 +33,11 @@ func (s *Store) queryGroups(ctx context.Context, op, query string, args ...any) 
 	return out, nil
 }
 
-// GetGroup implements provision.Store.
+// GetGroup implements provision.Store. In an Atomically transaction on
+// PostgreSQL it locks the row until the transaction ends, like GetUser.
 func (s *Store) GetGroup(ctx context.Context, tenantID, id string) (provision.Group, error) {
 	var doc []byte
-	err := s.q.QueryRowContext(ctx, s.r.sql("SELECT doc FROM {p}groups WHERE tenant_id = $1 AND id = $2"), tenantID, id).Scan(&doc)
+	err := s.q.QueryRowContext(ctx, s.r.sql("SELECT doc FROM {p}groups WHERE tenant_id = $1 AND id = $2"+s.forUpdate()), tenantID, id).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return provision.Group{}, notFound("group", id)
 	}

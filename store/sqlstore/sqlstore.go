@@ -77,6 +77,12 @@ type Config struct {
 	// advisory locks, freed by the server when the holder's connection
 	// ends; the holder checks its session every min(LockTTL/3, 5s).)
 	LockTTL time.Duration
+	// Listen, on PostgreSQL, runs the session that receives the
+	// notifications of other replicas (LISTEN), written with the host's
+	// driver: see ListenFunc and Subscribe. With it, consumers on every
+	// replica learn of a commit at once (WatchCommits); nil means they
+	// find it at their next poll. Ignored on SQLite.
+	Listen ListenFunc
 }
 
 // Store is a provision.Store over database/sql. It also implements
@@ -97,6 +103,9 @@ var (
 	_ provision.EventLog = (*Store)(nil)
 	_ provision.KV       = (*Store)(nil)
 	_ provision.Locker   = (*Store)(nil)
+
+	_ provision.EventBacklog  = (*Store)(nil)
+	_ provision.CommitWatcher = (*Store)(nil)
 )
 
 // root is what a Store and its transactions share.
@@ -110,6 +119,8 @@ type root struct {
 	busyTimeout time.Duration
 	lockTTL     time.Duration
 	ev          *EventTables
+	listen      ListenFunc
+	nt          notifier
 	// writeSem serializes SQLite write transactions of this process, so
 	// they queue in Go instead of polling SQLite's busy handler.
 	writeSem chan struct{}
@@ -157,6 +168,7 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 		maxRetries:  cfg.MaxRetries,
 		busyTimeout: cfg.BusyTimeout,
 		lockTTL:     cfg.LockTTL,
+		listen:      cfg.Listen,
 		writeSem:    make(chan struct{}, 1),
 	}
 	if r.log == nil {

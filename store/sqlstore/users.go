@@ -46,10 +46,22 @@ func (s *Store) queryUser(ctx context.Context, op, what string, query string, ar
 	return decodeUser(doc)
 }
 
-// GetUser implements provision.Store.
+// GetUser implements provision.Store. In an Atomically transaction on
+// PostgreSQL it locks the row until the transaction ends (SELECT ... FOR
+// UPDATE), so concurrent changes of one user queue instead of meeting a
+// version conflict; see provision.Store.
 func (s *Store) GetUser(ctx context.Context, tenantID, id string) (provision.User, error) {
 	return s.queryUser(ctx, "get user", id,
-		"SELECT doc FROM {p}users WHERE tenant_id = $1 AND id = $2", tenantID, id)
+		"SELECT doc FROM {p}users WHERE tenant_id = $1 AND id = $2"+s.forUpdate(), tenantID, id)
+}
+
+// forUpdate is the row-locking clause of a read in a PostgreSQL
+// transaction (SQLite transactions are single-writer already).
+func (s *Store) forUpdate() string {
+	if s.inTx && s.r.d == Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // UserByUserName implements provision.Store.

@@ -169,4 +169,69 @@ func testConcurrency(t *testing.T, s *suite) {
 			t.Errorf("after %d increments: counter %s, Version %d; want %s, %d (a lost update)", workers*perWorker, got.Attributes["n"], got.Version, want, workers*perWorker+1)
 		}
 	})
+
+	t.Run("ReadLocksInTransaction", func(t *testing.T) {
+		// The Store contract (see provision.Store.Atomically): a read of a
+		// user or a group through tx keeps other writers of it waiting
+		// until the transaction ends, so read-modify-write transactions
+		// never meet a version conflict, not even once.
+		const perWorker = 5
+		st := s.store(t)
+		in := user(tenantA, "counter")
+		in.Attributes = map[string]json.RawMessage{"n": json.RawMessage(`0`)}
+		u := createUser(t, st, in)
+		g := createGroup(t, st, group(tenantA, "scim-okta", "Counted"))
+		errs := make([]error, workers)
+		together(workers, func(w int) {
+			for i := range perWorker {
+				errs[w] = st.Atomically(t.Context(), func(ctx context.Context, tx provision.Store) error {
+					cur, err := tx.GetUser(ctx, tenantA, u.ID)
+					if err != nil {
+						return err
+					}
+					n, err := strconv.Atoi(string(cur.Attributes["n"]))
+					if err != nil {
+						return fmt.Errorf("counter %q: %w", cur.Attributes["n"], err)
+					}
+					next := cur
+					next.Attributes = map[string]json.RawMessage{"n": json.RawMessage(strconv.Itoa(n + 1))}
+					_, err = tx.UpdateUser(ctx, next, cur.Version)
+					return err
+				})
+				if errs[w] != nil {
+					errs[w] = fmt.Errorf("user, increment %d: %w", i, errs[w])
+					return
+				}
+				errs[w] = st.Atomically(t.Context(), func(ctx context.Context, tx provision.Store) error {
+					cur, err := tx.GetGroup(ctx, tenantA, g.ID)
+					if err != nil {
+						return err
+					}
+					next := cur
+					next.DisplayName = fmt.Sprintf("Counted %d-%d", w, i)
+					_, err = tx.UpdateGroup(ctx, next, cur.Version)
+					return err
+				})
+				if errs[w] != nil {
+					errs[w] = fmt.Errorf("group, change %d: %w", i, errs[w])
+					return
+				}
+			}
+		})
+		for w, err := range errs {
+			if err != nil {
+				t.Errorf("worker %d: %v (want no conflict: reads in a transaction must lock)", w, err)
+			}
+		}
+		got, err := st.GetUser(t.Context(), tenantA, u.ID)
+		must(t, err, "GetUser")
+		if want := strconv.Itoa(workers * perWorker); string(got.Attributes["n"]) != want {
+			t.Errorf("after %d increments: counter %s, want %s", workers*perWorker, got.Attributes["n"], want)
+		}
+		gg, err := st.GetGroup(t.Context(), tenantA, g.ID)
+		must(t, err, "GetGroup")
+		if gg.Version != g.Version+workers*perWorker {
+			t.Errorf("group at version %d after %d changes from %d", gg.Version, workers*perWorker, g.Version)
+		}
+	})
 }
