@@ -77,7 +77,7 @@ func (c *consumer) behind(ctx context.Context, bl EventBacklog) ([]string, error
 			return nil, fmt.Errorf("provision: consumer %q backlog: %w", c.name, err)
 		}
 		for _, b := range page {
-			if c.live[b.TenantID] {
+			if c.isLive(ctx, b.TenantID) {
 				out = append(out, b.TenantID)
 				waiting += b.LastSeq - b.Cursor
 			}
@@ -127,4 +127,19 @@ func (e *Engine) tenantIDsSince(gen uint64, known bool) (ids []string, now uint6
 // length), not merely equal.
 func sameSlice(a, b []string) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// isLive reports whether the consumer consumes the tenant: one of its
+// live tenants (declared, or returned by ConsumeOptions.Tenants), or, when
+// ConsumeOptions.Tenants is nil, a tenant registered in the Registry
+// (read through the engine's cache).
+func (c *consumer) isLive(ctx context.Context, id string) bool {
+	if c.live[id] {
+		return true
+	}
+	if c.opts.Tenants != nil || c.e.reg == nil {
+		return false
+	}
+	t, err := c.e.reg.get(ctx, id, c.e.now())
+	return err == nil && t != nil
 }

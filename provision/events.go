@@ -193,7 +193,8 @@ type ConsumeOptions struct {
 	// suspend: retry at MaxBackoff for as long as it takes.
 	SuspendAfter time.Duration
 	// Tenants, when set, returns the tenants to consume (it is called on
-	// every pass, so it may change). Nil means every declared tenant.
+	// every pass, so it may change). Nil means every declared tenant and
+	// every tenant registered in the Store's Registry.
 	// Returning the very same slice as the last call (not a copy) while
 	// nothing changed spares the consumer rebuilding its set of tenants
 	// at every poll; the slice must not be modified once returned.
@@ -530,6 +531,24 @@ func (c *consumer) poll(ctx context.Context) {
 	for _, id := range ids {
 		c.enqueue(id)
 	}
+	if c.opts.Tenants == nil && c.e.reg != nil {
+		// Without a backlog query, the registered tenants are looked at
+		// one by one too.
+		for off := 0; ; {
+			recs, total, err := c.e.reg.store.ListTenantRecords(ctx, Page{Offset: off, Limit: 1000})
+			if err != nil {
+				c.e.log.WarnContext(ctx, "provision: listing the registered tenants failed", "consumer", c.name, "err", err)
+				return
+			}
+			for _, r := range recs {
+				c.enqueue(r.TenantID)
+			}
+			off += len(recs)
+			if len(recs) == 0 || off >= total {
+				return
+			}
+		}
+	}
 }
 
 func (c *consumer) run(ctx context.Context) error {
@@ -565,7 +584,7 @@ func (c *consumer) run(ctx context.Context) error {
 			id := c.queue[0]
 			c.queue = c.queue[1:]
 			delete(c.queued, id)
-			if _, backingOff := c.waiting[id]; backingOff || !c.live[id] {
+			if _, backingOff := c.waiting[id]; backingOff || !c.isLive(ctx, id) {
 				continue // queued again when its wait ends
 			}
 			s := c.state(id)

@@ -425,3 +425,40 @@ func TestDiscover(t *testing.T) {
 		t.Fatalf("an unverified domain routed: %v", got)
 	}
 }
+
+// TestConsumeRegisteredTenant: a durable consumer with no tenant list
+// consumes the registered tenants too, including one registered after it
+// started.
+func TestConsumeRegisteredTenant(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := memstore.New()
+	e, err := provision.NewEngine(provision.Config{Store: st, SecretKeys: []provision.SecretKey{testKey}, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 100)
+	go e.Consume(ctx, "audit", func(ctx context.Context, ev provision.Event) error {
+		got <- ev.TenantID + ":" + string(ev.Kind)
+		return nil
+	})
+	if _, err := e.PutTenant(ctx, provision.Tenant{ID: "globex", Connections: []provision.Connection{{ID: "okta", Kind: provision.KindSCIM}}}, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateUser(ctx, provision.Origin{TenantID: "globex", ConnectionID: "okta"}, provision.User{UserName: "ada", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"globex:connection.activated", "globex:user.created"} {
+		if s := recv(t, got); s != want {
+			t.Fatalf("consumed %s, want %s", s, want)
+		}
+	}
+	// Written by another engine (no local wake-up): found by the poll.
+	other := newRegEngine(t, st, &regClock{t: time.Now()})
+	if _, err := other.CreateUser(ctx, provision.Origin{TenantID: "globex", ConnectionID: "okta"}, provision.User{UserName: "bob", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s := recv(t, got); s != "globex:user.created" {
+		t.Fatalf("consumed %s after another engine's write", s)
+	}
+}
