@@ -69,6 +69,19 @@ type Registry interface {
 	RegistryRev(ctx context.Context) (int64, error)
 }
 
+// RegistryWatcher is the optional capability of a Registry that hears
+// the registry writes of every replica as they commit (PostgreSQL's
+// LISTEN/NOTIFY). Engine.FollowRegistry uses it to see a change within
+// milliseconds instead of at its next read of the revision feed.
+type RegistryWatcher interface {
+	// WatchRegistry calls fn with the tenant id of each committed registry
+	// write, and with "" when notifications may have been missed (each
+	// time the listening session starts or restarts). fn must return
+	// quickly. live is false when no notification source is wired (fn is
+	// then never called); stop ends the watch in every case.
+	WatchRegistry(fn func(tenantID string)) (stop func(), live bool)
+}
+
 // TokenHash is the SHA-256 digest of a bearer token: what a host stores
 // and configures instead of the token (SCIMSettings.TokenHashes); the
 // registry indexes connections by it. Bearer tokens carry 256 random bits

@@ -160,8 +160,12 @@ func (e *Engine) ListTenants(ctx context.Context, p Page) ([]Tenant, int, error)
 // a deleted tenant, whose ID alone is given), until ctx ends. It is how a
 // host keeps per-connection work in step with the registry: an LDAP
 // syncer per LDAP connection, started, changed and stopped as connections
-// are. It reads the revision feed every Config.FollowInterval, or at once
-// after RegistryChanged. An error from fn stops it and is returned.
+// are. It reads the revision feed every Config.FollowInterval, at once
+// after RegistryChanged, and at once when a Store that is a
+// RegistryWatcher (sqlstore on PostgreSQL with Config.Listen) hears a
+// write commit on any replica; what it reads also refreshes the engine's
+// cache, so every request sees the change. An error from fn stops it and
+// is returned.
 func (e *Engine) FollowRegistry(ctx context.Context, fn func(ctx context.Context, t Tenant, removed bool) error) error {
 	if e.reg == nil {
 		return ErrNoRegistry
@@ -189,6 +193,16 @@ func (e *Engine) FollowRegistry(ctx context.Context, fn func(ctx context.Context
 		}
 	}
 	tick := e.followEvery
+	heard := make(chan struct{}, 1)
+	if w, ok := r.store.(RegistryWatcher); ok {
+		stop, _ := w.WatchRegistry(func(string) {
+			select {
+			case heard <- struct{}{}:
+			default:
+			}
+		})
+		defer stop()
+	}
 	for {
 		r.mu.Lock()
 		wake := r.watch
@@ -225,6 +239,7 @@ func (e *Engine) FollowRegistry(ctx context.Context, fn func(ctx context.Context
 			timer.Stop()
 			return ctx.Err()
 		case <-wake:
+		case <-heard:
 		case <-timer.C:
 		}
 		timer.Stop()

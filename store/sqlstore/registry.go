@@ -21,7 +21,25 @@ var _ provision.Registry = (*Store)(nil)
 // engine on another replica LISTENs to it to refresh that tenant at once,
 // and pages RegistryChanges as the fallback. The name is the table prefix
 // followed by "registry"; SQLite has no notifications.
-func (s *Store) RegistryChannel() string { return s.r.prefix + "registry" }
+func (s *Store) RegistryChannel() string { return s.Channel(RegistryTopic) }
+
+// RegistryTopic is the notification topic of registry writes (see
+// Subscribe): its channel is RegistryChannel.
+const RegistryTopic = "registry"
+
+var _ provision.RegistryWatcher = (*Store)(nil)
+
+// WatchRegistry implements provision.RegistryWatcher over Subscribe: live
+// on PostgreSQL with Config.Listen set.
+func (s *Store) WatchRegistry(fn func(tenantID string)) (stop func(), live bool) {
+	return s.Subscribe(RegistryTopic, func(n Notification) {
+		if n.Missed {
+			fn("")
+			return
+		}
+		fn(n.Payload)
+	})
+}
 
 // registryRowsPerInsert bounds one multi-row INSERT of index entries.
 const registryRowsPerInsert = 200
