@@ -67,7 +67,7 @@ type Config struct {
 	// FollowInterval bounds how long a change another engine made to the
 	// Registry takes to reach this one when nothing calls RegistryChanged:
 	// the engine reads the registry's revision feed at most this often,
-	// and only while it serves requests. Default 1s.
+	// and only while it serves requests. Default 500ms.
 	FollowInterval time.Duration
 }
 
@@ -171,7 +171,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, errors.New("provision: Config.MaxRetries, ScanLimit, PollInterval, FollowInterval and the retentions must not be negative")
 	}
 	if e.followEvery == 0 {
-		e.followEvery = time.Second
+		e.followEvery = 500 * time.Millisecond
 	}
 	seal, err := newSealer(cfg.SecretKeys)
 	if err != nil {

@@ -195,13 +195,18 @@ func (e *Engine) FollowRegistry(ctx context.Context, fn func(ctx context.Context
 	tick := e.followEvery
 	heard := make(chan struct{}, 1)
 	if w, ok := r.store.(RegistryWatcher); ok {
-		stop, _ := w.WatchRegistry(func(string) {
+		stop, live := w.WatchRegistry(func(string) {
 			select {
 			case heard <- struct{}{}:
 			default:
 			}
 		})
 		defer stop()
+		if live {
+			// Notifications carry the changes (and say when some may have
+			// been missed): the feed is read as a fallback only.
+			tick = max(tick, liveFollowFallback)
+		}
 	}
 	for {
 		r.mu.Lock()
@@ -583,3 +588,7 @@ func (e *Engine) putRegisteredRules(ctx context.Context, tx Store, id string, ru
 	}
 	return stored.Rev, nil
 }
+
+// liveFollowFallback is how often FollowRegistry reads the revision feed
+// when a RegistryWatcher notifies it of every write.
+const liveFollowFallback = 30 * time.Second
