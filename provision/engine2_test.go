@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,13 +251,12 @@ func TestConsumeResumesFromItsCursor(t *testing.T) {
 	run := func(stopAfter int) {
 		ctx, cancel := context.WithCancel(f.ctx)
 		defer cancel()
-		seen := 0
+		var seen atomic.Int64 // tenants are delivered in parallel
 		done := make(chan error, 1)
 		go func() {
 			done <- f.engine.Consume(ctx, "sessions", func(ctx context.Context, ev provision.Event) error {
 				got <- ev
-				seen++
-				if seen == stopAfter {
+				if seen.Add(1) == int64(stopAfter) {
 					cancel()
 				}
 				return nil
