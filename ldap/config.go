@@ -81,6 +81,14 @@ type Config struct {
 	Incremental Incremental
 	// Interval is how often Run syncs changes. Default 5m.
 	Interval time.Duration
+	// Push says whether Run keeps a persistent search open between full
+	// syncs, so that changes apply within a second. Default PushAuto:
+	// when the incremental mode is syncrepl.
+	Push Push
+	// ReconnectMin and ReconnectMax bound the backoff between attempts
+	// to reopen a persistent search that failed. Default 1s and 1m.
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
 	// FullInterval is how often Run runs a full sync, the only one that
 	// sees deletes when changes are polled by modifyTimestamp. Default 6h.
 	FullInterval time.Duration
@@ -503,6 +511,14 @@ func (c Config) validate() (*config, error) {
 	default:
 		return nil, fmt.Errorf("ldap: Config.Incremental %q is unknown", c.Incremental)
 	}
+	switch c.Push {
+	case PushAuto, PushOff:
+	default:
+		return nil, fmt.Errorf("ldap: Config.Push %q is unknown", c.Push)
+	}
+	if c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+		return nil, errors.New("ldap: Config.ReconnectMin and ReconnectMax must not be negative")
+	}
 	if c.PageSize < 0 || c.Workers < 0 || c.DialTimeout < 0 || c.RequestTimeout < 0 || c.Interval < 0 || c.FullInterval < 0 {
 		return nil, errors.New("ldap: Config.PageSize, Workers, DialTimeout, RequestTimeout, Interval and FullInterval must not be negative")
 	}
@@ -515,6 +531,8 @@ func (c Config) validate() (*config, error) {
 	v.RequestTimeout = defaultDuration(c.RequestTimeout, 2*time.Minute)
 	v.Interval = defaultDuration(c.Interval, 5*time.Minute)
 	v.FullInterval = defaultDuration(c.FullInterval, 6*time.Hour)
+	v.ReconnectMin = defaultDuration(c.ReconnectMin, time.Second)
+	v.ReconnectMax = max(v.ReconnectMin, defaultDuration(c.ReconnectMax, time.Minute))
 	if c.MaxDeactivations == 0 {
 		v.MaxDeactivations = 500
 	}

@@ -126,6 +126,7 @@ func compare(a, b string) int {
 // plan. It waits for a sync running elsewhere to finish (the connection's
 // lock), until ctx ends. A plan that is no longer held is ErrNoPlan.
 func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lockWait(ctx)
 	if err != nil {
 		return nil, err

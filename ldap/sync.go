@@ -28,6 +28,12 @@ type Syncer struct {
 	mu    sync.Mutex
 	cache *dirCache // the directory as of the stored cursor; nil when cold
 
+	// status is what Run does; sess the persistent search it holds
+	// open, which callers (of Sync, SyncChanges, Confirm) end.
+	status  pushStatus
+	sess    session
+	callers atomic.Int32
+
 	// afterUserPage, when set (by tests), runs after each page of users.
 	afterUserPage func()
 	// beforeSyncrepl, when set (by tests), runs before an incremental
@@ -99,6 +105,7 @@ func (s *Syncer) newReport(m Mode, dry bool) *Report {
 // An error may come with a partial Report: what was applied before it.
 // Nothing is swept then.
 func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -121,6 +128,7 @@ func (s *Syncer) Plan(ctx context.Context) (*Report, error) {
 // not seen the directory since the cursor was stored (a restart, or a
 // sync on another replica); Report.FullReason says why.
 func (s *Syncer) SyncChanges(ctx context.Context) (*Report, error) {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
