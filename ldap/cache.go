@@ -20,6 +20,18 @@ type dirCache struct {
 	byUID  map[string]*userRec // by lower-cased MemberUIDAttribute value
 	groups map[string]*groupRec
 	gByDN  map[string]*groupRec
+
+	// buckets is the number of buckets of the stored state (0 before it
+	// is first stored), dirty the ids of the records changed since.
+	buckets int
+	dirty   map[string]bool
+}
+
+// touch marks the record id changed; the caller holds c.mu.
+func (c *dirCache) touch(id string) {
+	if c.dirty != nil {
+		c.dirty[id] = true
+	}
 }
 
 type userRec struct {
@@ -59,6 +71,7 @@ func (c *dirCache) putUser(id, dn, uid, userID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	uid = strings.ToLower(uid)
+	c.touch(id)
 	r, ok := c.users[id]
 	if !ok {
 		r = &userRec{id: id}
@@ -91,6 +104,7 @@ func (c *dirCache) dropUser(id string) {
 		return
 	}
 	delete(c.users, id)
+	c.touch(id)
 	r.dropped = true
 	if c.byDN[r.dn] == r {
 		delete(c.byDN, r.dn)
@@ -101,6 +115,9 @@ func (c *dirCache) dropUser(id string) {
 }
 
 func (c *dirCache) putGroup(g *groupRec) {
+	c.mu.Lock()
+	c.touch(g.id)
+	c.mu.Unlock()
 	if old, ok := c.groups[g.id]; ok {
 		g.groupID, g.applied, g.appliedMembers = old.groupID, old.applied, old.appliedMembers
 		if c.gByDN[old.dn] == old {
@@ -117,6 +134,9 @@ func (c *dirCache) dropGroup(id string) *groupRec {
 		return nil
 	}
 	delete(c.groups, id)
+	c.mu.Lock()
+	c.touch(id)
+	c.mu.Unlock()
 	if c.gByDN[g.dn] == g {
 		delete(c.gByDN, g.dn)
 	}

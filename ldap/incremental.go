@@ -210,6 +210,7 @@ func (s *Syncer) syncChanges(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.warm(ctx, cur)
 	why := s.unusable(cur)
 	if why == "" {
 		rep, err := s.incremental(ctx, cur)
@@ -384,6 +385,9 @@ func (s *Syncer) commit(ctx context.Context, r *run, cur, next *cursor, gone, go
 		return err
 	}
 	next.Owned = max(0, cur.Owned+rep.Created+rep.Reactivated-rep.Deactivated)
+	if err := s.saveDirty(ctx, s.cache, next); err != nil {
+		return err
+	}
 	token, err := s.saveCursor(ctx, next)
 	if err != nil {
 		return err

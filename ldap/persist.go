@@ -253,6 +253,7 @@ func (s *Syncer) session(ctx context.Context) (opened bool, err error) {
 		err = errNoPush
 	}
 	if err == nil {
+		s.warm(ctx, cur)
 		if why := s.unusable(cur); why != "" {
 			err = &resyncError{why}
 		}

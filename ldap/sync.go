@@ -273,9 +273,19 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 		cur.UserStamp = nextStamp(time.Time{}, userStamp, start)
 		cur.GroupStamp = nextStamp(time.Time{}, r.stamp, start)
 	}
+	prev, err := s.loadCursor(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if err := s.saveState(ctx, r.cache, &cur); err != nil {
+		return rep, err
+	}
 	token, err := s.saveCursor(ctx, &cur)
 	if err != nil {
 		return rep, err
+	}
+	if prev != nil && prev.StateGen != "" {
+		s.dropState(ctx, prev.StateGen, prev.StateBuckets)
 	}
 	r.cache.token = token
 	s.cache = r.cache
