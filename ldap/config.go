@@ -83,7 +83,9 @@ type Config struct {
 	Interval time.Duration
 	// Push says whether Run keeps a persistent search open between full
 	// syncs, so that changes apply within a second. Default PushAuto:
-	// when the incremental mode is syncrepl.
+	// when the incremental mode is syncrepl. Its changes arrive one by
+	// one: the deactivations it applied within the last Interval count
+	// against MaxDeactivations and MaxDeactivationShare together.
 	Push Push
 	// ReconnectMin and ReconnectMax bound the backoff between attempts
 	// to reopen a persistent search that failed. Default 1s and 1m.

@@ -378,8 +378,18 @@ func (s *Syncer) commit(ctx context.Context, r *run, cur, next *cursor, gone, go
 			return err
 		}
 	}
-	if err := s.settle(ctx, rep, r.deact, max(cur.Owned, 1), false); err != nil {
+	prior := 0
+	if rep.Mode == ModePersist {
+		prior = s.recentPushed()
+	}
+	if err := s.settle(ctx, rep, r.deact, max(cur.Owned, 1), prior, false); err != nil {
 		return err
+	}
+	if rep.Mode == ModePersist && rep.Held == nil {
+		now := s.cfg.Now()
+		for range dedupeDeactivations(r.deact) {
+			s.pushed = append(s.pushed, now)
+		}
 	}
 	if err := s.unhold(ctx, r.enabled); err != nil {
 		return err

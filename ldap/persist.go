@@ -190,6 +190,18 @@ func (s *Syncer) yield(ctx context.Context) func() {
 	return func() { s.callers.Add(-1) }
 }
 
+// recentPushed drops the persistent search's deactivations older than
+// Config.Interval and counts the rest; the caller holds s.mu.
+func (s *Syncer) recentPushed() int {
+	cut := s.cfg.Now().Add(-s.cfg.Interval)
+	i := 0
+	for i < len(s.pushed) && s.pushed[i].Before(cut) {
+		i++
+	}
+	s.pushed = s.pushed[i:]
+	return len(s.pushed)
+}
+
 // stream names the two persistent searches of a session.
 type stream int
 
@@ -356,14 +368,15 @@ func (s *Syncer) session(ctx context.Context) (opened bool, err error) {
 		if refreshing() {
 			continue
 		}
-		if !opened {
+		first := !opened
+		if first {
 			opened = true
 			s.status.update(func(st *Status) { st.Mode, st.Since, st.LastError = StatusPersist, s.cfg.Now(), "" })
 		}
 		if !b.dirty {
 			continue
 		}
-		if err := s.commitBatch(ctx, c, cur, b); err != nil {
+		if err := s.commitBatch(ctx, c, cur, b, first); err != nil {
 			return opened, err
 		}
 		*cur = b.next
@@ -484,7 +497,9 @@ func (s *Syncer) applyEntries(ctx context.Context, c *conn, b *batch) error {
 }
 
 // commitBatch applies the rest of the batch and stores its cursor.
-func (s *Syncer) commitBatch(ctx context.Context, c *conn, cur *cursor, b *batch) error {
+// The first batch of a session (its refresh) is reported even when it
+// changed nothing: a reopened search is healthy again.
+func (s *Syncer) commitBatch(ctx context.Context, c *conn, cur *cursor, b *batch, first bool) error {
 	if err := s.applyEntries(ctx, c, b); err != nil {
 		return err
 	}
@@ -494,7 +509,7 @@ func (s *Syncer) commitBatch(ctx context.Context, c *conn, cur *cursor, b *batch
 	if err != nil {
 		return err
 	}
-	if b.changes == 0 {
+	if b.changes == 0 && !first {
 		return nil // a new cookie only
 	}
 	s.status.update(func(st *Status) { st.Changes += b.changes })

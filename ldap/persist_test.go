@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -110,7 +111,9 @@ func TestPush(t *testing.T) {
 	bob := e.addUser("bob", "Bob", "B", nil)
 	cy := e.addUser("cy", "Cy", "C", nil)
 	eng := e.addGroup("eng", ann)
-	p := startPush(t, e, nil)
+	// Two deactivations of three users cross the default share: not what
+	// this test is about (TestPushThreshold is).
+	p := startPush(t, e, func(c *Config) { c.MaxDeactivationShare = -1 })
 	eq(t, "first round", p.modes(), []Mode{ModeFull})
 	annID, bobID, cyID := e.srv.EntryUUID(t, ann), e.srv.EntryUUID(t, bob), e.srv.EntryUUID(t, cy)
 	engID := e.srv.EntryUUID(t, eng)
@@ -164,7 +167,7 @@ func TestPushServerRestart(t *testing.T) {
 	for _, u := range []string{"u1", "u2", "u3", "u4"} {
 		dns = append(dns, e.addUser(u, "U", u, nil))
 	}
-	p := startPush(t, e, nil)
+	p := startPush(t, e, func(c *Config) { c.MaxDeactivationShare = -1 })
 	ids := make([]string, len(dns))
 	for i, dn := range dns {
 		ids[i] = e.srv.EntryUUID(t, dn)
@@ -201,4 +204,45 @@ func TestPushServerRestart(t *testing.T) {
 			t.Fatalf("the outage caused a full sync: %v", p.modes())
 		}
 	}
+}
+
+// TestPushThreshold: deletes pushed one by one count against the
+// deactivation threshold together: a mass delete is held as with
+// polling, while a single offboarding applies at once.
+func TestPushThreshold(t *testing.T) {
+	e := newEnv(t, ldaptest.Options{})
+	var dns []string
+	for i := range 10 {
+		dns = append(dns, e.addUser(fmt.Sprintf("t%d", i), "T", fmt.Sprint(i), nil))
+	}
+	p := startPush(t, e, nil)
+	ids := make([]string, len(dns))
+	for i, dn := range dns {
+		ids[i] = e.srv.EntryUUID(t, dn)
+	}
+	e.srv.Delete(t, dns[0]) // one offboarding: applied at once
+	within(t, 2*time.Second, "delete", func() bool { u, err := e.lookup(ids[0]); return err == nil && !u.Active })
+	for _, dn := range dns[1:4] { // with the first, above 20 % of the 9 left
+		e.srv.Delete(t, dn)
+	}
+	within(t, 2*time.Second, "held", func() bool {
+		h, err := p.s.Held(e.ctx)
+		return err == nil && len(h.Deactivations) == 3
+	})
+	for _, id := range ids[1:] {
+		if u, err := e.lookup(id); err != nil || !u.Active {
+			t.Fatalf("user %s deactivated past the threshold: %+v %v", id, u, err)
+		}
+	}
+	// Confirm ends the persistent search for its lock; Run reopens it.
+	h, _ := p.s.Held(e.ctx)
+	if _, err := p.s.Confirm(e.ctx, h.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids[1:4] {
+		if u, _ := e.lookup(id); u.Active {
+			t.Fatalf("user %s still active after Confirm", id)
+		}
+	}
+	p.waitPersist(t)
 }

@@ -33,6 +33,10 @@ type Syncer struct {
 	status  pushStatus
 	sess    session
 	callers atomic.Int32
+	// pushed holds when the persistent search's recent deactivations
+	// were applied (under mu): they count against the thresholds for
+	// one Config.Interval.
+	pushed []time.Time
 
 	// afterUserPage, when set (by tests), runs after each page of users.
 	afterUserPage func()
@@ -260,7 +264,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	if err != nil {
 		return rep, err
 	}
-	if err := s.settle(ctx, rep, r.deact, owned, true); err != nil {
+	if err := s.settle(ctx, rep, r.deact, owned, 0, true); err != nil {
 		return rep, err
 	}
 	if dry {
