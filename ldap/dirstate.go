@@ -31,12 +31,23 @@ const stateBucketSize = 1000
 
 // stateChunk is one bucket, gzipped JSON.
 type stateChunk struct {
-	// U are users: id, dnKey, lower-cased uid, engine user id.
-	U [][4]string `json:"u,omitempty"`
-	// A are the old DNs of renamed users that still name them (dnKey,
-	// id): group members are rewritten by referential integrity later.
-	A [][2]string  `json:"a,omitempty"`
+	U []userState `json:"u,omitempty"`
+	// A are the old DNs of renamed users that still name them: group
+	// members are rewritten by referential integrity later.
+	A []aliasState `json:"a,omitempty"`
 	G []groupState `json:"g,omitempty"`
+}
+
+type userState struct {
+	ID     string `json:"i"`
+	DN     uint64 `json:"d"`
+	UID    uint64 `json:"u,omitempty"`
+	UserID string `json:"g,omitempty"`
+}
+
+type aliasState struct {
+	DN uint64 `json:"d"`
+	ID string `json:"i"`
 }
 
 type groupState struct {
@@ -45,8 +56,8 @@ type groupState struct {
 	Name    string   `json:"n"`
 	GroupID string   `json:"g,omitempty"`
 	Applied uint64   `json:"a,omitempty"`
-	DNs     []string `json:"m,omitempty"`
-	UIDs    []string `json:"u,omitempty"`
+	DNs     []uint64 `json:"m,omitempty"`
+	UIDs    []uint64 `json:"u,omitempty"`
 }
 
 func (s *Syncer) stateKey(gen string, bucket int) string {
@@ -59,52 +70,64 @@ func bucketOf(id string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// chunks groups the cache's records by bucket; only is the set of
-// buckets wanted (nil: all).
-func (c *dirCache) chunks(n int, only map[int]bool) map[int]*stateChunk {
-	out := map[int]*stateChunk{}
-	get := func(id string) *stateChunk {
+// writeBuckets stores the cache's records in n buckets under gen; only
+// is the set of buckets to write (nil: all). The records are indexed by
+// bucket first and each bucket is encoded and stored on its own, so that
+// what is held beyond the cache is a pointer per record and one bucket.
+func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n int, only map[int]bool) error {
+	type index struct {
+		users   []*userRec
+		aliases []aliasState
+		groups  []*groupRec
+	}
+	idx := map[int]*index{}
+	get := func(id string) *index {
 		b := bucketOf(id, n)
 		if only != nil && !only[b] {
 			return nil
 		}
-		ch := out[b]
-		if ch == nil {
-			ch = &stateChunk{}
-			out[b] = ch
+		x := idx[b]
+		if x == nil {
+			x = &index{}
+			idx[b] = x
 		}
-		return ch
+		return x
 	}
 	for b := range only {
-		out[b] = &stateChunk{} // a bucket emptied by deletes is written empty
+		idx[b] = &index{} // a bucket emptied by deletes is written empty
 	}
+	c.mu.Lock()
 	for id, u := range c.users {
-		if ch := get(id); ch != nil {
-			ch.U = append(ch.U, [4]string{u.id, u.dn, u.uid, u.userID})
+		if x := get(id); x != nil {
+			x.users = append(x.users, u)
 		}
 	}
 	for dn, u := range c.byDN {
 		if u.dn == dn || u.dropped {
 			continue
 		}
-		if ch := get(u.id); ch != nil {
-			ch.A = append(ch.A, [2]string{dn, u.id})
+		if x := get(u.id); x != nil {
+			x.aliases = append(x.aliases, aliasState{DN: dn, ID: u.id})
 		}
 	}
+	c.mu.Unlock()
 	for id, g := range c.groups {
-		if ch := get(id); ch != nil {
+		if x := get(id); x != nil {
+			x.groups = append(x.groups, g)
+		}
+	}
+	var buf bytes.Buffer
+	for b, x := range idx {
+		ch := stateChunk{A: x.aliases, U: make([]userState, 0, len(x.users)), G: make([]groupState, 0, len(x.groups))}
+		for _, u := range x.users {
+			ch.U = append(ch.U, userState{ID: u.id, DN: u.dn, UID: u.uid, UserID: u.userID})
+		}
+		for _, g := range x.groups {
 			ch.G = append(ch.G, groupState{ID: g.id, DN: g.dn, Name: g.name, GroupID: g.groupID, Applied: g.applied, DNs: g.memberDNs, UIDs: g.memberUIDs})
 		}
-	}
-	return out
-}
-
-func (s *Syncer) writeChunks(ctx context.Context, gen string, chunks map[int]*stateChunk) error {
-	var buf bytes.Buffer
-	for b, ch := range chunks {
 		buf.Reset()
 		zw := gzip.NewWriter(&buf)
-		if err := json.NewEncoder(zw).Encode(ch); err != nil {
+		if err := json.NewEncoder(zw).Encode(&ch); err != nil {
 			return err
 		}
 		if err := zw.Close(); err != nil {
@@ -113,6 +136,7 @@ func (s *Syncer) writeChunks(ctx context.Context, gen string, chunks map[int]*st
 		if err := s.eng.KVSet(ctx, s.cfg.TenantID, s.stateKey(gen, b), buf.Bytes(), 0); err != nil {
 			return fmt.Errorf("ldap: store directory state: %w", err)
 		}
+		delete(idx, b)
 	}
 	return nil
 }
@@ -124,7 +148,7 @@ func (s *Syncer) saveState(ctx context.Context, c *dirCache, cur *cursor) error 
 	_, _ = rand.Read(b[:])
 	gen := hex.EncodeToString(b[:])
 	n := 1 + (len(c.users)+len(c.groups))/stateBucketSize
-	if err := s.writeChunks(ctx, gen, c.chunks(n, nil)); err != nil {
+	if err := s.writeBuckets(ctx, c, gen, n, nil); err != nil {
 		return err
 	}
 	cur.StateGen, cur.StateBuckets = gen, n
@@ -149,7 +173,7 @@ func (s *Syncer) saveDirty(ctx context.Context, c *dirCache, cur *cursor) error 
 	if len(only) == 0 {
 		return nil
 	}
-	if err := s.writeChunks(ctx, cur.StateGen, c.chunks(c.buckets, only)); err != nil {
+	if err := s.writeBuckets(ctx, c, cur.StateGen, c.buckets, only); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -171,7 +195,7 @@ func (s *Syncer) dropState(ctx context.Context, gen string, n int) {
 // loadState rebuilds the cache from the state cur names.
 func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) {
 	c := newDirCache()
-	var aliases [][2]string
+	var aliases []aliasState
 	for b := range cur.StateBuckets {
 		raw, err := s.eng.KVGet(ctx, s.cfg.TenantID, s.stateKey(cur.StateGen, b))
 		if err != nil {
@@ -190,7 +214,7 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 			return nil, fmt.Errorf("ldap: directory state bucket %d: %w", b, err)
 		}
 		for _, u := range ch.U {
-			c.putUser(u[0], u[1], u[2], u[3])
+			c.putUserHashed(u.ID, u.DN, u.UID, u.UserID)
 		}
 		aliases = append(aliases, ch.A...)
 		for _, g := range ch.G {
@@ -198,8 +222,8 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 		}
 	}
 	for _, a := range aliases {
-		if u, ok := c.users[a[1]]; ok && c.byDN[a[0]] == nil {
-			c.byDN[a[0]] = u
+		if u, ok := c.users[a.ID]; ok && c.byDN[a.DN] == nil {
+			c.byDN[a.DN] = u
 		}
 	}
 	c.token, c.buckets, c.dirty = cur.Token, cur.StateBuckets, map[string]bool{}

@@ -150,15 +150,15 @@ type run struct {
 
 	mu      sync.Mutex
 	deact   []Deactivation
-	userIDs map[string]struct{} // users applied in this run
-	enabled map[string]bool     // users seen enabled (to unhold)
+	userIDs map[uint64]struct{} // hashes of the users applied in this run
+	enabled map[string]bool     // users seen enabled (to unhold; incremental)
 	touched map[string]bool     // ids of the entries applied (incremental)
 	noID    int
 	stamp   time.Time // highest modifyTimestamp seen
 }
 
 func (s *Syncer) newRun(rep *Report, cache *dirCache) *run {
-	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, userIDs: map[string]struct{}{}, enabled: map[string]bool{}}
+	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, userIDs: map[uint64]struct{}{}, enabled: map[string]bool{}}
 }
 
 // syncFull is Sync and Plan.
@@ -451,11 +451,11 @@ func (r *run) apply(ctx context.Context, dn string, ident provision.Identity) (s
 			r.rep.Updated++
 		}
 		r.deact = append(r.deact, *held)
-	} else if u.Active {
+	} else if u.Active && r.touched != nil {
 		r.enabled[u.ID] = true
 	}
 	if u.ID != "" {
-		r.userIDs[u.ID] = struct{}{}
+		r.userIDs[dnHash(u.ID)] = struct{}{}
 	}
 	return u.ID, nil
 }
@@ -504,7 +504,7 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 			return nil
 		}
 		owned++
-		if _, ok := r.userIDs[u.ID]; !ok {
+		if _, ok := r.userIDs[dnHash(u.ID)]; !ok {
 			missing = append(missing, u)
 		}
 		return nil
@@ -576,12 +576,12 @@ func (r *run) readGroup(e *goldap.Entry) {
 			if i := strings.LastIndex(v, "#'"); i > 0 && strings.HasSuffix(v, "'B") {
 				v = v[:i]
 			}
-			g.memberDNs = append(g.memberDNs, dnKey(v))
+			g.memberDNs = append(g.memberDNs, dnHash(dnKey(v)))
 		}
 	}
 	for _, a := range m.UIDMembers {
 		for _, v := range e.GetEqualFoldAttributeValues(a) {
-			g.memberUIDs = append(g.memberUIDs, strings.ToLower(strings.TrimSpace(v)))
+			g.memberUIDs = append(g.memberUIDs, uidHash(strings.TrimSpace(v)))
 		}
 	}
 	r.cache.putGroup(g)
