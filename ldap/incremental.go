@@ -238,7 +238,7 @@ func (s *Syncer) unusable(cur *cursor) string {
 	case cur.Fingerprint != s.fingerprint:
 		return "the configuration changed"
 	case s.cache == nil || s.cache.token != cur.Token:
-		return "this Syncer has not seen the directory since the cursor was stored"
+		return "this Syncer has not seen the directory since the cursor was stored, and the stored directory state is missing or unreadable"
 	case cur.Mode == ModeSyncrepl && (len(cur.UserCookie) == 0 || (s.cfg.GroupBaseDN != "" && len(cur.GroupCookie) == 0)):
 		return "no syncrepl cookie"
 	case cur.Mode == ModeDirSync && len(cur.DirSyncCookie) == 0:

@@ -146,20 +146,19 @@ func TestMeasure(t *testing.T) {
 		}
 		rows = append(rows, r)
 	}
-	m := measurement{}
 	if runs("memstore") {
-		m = child("memstore")
+		m := child("memstore")
+		rows = append(rows,
+			&row{name: "Syncer.Sync, full, memstore (first sync: creates)", walls: []time.Duration{m.Wall}, rss: m.RSS, extra: fmt.Sprintf("memstore: %d bytes/user (heap after GC, syncer dropped)", m.BytesPerUser)},
+			&row{name: "Syncer.Sync, full, memstore (second sync: unchanged)", walls: []time.Duration{m.Wall2}, wallOnly: true},
+			&row{name: fmt.Sprintf("Syncer.SyncChanges (syncrepl) after %d changes, memstore", m.Changes), walls: []time.Duration{m.Incremental}, wallOnly: true, extra: m.IncrementalReport},
+			&row{name: "  (applying those changes with go-ldap, not part of the sync)", walls: []time.Duration{m.ChangeTime}, wallOnly: true},
+			&row{name: fmt.Sprintf("first SyncChanges of a restarted Syncer after %d changes", m.Changes), walls: []time.Duration{m.Restart}, wallOnly: true,
+				extra: fmt.Sprintf("%.1f%% of the full sync; %s", 100*float64(m.Restart)/float64(max(m.Wall, 1)), m.RestartReport)},
+			&row{name: "offboarding latency with push (20 locks, Run, interval 1h)", walls: m.Latencies, wallOnly: true,
+				extra: fmt.Sprintf("p50 %s p99 %s", pct(m.Latencies, 50), pct(m.Latencies, 99))},
+		)
 	}
-	rows = append(rows,
-		&row{name: "Syncer.Sync, full, memstore (first sync: creates)", walls: []time.Duration{m.Wall}, rss: m.RSS, extra: fmt.Sprintf("memstore: %d bytes/user (heap after GC, syncer dropped)", m.BytesPerUser)},
-		&row{name: "Syncer.Sync, full, memstore (second sync: unchanged)", walls: []time.Duration{m.Wall2}, wallOnly: true},
-		&row{name: fmt.Sprintf("Syncer.SyncChanges (syncrepl) after %d changes, memstore", m.Changes), walls: []time.Duration{m.Incremental}, wallOnly: true, extra: m.IncrementalReport},
-		&row{name: "  (applying those changes with go-ldap, not part of the sync)", walls: []time.Duration{m.ChangeTime}, wallOnly: true},
-		&row{name: fmt.Sprintf("first SyncChanges of a restarted Syncer after %d changes", m.Changes), walls: []time.Duration{m.Restart}, wallOnly: true,
-			extra: fmt.Sprintf("%.1f%% of the full sync; %s", 100*float64(m.Restart)/float64(max(m.Wall, 1)), m.RestartReport)},
-		&row{name: "offboarding latency with push (20 locks, Run, interval 1h)", walls: m.Latencies, wallOnly: true,
-			extra: fmt.Sprintf("p50 %s p99 %s", pct(m.Latencies, 50), pct(m.Latencies, 99))},
-	)
 	median := func(ws []time.Duration) time.Duration {
 		s := slices.Clone(ws)
 		slices.Sort(s)

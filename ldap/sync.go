@@ -128,9 +128,11 @@ func (s *Syncer) Plan(ctx context.Context) (*Report, error) {
 // SyncChanges runs an incremental sync: the changes since the previous
 // sync, by syncrepl or modifyTimestamp (Config.Incremental). It runs a full
 // sync instead when there is no usable cursor (first sync, configuration
-// changed, cookie expired: e-syncRefreshRequired) or when this Syncer has
-// not seen the directory since the cursor was stored (a restart, or a
-// sync on another replica); Report.FullReason says why.
+// changed, cookie expired: e-syncRefreshRequired) or when the directory
+// state stored with the cursor cannot be read; Report.FullReason says
+// why. A Syncer that has not seen the directory since the cursor was
+// stored (a restart, a sync on another replica) loads that state and
+// continues incrementally.
 func (s *Syncer) SyncChanges(ctx context.Context) (*Report, error) {
 	defer s.yield(ctx)()
 	ctx, release, err := s.lock(ctx)
