@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,16 @@ type Config struct {
 	// roots and the URL's host as the server name. Certificates are
 	// verified unless the host's own TLSConfig says otherwise.
 	TLSConfig *tls.Config
+	// TLSCAPEM pins the server's certificate authority: PEM certificates
+	// that are the only roots trusted, instead of the system's (or
+	// TLSConfig's RootCAs). For a private CA, in the connection's
+	// settings.
+	TLSCAPEM string
+	// TLSClientCertPEM and TLSClientKeyPEM are a client certificate and
+	// its private key, in PEM, presented in the TLS handshake (Google
+	// Secure LDAP requires one). Both or neither.
+	TLSClientCertPEM string
+	TLSClientKeyPEM  string
 	// InsecurePlaintext allows an ldap:// URL without StartTLS: the bind
 	// password and every entry cross the network in clear. Without it
 	// such a Config is refused.
@@ -449,6 +460,26 @@ func (c Config) validate() (*config, error) {
 	}
 	if v.tls.ServerName == "" {
 		v.tls.ServerName = host
+	}
+	if c.TLSCAPEM != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(c.TLSCAPEM)) {
+			return nil, fmt.Errorf("%w: Config.TLSCAPEM holds no PEM certificate", ErrCertificate)
+		}
+		v.tls.RootCAs = pool
+	}
+	switch {
+	case (c.TLSClientCertPEM == "") != (c.TLSClientKeyPEM == ""):
+		return nil, fmt.Errorf("%w: Config.TLSClientCertPEM and TLSClientKeyPEM go together", ErrCertificate)
+	case c.TLSClientCertPEM != "":
+		pair, err := tls.X509KeyPair([]byte(c.TLSClientCertPEM), []byte(c.TLSClientKeyPEM))
+		if err != nil {
+			return nil, fmt.Errorf("%w: Config.TLSClientCertPEM and TLSClientKeyPEM: %w", ErrCertificate, err)
+		}
+		v.tls.Certificates = append(v.tls.Certificates, pair)
+	}
+	if (c.TLSCAPEM != "" || c.TLSClientCertPEM != "") && u.Scheme == "ldap" && !c.StartTLS {
+		return nil, fmt.Errorf("ldap: Config.TLSCAPEM and TLSClientCertPEM need ldaps:// or StartTLS, not plaintext %s", c.URL)
 	}
 	if c.BindDN == "" && c.BindPassword != "" {
 		return nil, errors.New("ldap: Config.BindPassword without a BindDN")

@@ -3,8 +3,10 @@ package ldap
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -52,7 +54,7 @@ func (s *Syncer) dial(ctx context.Context) (*conn, error) {
 		tc := tls.Client(nc, cfg.tls)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("ldap: TLS handshake with %s: %w", addr, err)
+			return nil, fmt.Errorf("ldap: TLS handshake with %s: %w", addr, certErr(err))
 		}
 		nc = tc
 	}
@@ -71,13 +73,21 @@ func (s *Syncer) dial(ctx context.Context) (*conn, error) {
 	if cfg.StartTLS {
 		if err := c.StartTLS(cfg.tls); err != nil {
 			cn.close()
-			return nil, fmt.Errorf("ldap: StartTLS with %s: %w", addr, ctxErr(ctx, dctx, err))
+			return nil, fmt.Errorf("ldap: StartTLS with %s: %w", addr, certErr(ctxErr(ctx, dctx, err)))
 		}
 	}
 	if cfg.BindDN != "" {
 		if err := c.Bind(cfg.BindDN, cfg.BindPassword); err != nil {
 			cn.close()
-			return nil, fmt.Errorf("ldap: bind as %q: %w", cfg.BindDN, ctxErr(ctx, dctx, err))
+			err = bindErr(ctxErr(ctx, dctx, err))
+			if (scheme == "ldaps" || cfg.StartTLS) && ctx.Err() == nil && !errors.Is(err, ErrBind) && !errors.Is(err, ErrCertificate) &&
+				closedErr(err) {
+				// TLS 1.3 checks the client's certificate after the
+				// client's side of the handshake: a server that refuses
+				// it closes the connection at the first request.
+				err = fmt.Errorf("%w: the server closed the connection after the TLS handshake, at the first request: it refused the client certificate, or wants one (%w)", ErrCertificate, err)
+			}
+			return nil, fmt.Errorf("ldap: bind as %q: %w", cfg.BindDN, err)
 		}
 	}
 	// No per-request timeout from here on: go-ldap drops a response that
@@ -102,6 +112,70 @@ func ctxErr(ctx, dctx context.Context, err error) error {
 func (c *conn) close() {
 	c.stop()
 	c.c.Close()
+}
+
+// The errors that say which part of connecting failed: errors.Is finds
+// them in what Sync, SyncChanges and Plan return.
+var (
+	// ErrCertificate: TLS failed on a certificate: the server's is not
+	// trusted (not issued by the pinned CA or a root, another host name,
+	// expired), the server refused the client certificate (missing, or
+	// of a CA it does not trust), or a certificate setting is malformed.
+	ErrCertificate = errors.New("ldap: certificate")
+	// ErrBind: the server refused the bind (wrong DN or password, a
+	// locked or expired account).
+	ErrBind = errors.New("ldap: bind refused")
+	// ErrBaseDN: a search base does not exist, or the bind account may
+	// not see it.
+	ErrBaseDN = errors.New("ldap: base DN not found")
+)
+
+// certErr marks a TLS failure that is about a certificate.
+func certErr(err error) error {
+	var (
+		ua *x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+		cv *tls.CertificateVerificationError
+		al tls.AlertError
+	)
+	switch {
+	case errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci), errors.As(err, &cv):
+	case errors.As(err, &al):
+		switch al {
+		case 42, 43, 44, 45, 46, 48, 116: // bad, unsupported, revoked, expired, unknown certificate; unknown CA; certificate required
+		default:
+			return err
+		}
+	default:
+		// go-ldap may report a refused client certificate (TLS 1.3: an
+		// alert after the handshake) as a closed connection with the
+		// alert's text only.
+		if s := err.Error(); !strings.Contains(s, "tls: certificate required") && !strings.Contains(s, "tls: bad certificate") && !strings.Contains(s, "tls: unknown certificate authority") {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrCertificate, err)
+}
+
+// closedErr reports whether err says the connection was closed under a
+// request (go-ldap words some of these only as text).
+func closedErr(err error) bool {
+	if errors.Is(err, io.EOF) || goldap.IsErrorWithCode(err, goldap.ErrorNetwork) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "unable to read LDAP response packet") || strings.Contains(s, "unable to send request") || strings.Contains(s, "connection closed")
+}
+
+// bindErr marks a refused bind; a certificate refused after the
+// handshake surfaces at the bind too.
+func bindErr(err error) error {
+	if goldap.IsErrorAnyOf(err, goldap.LDAPResultInvalidCredentials, goldap.LDAPResultInvalidDNSyntax, goldap.LDAPResultInappropriateAuthentication,
+		goldap.LDAPResultConfidentialityRequired, goldap.LDAPResultStrongAuthRequired, goldap.LDAPResultUnwillingToPerform) {
+		return fmt.Errorf("%w: %w", ErrBind, err)
+	}
+	return certErr(err)
 }
 
 // ErrIncomplete says a search did not complete: the server ended it
@@ -212,6 +286,9 @@ func searchErr(ctx, pctx context.Context, err error, base string) error {
 	case err != nil:
 		if goldap.IsErrorAnyOf(err, goldap.LDAPResultSizeLimitExceeded, goldap.LDAPResultTimeLimitExceeded, goldap.LDAPResultAdminLimitExceeded) {
 			return fmt.Errorf("%w: search of %q: %w", ErrIncomplete, base, err)
+		}
+		if goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject) {
+			return fmt.Errorf("%w: search of %q: %w", ErrBaseDN, base, err)
 		}
 		return fmt.Errorf("ldap: search of %q: %w", base, err)
 	case pctx.Err() != nil:

@@ -112,6 +112,8 @@ func (c *conn) syncrepl(ctx context.Context, q search, cookie []byte, fn func([]
 		return res, ctx.Err()
 	case goldap.IsErrorWithCode(err, goldap.LDAPResultSyncRefreshRequired):
 		return res, errRefreshRequired
+	case goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject):
+		return res, fmt.Errorf("%w: syncrepl of %q: %w", ErrBaseDN, q.base, err)
 	case err != nil:
 		return res, fmt.Errorf("ldap: syncrepl of %q: %w", q.base, err)
 	case sctx.Err() != nil:

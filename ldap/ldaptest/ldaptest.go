@@ -49,6 +49,11 @@ type Options struct {
 	// a server certificate for 127.0.0.1 issued by a fresh test CA
 	// (Server.CAPool).
 	TLS bool
+	// ClientCertificates (which implies TLS) makes slapd demand a client
+	// certificate issued by the test CA in every TLS handshake
+	// (TLSVerifyClient demand), as Google Secure LDAP does; the server's
+	// ClientCertPEM and ClientKeyPEM are one.
+	ClientCertificates bool
 	// LDIFFile, when set, is loaded with slapadd (offline, fast) after the
 	// base entries and before slapd starts. Its entries must be under
 	// BaseDN and must not repeat the base entries.
@@ -91,6 +96,9 @@ type Server struct {
 	// (nil without Options.TLS); CAPEM is that CA certificate in PEM.
 	CAPool *x509.CertPool
 	CAPEM  []byte
+	// ClientCertPEM and ClientKeyPEM are a client certificate issued by
+	// the test CA and its key (with Options.TLS or ClientCertificates).
+	ClientCertPEM, ClientKeyPEM []byte
 	// Dir is the temporary directory holding the configuration and data.
 	Dir string
 
@@ -182,12 +190,18 @@ func start(dir string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	var tlsConf string
+	if opts.ClientCertificates {
+		opts.TLS = true
+	}
 	if opts.TLS {
 		if err := s.makeCerts(); err != nil {
 			return nil, err
 		}
 		tlsConf = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
 			filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"))
+		if opts.ClientCertificates {
+			tlsConf += "TLSVerifyClient demand\n"
+		}
 	}
 	sessionLog := ""
 	if opts.SessionLog > 0 {
@@ -539,6 +553,27 @@ func (s *Server) makeCerts() error {
 	if err != nil {
 		return err
 	}
+	ckey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	cder, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "idprov-sync"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, caCert, &ckey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ckeyDER, err := x509.MarshalPKCS8PrivateKey(ckey)
+	if err != nil {
+		return err
+	}
+	s.ClientCertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cder})
+	s.ClientKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ckeyDER})
 	s.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	s.CAPool = x509.NewCertPool()
 	s.CAPool.AddCert(caCert)
