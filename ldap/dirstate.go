@@ -1,16 +1,13 @@
 package ldap
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"strconv"
 
 	"github.com/idprov/idprov/provision"
@@ -29,35 +26,98 @@ import (
 // for: an incremental sync rewrites a bucket per change.
 const stateBucketSize = 1000
 
-// stateChunk is one bucket, gzipped JSON.
-type stateChunk struct {
-	U []userState `json:"u,omitempty"`
-	// A are the old DNs of renamed users that still name them: group
-	// members are rewritten by referential integrity later.
-	A []aliasState `json:"a,omitempty"`
-	G []groupState `json:"g,omitempty"`
-}
+// A bucket is stored in a compact binary form (stateVersion first):
+// counted lists of users (id, DN hash, uid hash, engine id), aliases
+// (old DN hash, id) and groups (id, DN, name, engine id, applied hash,
+// member DN hashes, member uid hashes); strings are a uvarint length and
+// the bytes, hashes 8 bytes little-endian.
+const stateVersion = 1
 
-type userState struct {
-	ID     string `json:"i"`
-	DN     uint64 `json:"d"`
-	UID    uint64 `json:"u,omitempty"`
-	UserID string `json:"g,omitempty"`
-}
-
+// aliasState is an old DN of a renamed user that still names it: group
+// members are rewritten by referential integrity later.
 type aliasState struct {
-	DN uint64 `json:"d"`
-	ID string `json:"i"`
+	dn uint64
+	id string
 }
 
-type groupState struct {
-	ID      string   `json:"i"`
-	DN      string   `json:"d"`
-	Name    string   `json:"n"`
-	GroupID string   `json:"g,omitempty"`
-	Applied uint64   `json:"a,omitempty"`
-	DNs     []uint64 `json:"m,omitempty"`
-	UIDs    []uint64 `json:"u,omitempty"`
+// stateWriter appends a bucket's encoding.
+type stateWriter struct{ b []byte }
+
+func (w *stateWriter) uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
+func (w *stateWriter) u64(v uint64)     { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
+func (w *stateWriter) str(v string)     { w.uvarint(uint64(len(v))); w.b = append(w.b, v...) }
+func (w *stateWriter) u64s(vs []uint64) {
+	w.uvarint(uint64(len(vs)))
+	for _, v := range vs {
+		w.u64(v)
+	}
+}
+
+// stateReader decodes a bucket; the first malformed read sets err.
+type stateReader struct {
+	b   []byte
+	err error
+}
+
+func (r *stateReader) fail() {
+	if r.err == nil {
+		r.err = errors.New("truncated or malformed")
+	}
+	r.b = nil
+}
+
+func (r *stateReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) u64() uint64 {
+	if len(r.b) < 8 {
+		r.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *stateReader) str() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return ""
+	}
+	v := string(r.b[:n])
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a list length, bounded by what is left (each item takes
+// at least min bytes).
+func (r *stateReader) count(min int) int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)/min) {
+		r.fail()
+		return 0
+	}
+	return int(n)
+}
+
+func (r *stateReader) u64s() []uint64 {
+	n := r.count(8)
+	if n == 0 {
+		return nil
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = r.u64()
+	}
+	return out
 }
 
 func (s *Syncer) stateKey(gen string, bucket int) string {
@@ -107,7 +167,7 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 			continue
 		}
 		if x := get(u.id); x != nil {
-			x.aliases = append(x.aliases, aliasState{DN: dn, ID: u.id})
+			x.aliases = append(x.aliases, aliasState{dn: dn, id: u.id})
 		}
 	}
 	c.mu.Unlock()
@@ -116,24 +176,32 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 			x.groups = append(x.groups, g)
 		}
 	}
-	var buf bytes.Buffer
+	var w stateWriter
 	for b, x := range idx {
-		ch := stateChunk{A: x.aliases, U: make([]userState, 0, len(x.users)), G: make([]groupState, 0, len(x.groups))}
+		w.b = append(w.b[:0], stateVersion)
+		w.uvarint(uint64(len(x.users)))
 		for _, u := range x.users {
-			ch.U = append(ch.U, userState{ID: u.id, DN: u.dn, UID: u.uid, UserID: u.userID})
+			w.str(u.id)
+			w.u64(u.dn)
+			w.u64(u.uid)
+			w.str(u.userID)
 		}
+		w.uvarint(uint64(len(x.aliases)))
+		for _, a := range x.aliases {
+			w.u64(a.dn)
+			w.str(a.id)
+		}
+		w.uvarint(uint64(len(x.groups)))
 		for _, g := range x.groups {
-			ch.G = append(ch.G, groupState{ID: g.id, DN: g.dn, Name: g.name, GroupID: g.groupID, Applied: g.applied, DNs: g.memberDNs, UIDs: g.memberUIDs})
+			w.str(g.id)
+			w.str(g.dn)
+			w.str(g.name)
+			w.str(g.groupID)
+			w.u64(g.applied)
+			w.u64s(g.memberDNs)
+			w.u64s(g.memberUIDs)
 		}
-		buf.Reset()
-		zw := gzip.NewWriter(&buf)
-		if err := json.NewEncoder(zw).Encode(&ch); err != nil {
-			return err
-		}
-		if err := zw.Close(); err != nil {
-			return err
-		}
-		if err := s.eng.KVSet(ctx, s.cfg.TenantID, s.stateKey(gen, b), buf.Bytes(), 0); err != nil {
+		if err := s.eng.KVSet(ctx, s.cfg.TenantID, s.stateKey(gen, b), w.b, 0); err != nil {
 			return fmt.Errorf("ldap: store directory state: %w", err)
 		}
 		delete(idx, b)
@@ -201,29 +269,37 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 		if err != nil {
 			return nil, fmt.Errorf("ldap: read directory state bucket %d: %w", b, err)
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("ldap: directory state bucket %d: %w", b, err)
+		if len(raw) == 0 || raw[0] != stateVersion {
+			return nil, fmt.Errorf("ldap: directory state bucket %d: unknown format", b)
 		}
-		var ch stateChunk
-		err = json.NewDecoder(zr).Decode(&ch)
-		if err == nil {
-			_, err = io.Copy(io.Discard, zr)
+		r := &stateReader{b: raw[1:]}
+		for range r.count(18) {
+			id, dn, uid, userID := r.str(), r.u64(), r.u64(), r.str()
+			if r.err == nil {
+				c.putUserHashed(id, dn, uid, userID)
+			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("ldap: directory state bucket %d: %w", b, err)
+		for range r.count(9) {
+			a := aliasState{dn: r.u64(), id: r.str()}
+			aliases = append(aliases, a)
 		}
-		for _, u := range ch.U {
-			c.putUserHashed(u.ID, u.DN, u.UID, u.UserID)
+		for range r.count(14) {
+			g := &groupRec{id: r.str(), dn: r.str(), name: r.str(), groupID: r.str(), applied: r.u64()}
+			g.memberDNs, g.memberUIDs = r.u64s(), r.u64s()
+			if r.err == nil {
+				c.putGroup(g)
+			}
 		}
-		aliases = append(aliases, ch.A...)
-		for _, g := range ch.G {
-			c.putGroup(&groupRec{id: g.ID, dn: g.DN, name: g.Name, groupID: g.GroupID, applied: g.Applied, memberDNs: g.DNs, memberUIDs: g.UIDs})
+		if r.err == nil && len(r.b) > 0 {
+			r.err = errors.New("trailing bytes")
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("ldap: directory state bucket %d: %w", b, r.err)
 		}
 	}
 	for _, a := range aliases {
-		if u, ok := c.users[a.ID]; ok && c.byDN[a.DN] == nil {
-			c.byDN[a.DN] = u
+		if u, ok := c.users[a.id]; ok && c.byDN[a.dn] == nil {
+			c.byDN[a.dn] = u
 		}
 	}
 	c.token, c.buckets, c.dirty = cur.Token, cur.StateBuckets, map[string]bool{}

@@ -1,11 +1,14 @@
 package ldap
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/idprov/idprov/ldap/ldaptest"
+	"github.com/idprov/idprov/store/memstore"
 )
 
 // TestRestartIncremental: a new Syncer on the same store (a restarted
@@ -58,4 +61,73 @@ func TestRestartIncremental(t *testing.T) {
 	eq(t, "all after the second restart", e.members(allID), []string{"bee", "e"})
 	e.srv.AddValues(t, eng, "member", e.userDN("x03"))
 	within(t, 2e9, "nested change by push", func() bool { return slices.Contains(e.members(allID), "x03") })
+}
+
+// BenchmarkStateLoad: loading the stored directory state of 100,000
+// users in 100 groups, what a restarted Syncer does before its first
+// incremental sync.
+//
+//	go test ./ldap -run '^$' -bench StateLoad -benchtime 3x
+func BenchmarkStateLoad(b *testing.B) {
+	eng := newBenchEngine(b, memstore.New())
+	s, err := NewSyncer(Config{Engine: eng, TenantID: tenant, ConnectionID: ldapConn, URL: "ldap://127.0.0.1", InsecurePlaintext: true, UserBaseDN: "ou=people,dc=example,dc=com"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newDirCache()
+	const n = 100000
+	for i := range n {
+		c.putUser(fmt.Sprintf("%08x-82ab-1041-930c-ab00fdfbc648", i), fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=com", i), fmt.Sprintf("user%06d", i), fmt.Sprintf("0000000000%018x", i))
+	}
+	for j := range 100 {
+		g := &groupRec{id: fmt.Sprintf("g%03d", j), dn: fmt.Sprintf("cn=group%03d,ou=groups,dc=example,dc=com", j), name: "g"}
+		for i := j; i < n; i += 100 {
+			g.memberDNs = append(g.memberDNs, dnHash(fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=com", i)))
+		}
+		c.putGroup(g)
+	}
+	ctx := context.Background()
+	var cur cursor
+	b.Run("save", func(b *testing.B) {
+		for b.Loop() {
+			if err := s.saveState(ctx, c, &cur); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("load", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.loadState(ctx, &cur); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestRestartBadState: a stored state that cannot be read (a bucket
+// lost or damaged) makes the restarted Syncer's first sync a full one
+// that says why, never a wrong incremental one.
+func TestRestartBadState(t *testing.T) {
+	e := newEnv(t, ldaptest.Options{})
+	e.addUser("a", "A", "A", nil)
+	s := e.syncer(nil)
+	e.sync(s)
+	cur, err := s.loadCursor(e.ctx)
+	if err != nil || cur.StateGen == "" || cur.StateBuckets == 0 {
+		t.Fatalf("cursor %+v, %v: no state", cur, err)
+	}
+	raw, err := e.eng.KVGet(e.ctx, tenant, s.stateKey(cur.StateGen, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eng.KVSet(e.ctx, tenant, s.stateKey(cur.StateGen, 0), raw[:len(raw)-3], 0); err != nil {
+		t.Fatal(err)
+	}
+	rep := e.changes(e.syncer(nil))
+	eq(t, "mode", rep.Mode, ModeFull)
+	if !strings.Contains(rep.FullReason, "stored directory state") {
+		t.Fatalf("FullReason %q", rep.FullReason)
+	}
+	// The full sync stored a new state: the next restart is incremental.
+	eq(t, "after", e.changes(e.syncer(nil)).Mode, ModeSyncrepl)
 }

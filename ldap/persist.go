@@ -100,10 +100,15 @@ func (s *Syncer) persist(ctx context.Context) (again bool) {
 		}
 		var rs *resyncError
 		switch {
-		case errors.Is(err, errNoPush), errors.Is(err, provision.ErrLocked):
+		case errors.Is(err, errNoPush):
+			// Active Directory: change notification wakes a DirSync pass.
+			return s.notify(ctx)
+		case errors.Is(err, provision.ErrLocked):
 			return false
 		case errors.Is(err, errFullDue), errors.Is(err, errRefreshRequired), errors.As(err, &rs):
 			return true
+		case errors.Is(err, errNoNotify):
+			return false
 		case errors.Is(err, errYield):
 			// Sync, SyncChanges or Confirm runs: reopen after it.
 			s.status.update(func(st *Status) { st.Mode, st.Since = StatusPoll, time.Time{} })
@@ -240,8 +245,12 @@ type batch struct {
 // and applies what they send until one fails, the lock is lost, or a full
 // sync is due. opened says the refresh completed.
 func (s *Syncer) session(ctx context.Context) (opened bool, err error) {
-	if s.cfg.Incremental != IncrementalAuto && s.cfg.Incremental != IncrementalSyncrepl {
+	switch s.cfg.Incremental {
+	case IncrementalAuto, IncrementalSyncrepl:
+	case IncrementalDirSync, IncrementalUSNChanged:
 		return false, errNoPush
+	default:
+		return false, errNoNotify
 	}
 	ctx, stop, err := s.enter(ctx)
 	if err != nil {
@@ -274,7 +283,7 @@ func (s *Syncer) session(ctx context.Context) (opened bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	due := time.Until(cur.LastFull.Add(s.cfg.FullInterval))
+	due := cur.LastFull.Add(s.cfg.FullInterval).Sub(s.cfg.Now())
 	if due <= 0 {
 		return false, errFullDue
 	}
