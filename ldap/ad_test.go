@@ -318,3 +318,36 @@ func TestADReferrals(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestADNotificationFallback: a domain controller that does not offer
+// change notification (the fake lists no 1.2.840.113556.1.4.528): Run
+// polls DirSync every Interval, and says so. (Against Samba, which offers
+// it, TestADNotification checks the notification.)
+func TestADNotificationFallback(t *testing.T) {
+	e := newFakeEnv(t)
+	ann := e.f.addUser("ann", nil)
+	reports := make(chan *Report, 100)
+	s := e.syncer(func(c *Config) {
+		c.Interval = 200 * time.Millisecond
+		c.OnReport = func(r *Report, err error) {
+			if err != nil {
+				t.Errorf("round: %v", err)
+				return
+			}
+			reports <- r
+		}
+	})
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eq(t, "first round", (<-reports).Mode, ModeFull)
+	e.f.modify(ann, map[string][]string{"userAccountControl": {"514"}})
+	for deadline := time.Now().Add(5 * time.Second); e.user(ann).Active; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the DirSync poll did not deactivate the disabled account")
+		}
+	}
+	eq(t, "status", s.Status().Mode, StatusPoll)
+	eq(t, "a later round", (<-reports).Mode, ModeDirSync)
+}
