@@ -87,6 +87,13 @@
 // (CN=Configuration below a domain root) are ignored and counted unless
 // Config.ReferralsIncomplete.
 //
+// Under Run, where the DC offers change notification
+// (LDAP_SERVER_NOTIFICATION_OID, 1.2.840.113556.1.4.528), two
+// notification searches (the user and group bases, within AD's five per
+// connection) wake a DirSync pass as soon as an object changes; the
+// DirSync poll every Config.Interval stays as the fallback, and is all
+// there is without the control (Status says StatusNotify or StatusPoll).
+//
 // Incremental syncs use DirSync (1.2.840.113556.1.4.841) from a cookie
 // taken before the last full sync read: a fresh request per call, looping
 // while the server sets the more-data flag. Deleted objects arrive as
