@@ -246,3 +246,39 @@ func TestPushThreshold(t *testing.T) {
 	}
 	p.waitPersist(t)
 }
+
+// TestPushPresentPhase: without a session log slapd refreshes a reopened
+// search with a present phase (every live id): the entry deleted while
+// the search was down is found by omission, and no one else is touched.
+func TestPushPresentPhase(t *testing.T) {
+	e := newEnv(t, ldaptest.Options{SessionLog: -1})
+	var dns []string
+	for i := range 6 {
+		dns = append(dns, e.addUser(fmt.Sprintf("p%d", i), "P", fmt.Sprint(i), nil))
+	}
+	eng := e.addGroup("eng", dns[0], dns[1])
+	p := startPush(t, e, func(c *Config) { c.MaxDeactivationShare = -1 })
+	ids := make([]string, len(dns))
+	for i, dn := range dns {
+		ids[i] = e.srv.EntryUUID(t, dn)
+	}
+	engID := e.srv.EntryUUID(t, eng)
+	e.srv.Kill()
+	within(t, 5*time.Second, "drop noticed", func() bool { return p.s.Status().Mode == StatusPoll })
+	e.srv.Restart(t)
+	e.srv.Delete(t, dns[1])
+	p.waitPersist(t)
+	within(t, 3*time.Second, "delete found by omission", func() bool { u, err := e.lookup(ids[1]); return err == nil && !u.Active })
+	within(t, 3*time.Second, "group without the deleted member", func() bool { return slices.Equal(e.members(engID), []string{"p0"}) })
+	for i, id := range ids {
+		if i == 1 {
+			continue
+		}
+		if u, err := e.lookup(id); err != nil || !u.Active {
+			t.Fatalf("user %s after the present phase: %+v, %v", id, u, err)
+		}
+	}
+	// And push goes on.
+	e.srv.Replace(t, dns[2], map[string][]string{"pwdAccountLockedTime": {"000001010000Z"}})
+	within(t, 2*time.Second, "lock after the present phase", func() bool { u, err := e.lookup(ids[2]); return err == nil && !u.Active })
+}
