@@ -22,7 +22,7 @@ type dirCache struct {
 	mu     sync.Mutex
 	users  map[string]*userRec // by canonical id
 	byDN   map[uint64]*userRec // by dnHash
-	byUID  map[uint64]*userRec // by uidHash
+	byUID  map[uint64]*userRec // by uidHash; nil until a group names members by uid
 	groups map[string]*groupRec
 	gByDN  map[uint64]*groupRec
 
@@ -81,7 +81,6 @@ func newDirCache() *dirCache {
 	return &dirCache{
 		users:  map[string]*userRec{},
 		byDN:   map[uint64]*userRec{},
-		byUID:  map[uint64]*userRec{},
 		groups: map[string]*groupRec{},
 		gByDN:  map[uint64]*groupRec{},
 	}
@@ -106,13 +105,13 @@ func (c *dirCache) putUserHashed(id string, dn, uid uint64, userID string) {
 	// asynchronously, and a group read before that must still resolve.
 	r.dn = dn
 	if r.uid != uid {
-		if c.byUID[r.uid] == r {
+		if c.byUID != nil && c.byUID[r.uid] == r {
 			delete(c.byUID, r.uid)
 		}
 		r.uid = uid
 	}
 	c.byDN[dn] = r
-	if uid != 0 {
+	if uid != 0 && c.byUID != nil {
 		c.byUID[uid] = r
 	}
 	if userID != "" {
@@ -133,7 +132,7 @@ func (c *dirCache) dropUser(id string) {
 	if c.byDN[r.dn] == r {
 		delete(c.byDN, r.dn)
 	}
-	if c.byUID[r.uid] == r {
+	if c.byUID != nil && c.byUID[r.uid] == r {
 		delete(c.byUID, r.uid)
 	}
 }
@@ -167,6 +166,23 @@ func (c *dirCache) dropGroup(id string) *groupRec {
 	return g
 }
 
+// indexUIDs builds the uid index the first time a group names members
+// by uid (posixGroup memberUid): directories without such groups never
+// pay for it.
+func (c *dirCache) indexUIDs() {
+	if c.byUID != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byUID = make(map[uint64]*userRec, len(c.users))
+	for _, r := range c.users {
+		if r.uid != 0 {
+			c.byUID[r.uid] = r
+		}
+	}
+}
+
 // members returns the user ids of g's direct and nested members, sorted,
 // and how many nesting cycles it broke. Users that were skipped (no user
 // id) and DNs outside the scope are left out.
@@ -193,6 +209,9 @@ func (c *dirCache) members(g *groupRec) ([]string, int) {
 					walk(sub)
 				}
 			}
+		}
+		if len(g.memberUIDs) > 0 {
+			c.indexUIDs()
 		}
 		for _, uid := range g.memberUIDs {
 			if u, ok := c.byUID[uid]; ok && u.userID != "" && !u.dropped {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -488,8 +489,51 @@ func applyChanges(t *testing.T, cfg Config, base string, n, round int) int {
 
 // discardStore is a Store that keeps nothing: every user and group is
 // new, every member exists. It measures the Syncer without a store's
-// cost.
-type discardStore struct{ ids atomic.Int64 }
+// cost. Its KV keeps small values (the cursor, plans) and discards the
+// directory state's buckets, which a real store keeps in its database,
+// not in the Syncer's process.
+type discardStore struct {
+	ids atomic.Int64
+	mu  sync.Mutex
+	kv  map[string][]byte
+}
+
+func (d *discardStore) KVGet(_ context.Context, tenantID, key string) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.kv[tenantID+"\x00"+key]
+	if !ok {
+		return nil, provision.ErrNotFound
+	}
+	return v, nil
+}
+
+func (d *discardStore) KVSet(_ context.Context, tenantID, key string, value []byte, _ time.Duration) error {
+	if strings.Contains(key, "/state/") {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.kv == nil {
+		d.kv = map[string][]byte{}
+	}
+	d.kv[tenantID+"\x00"+key] = slices.Clone(value)
+	return nil
+}
+
+func (d *discardStore) KVInsert(ctx context.Context, tenantID, key string, value []byte, ttl time.Duration) (bool, error) {
+	if _, err := d.KVGet(ctx, tenantID, key); err == nil {
+		return false, nil
+	}
+	return true, d.KVSet(ctx, tenantID, key, value, ttl)
+}
+
+func (d *discardStore) KVDelete(_ context.Context, tenantID, key string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.kv, tenantID+"\x00"+key)
+	return nil
+}
 
 func (d *discardStore) id() string { return "d" + strconv.FormatInt(d.ids.Add(1), 10) }
 
