@@ -126,7 +126,11 @@ type Config struct {
 	// are ignored and counted in Report.Referrals.
 	ReferralsIncomplete bool
 
-	// OnReport, when set, receives the outcome of every round Run makes.
+	// OnReport, when set, receives the outcome of every round Run makes,
+	// of every batch of changes a persistent search applies, and the
+	// errors that end a persistent search (with a nil Report). It runs on
+	// Run's goroutine, at times under the connection's lock: to call Sync,
+	// SyncChanges or Confirm from it, start a goroutine.
 	OnReport func(*Report, error)
 	// Logger receives the Syncer's diagnostics. Nil discards them.
 	Logger *slog.Logger

@@ -187,9 +187,12 @@ func (s *Syncer) yield(ctx context.Context) func() {
 	s.sess.mu.Unlock()
 	if cancel != nil {
 		cancel(errYield)
+		// The search ends promptly, unless this is called from within it
+		// (from Config.OnReport): then the caller finds the lock taken.
 		select {
 		case <-done:
 		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
 		}
 	}
 	return func() { s.callers.Add(-1) }
