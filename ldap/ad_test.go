@@ -329,18 +329,9 @@ func TestADNotificationFallback(t *testing.T) {
 	reports := make(chan *Report, 100)
 	s := e.syncer(func(c *Config) {
 		c.Interval = 200 * time.Millisecond
-		c.OnReport = func(r *Report, err error) {
-			if err != nil {
-				t.Errorf("round: %v", err)
-				return
-			}
-			reports <- r
-		}
+		c.OnReport = reportTo(t, reports, false)
 	})
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runUntilEnd(t, e.ctx, s)
 	eq(t, "first round", (<-reports).Mode, ModeFull)
 	e.f.modify(ann, map[string][]string{"userAccountControl": {"514"}})
 	for deadline := time.Now().Add(5 * time.Second); e.user(ann).Active; time.Sleep(10 * time.Millisecond) {

@@ -399,14 +399,8 @@ func pushLatencies(t *testing.T, cfg Config, base string, n int) []time.Duration
 			t.Fatalf("no persistent search: %+v", s.Status())
 		}
 	}
-	c, err := goldap.DialURL(cfg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := adminConn(t, cfg.URL)
 	defer c.Close()
-	if err := c.Bind(os.Getenv("IDPROV_LDAP_BENCH_ADMIN"), os.Getenv("IDPROV_LDAP_BENCH_ADMINPW")); err != nil {
-		t.Fatal(err)
-	}
 	o := provision.Origin{TenantID: tenant, ConnectionID: ldapConn}
 	var out []time.Duration
 	for k := range 20 {
@@ -441,14 +435,8 @@ func pushLatencies(t *testing.T, cfg Config, base string, n int) []time.Duration
 // changes, 100 adds, 50 renames and 50 deletes; round (0, 1) picks
 // other entries.
 func applyChanges(t *testing.T, cfg Config, base string, n, round int) int {
-	c, err := goldap.DialURL(cfg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := adminConn(t, cfg.URL)
 	defer c.Close()
-	if err := c.Bind(os.Getenv("IDPROV_LDAP_BENCH_ADMIN"), os.Getenv("IDPROV_LDAP_BENCH_ADMINPW")); err != nil {
-		t.Fatal(err)
-	}
 	count := 0
 	step := n / 1000
 	for k := range 800 {
@@ -606,4 +594,17 @@ func (d *discardStore) DeleteLink(context.Context, string, provision.ResourceKin
 }
 func (d *discardStore) Atomically(ctx context.Context, fn func(context.Context, provision.Store) error) error {
 	return fn(ctx, d)
+}
+
+// adminConn is a connection bound as the root DN.
+func adminConn(t *testing.T, url string) *goldap.Conn {
+	c, err := goldap.DialURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Bind(os.Getenv("IDPROV_LDAP_BENCH_ADMIN"), os.Getenv("IDPROV_LDAP_BENCH_ADMINPW")); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
 }

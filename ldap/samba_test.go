@@ -319,18 +319,9 @@ func TestADNotification(t *testing.T) {
 	reports := make(chan *Report, 100)
 	s := e.syncer(func(c *Config) {
 		c.Interval = interval
-		c.OnReport = func(r *Report, err error) {
-			if err != nil {
-				t.Logf("round: %v", err)
-				return
-			}
-			reports <- r
-		}
+		c.OnReport = reportTo(t, reports, true)
 	})
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runUntilEnd(t, e.ctx, s)
 	if first := <-reports; first.Mode != ModeFull || first.Created != 2 {
 		t.Fatalf("first round: %v", first)
 	}
