@@ -131,3 +131,54 @@ func TestRestartBadState(t *testing.T) {
 	// The full sync stored a new state: the next restart is incremental.
 	eq(t, "after", e.changes(e.syncer(nil)).Mode, ModeSyncrepl)
 }
+
+// TestStateDecodeDamaged: every truncation and a flipped byte of a
+// stored bucket is refused with an error, never a panic or a wrong
+// cache.
+func TestStateDecodeDamaged(t *testing.T) {
+	eng := newBenchEngine(t, memstore.New())
+	s, err := NewSyncer(Config{Engine: eng, TenantID: tenant, ConnectionID: ldapConn, URL: "ldap://127.0.0.1", InsecurePlaintext: true, UserBaseDN: "ou=people,dc=example,dc=com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newDirCache()
+	c.putUser("id-1", "uid=a,ou=people,dc=example,dc=com", "a", "u1")
+	c.putUser("id-2", "uid=b,ou=people,dc=example,dc=com", "b", "u2")
+	c.putUser("id-2", "uid=bee,ou=people,dc=example,dc=com", "bee", "u2") // an alias
+	c.putGroup(&groupRec{id: "g1", dn: "cn=g,ou=groups,dc=example,dc=com", name: "g", memberDNs: []uint64{dnHash("uid=a,ou=people,dc=example,dc=com")}, memberUIDs: []uint64{uidHash("bee")}})
+	ctx := context.Background()
+	var cur cursor
+	if err := s.saveState(ctx, c, &cur); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "buckets", cur.StateBuckets, 1)
+	got, err := s.loadState(ctx, &cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := got.members(got.groups["g1"]); !slices.Equal(m, []string{"u1", "u2"}) {
+		t.Fatalf("members after a round trip: %v", m)
+	}
+	if got.byDN[dnHash("uid=b,ou=people,dc=example,dc=com")] == nil {
+		t.Fatal("the alias of the renamed user was lost")
+	}
+	key := s.stateKey(cur.StateGen, 0)
+	raw, err := eng.KVGet(ctx, tenant, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range len(raw) {
+		if err := eng.KVSet(ctx, tenant, key, raw[:n], 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.loadState(ctx, &cur); err == nil {
+			t.Fatalf("a bucket cut to %d of %d bytes was accepted", n, len(raw))
+		}
+	}
+	bad := slices.Clone(raw)
+	bad[0] = 9 // unknown version
+	_ = eng.KVSet(ctx, tenant, key, bad, 0)
+	if _, err := s.loadState(ctx, &cur); err == nil {
+		t.Fatal("an unknown format was accepted")
+	}
+}

@@ -142,7 +142,7 @@ func TestMeasure(t *testing.T) {
 			r.cpus = append(r.cpus, m.CPU)
 			r.rss = max(r.rss, m.RSS)
 			if m.LiveHeap > 0 {
-				r.extra = fmt.Sprintf("live heap after the sync %d MB", m.LiveHeap>>20)
+				r.extra = fmt.Sprintf("live heap after the sync %d MB, peak heap in use %d MB", m.LiveHeap>>20, m.PeakHeap>>20)
 			}
 		}
 		rows = append(rows, r)
@@ -194,6 +194,7 @@ type measurement struct {
 	Entries           int
 	CPU               time.Duration // user + system time of the whole process
 	LiveHeap          uint64        // heap after GC at the end of the sync, syncer alive
+	PeakHeap          uint64        // highest HeapInuse sampled every 50 ms during the sync
 	Wall              time.Duration
 	Wall2             time.Duration
 	RSS               int64
@@ -268,8 +269,28 @@ func TestMeasureChild(t *testing.T) {
 				}
 			}
 		}
+		stop := make(chan struct{})
+		sampled := make(chan uint64)
+		go func() {
+			var peak uint64
+			var ms runtime.MemStats
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+				select {
+				case <-stop:
+					sampled <- peak
+					return
+				case <-tick.C:
+				}
+			}
+		}()
 		t0 := time.Now()
 		rep, err := s.Sync(ctx)
+		close(stop)
+		m.PeakHeap = <-sampled
 		if err != nil {
 			t.Fatal(err)
 		}
