@@ -86,36 +86,45 @@ var (
 	errNoPush  = errors.New("ldap: the connection's incremental mode is not syncrepl")
 )
 
+// lockRetry is how soon a replica tries again to open the persistent
+// search another replica holds: it takes over within this (and the
+// lock's lease) when that replica dies.
+const lockRetry = 15 * time.Second
+
 // persist keeps a refreshAndPersist search open for as long as it can,
 // reopening it with a backoff when it fails. It returns when ctx ends,
-// and when a round must run first: now (a full sync is due, the cursor
-// is unusable) or after Config.Interval (the server cannot push, another
-// replica holds the connection).
-func (s *Syncer) persist(ctx context.Context) (again bool) {
+// and when a round must run first, with how long to wait for it: 0 (a
+// full sync is due, the cursor is unusable, an AD notification fired),
+// lockRetry (another replica holds the connection) or Config.Interval
+// (the server cannot push).
+func (s *Syncer) persist(ctx context.Context) time.Duration {
 	backoff := s.cfg.ReconnectMin
 	for {
 		opened, err := s.session(ctx)
 		if ctx.Err() != nil {
-			return false
+			return 0
 		}
 		var rs *resyncError
 		switch {
 		case errors.Is(err, errNoPush):
 			// Active Directory: change notification wakes a DirSync pass.
-			return s.notify(ctx)
+			if s.notify(ctx) {
+				return 0
+			}
+			return s.cfg.Interval
 		case errors.Is(err, provision.ErrLocked):
-			return false
+			return min(s.cfg.Interval, lockRetry)
 		case errors.Is(err, errFullDue), errors.Is(err, errRefreshRequired), errors.As(err, &rs):
-			return true
+			return 0
 		case errors.Is(err, errNoNotify):
-			return false
+			return s.cfg.Interval
 		case errors.Is(err, errYield):
 			// Sync, SyncChanges or Confirm runs: reopen after it.
 			s.status.update(func(st *Status) { st.Mode, st.Since = StatusPoll, time.Time{} })
 			for s.callers.Load() > 0 {
 				select {
 				case <-ctx.Done():
-					return false
+					return 0
 				case <-time.After(20 * time.Millisecond):
 				}
 			}
@@ -135,7 +144,7 @@ func (s *Syncer) persist(ctx context.Context) (again bool) {
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return 0
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, s.cfg.ReconnectMax)
@@ -254,6 +263,13 @@ func (s *Syncer) session(ctx context.Context) (opened bool, err error) {
 		return false, errNoPush
 	default:
 		return false, errNoNotify
+	}
+	// A connection that cannot push needs no lock to say so: the other
+	// replicas are not kept waiting for it.
+	if cur, err := s.loadCursor(ctx); err != nil {
+		return false, err
+	} else if cur != nil && cur.Mode != ModeSyncrepl {
+		return false, errNoPush
 	}
 	ctx, stop, err := s.enter(ctx)
 	if err != nil {

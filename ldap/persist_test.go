@@ -282,3 +282,41 @@ func TestPushPresentPhase(t *testing.T) {
 	e.srv.Replace(t, dns[2], map[string][]string{"pwdAccountLockedTime": {"000001010000Z"}})
 	within(t, 2*time.Second, "lock after the present phase", func() bool { u, err := e.lookup(ids[2]); return err == nil && !u.Active })
 }
+
+// TestPushFailover: two replicas of a connection; one holds the
+// persistent search (and the lock), the other waits. When the first
+// stops, the second opens the search and changes keep arriving.
+func TestPushFailover(t *testing.T) {
+	e := newEnv(t, ldaptest.Options{})
+	ann := e.addUser("ann", "Ann", "A", nil)
+	bob := e.addUser("bob", "Bob", "B", nil)
+	mk := func() (*Syncer, context.CancelFunc, chan error) {
+		s := e.syncer(func(c *Config) { c.Interval = 300 * time.Millisecond; c.MaxDeactivationShare = -1 })
+		ctx, cancel := context.WithCancel(e.ctx)
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return s, cancel, done
+	}
+	a, stopA, doneA := mk()
+	b, stopB, doneB := mk()
+	defer func() { stopA(); stopB(); <-doneA; <-doneB }()
+	var first, second *Syncer
+	var stopFirst context.CancelFunc
+	within(t, 10*time.Second, "one replica pushes", func() bool {
+		switch {
+		case a.Status().Mode == StatusPersist:
+			first, second, stopFirst = a, b, stopA
+		case b.Status().Mode == StatusPersist:
+			first, second, stopFirst = b, a, stopB
+		}
+		return first != nil
+	})
+	eq(t, "the other polls", second.Status().Mode, StatusPoll)
+	annID, bobID := e.srv.EntryUUID(t, ann), e.srv.EntryUUID(t, bob)
+	e.srv.Replace(t, ann, map[string][]string{"pwdAccountLockedTime": {"000001010000Z"}})
+	within(t, 2*time.Second, "lock via the first", func() bool { u, err := e.lookup(annID); return err == nil && !u.Active })
+	stopFirst()
+	within(t, 10*time.Second, "the second takes over", func() bool { return second.Status().Mode == StatusPersist })
+	e.srv.Replace(t, bob, map[string][]string{"pwdAccountLockedTime": {"000001010000Z"}})
+	within(t, 2*time.Second, "lock via the second", func() bool { u, err := e.lookup(bobID); return err == nil && !u.Active })
+}

@@ -33,8 +33,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		s.round(ctx)
 		next := s.cfg.Interval
-		if s.cfg.Push != PushOff && ctx.Err() == nil && s.persist(ctx) {
-			next = 0
+		if s.cfg.Push != PushOff && ctx.Err() == nil {
+			next = s.persist(ctx)
 		}
 		t.Reset(next)
 	}
