@@ -60,7 +60,10 @@
 // e-syncRefreshRequired, a due full sync or an unusable cursor end it for
 // a round of Run. Status says whether the connection is pushed
 // (StatusPersist) or polled (StatusPoll). Deactivations pushed within the
-// last Config.Interval count against the thresholds together.
+// last Config.Interval count against the thresholds together. The search
+// holds the connection's lock; the other replicas try to take it every
+// 15 s (or Interval, if shorter), so one of them takes over the push
+// when the pushing replica stops.
 //
 // # Restarts
 //
