@@ -43,17 +43,7 @@ func startPush(t *testing.T, e *env, mod func(*Config)) *pushEnv {
 			mod(c)
 		}
 	})
-	ctx, cancel := context.WithCancel(e.ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not stop")
-		}
-	})
+	runUntilEnd(t, e.ctx, p.s)
 	p.waitPersist(t)
 	return p
 }
