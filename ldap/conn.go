@@ -192,11 +192,39 @@ type search struct {
 	pageSize int
 	// controls are sent with every page, besides the paging control.
 	controls []goldap.Control
+	// next, when set, sizes each next page from the one just read.
+	next func(last []*goldap.Entry, size int) int
 }
 
 // groupPageSize bounds the page size of group searches: a group entry
-// carries its members, a thousand DNs or more.
-const groupPageSize = 20
+// carries its members, a thousand DNs or more. A group search reads one
+// group first; the pages after it are sized to hold about
+// groupPageValues member values (groupPages).
+const (
+	groupPageSize   = 20
+	groupPageValues = 20000
+)
+
+// groupPages sizes the next page of a group search so that it holds
+// about groupPageValues member values, as the largest group of the last
+// page would: the memory a page takes stays flat as groups grow with the
+// directory. (RFC 2696 lets a client change the size between pages.)
+func groupPages(attrs []string) func([]*goldap.Entry, int) int {
+	return func(last []*goldap.Entry, size int) int {
+		most := 0
+		for _, e := range last {
+			n := 0
+			for _, a := range attrs {
+				n += len(e.GetEqualFoldAttributeValues(a))
+			}
+			most = max(most, n)
+		}
+		if most == 0 {
+			return groupPageSize
+		}
+		return max(1, min(groupPageSize, groupPageValues/most))
+	}
+}
 
 // page is one page of a paged search, or the error that ended it.
 type page struct {
@@ -215,8 +243,12 @@ func (c *conn) pagedSearch(ctx context.Context, q search, fn func([]*goldap.Entr
 	go func() {
 		defer close(pages)
 		var cookie []byte
+		q := q
 		for {
 			entries, next, err := c.readPage(ctx, q, cookie)
+			if q.next != nil && err == nil {
+				q.pageSize = q.next(entries, q.pageSize)
+			}
 			select {
 			case pages <- page{entries: entries, err: err}:
 			case <-ctx.Done():

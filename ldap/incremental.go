@@ -265,7 +265,7 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 	r.touched = map[string]bool{}
 	m := s.cfg.Mapping
 	userQuery := search{base: s.cfg.UserBaseDN, scope: s.cfg.scope, filter: s.cfg.userFilter, attrs: m.userAttributes()}
-	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes(), pageSize: groupPageSize}
+	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes(), pageSize: 1, next: groupPages(m.DNMembers)}
 	users := func(entries []*goldap.Entry) error {
 		rep.Entries += len(entries)
 		return r.users(ctx, entries)

@@ -249,7 +249,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	userStamp := r.stamp
 	r.stamp = time.Time{}
 	if s.cfg.GroupBaseDN != "" {
-		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes(), pageSize: groupPageSize}
+		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes(), pageSize: 1, next: groupPages(s.cfg.Mapping.DNMembers)}
 		err = c.pagedSearch(ctx, groupQuery, func(entries []*goldap.Entry) error {
 			return r.readGroups(ctx, c, entries, nil)
 		})
