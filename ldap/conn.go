@@ -199,10 +199,11 @@ type search struct {
 // groupPageSize bounds the page size of group searches: a group entry
 // carries its members, a thousand DNs or more. A group search reads one
 // group first; the pages after it are sized to hold about
-// groupPageValues member values (groupPages).
+// groupPageValues member values (groupPages): a value in flight costs about
+// half a kilobyte of heap (its BER node, string and slices).
 const (
 	groupPageSize   = 20
-	groupPageValues = 20000
+	groupPageValues = 5000
 )
 
 // groupPages sizes the next page of a group search so that it holds
