@@ -155,7 +155,7 @@ func TestADPagesAndRanges(t *testing.T) {
 	eq(t, "few members", e.memberCount(few), 3)
 	eq(t, "ranged reads", e.f.rangedReads, 2)
 	for _, size := range e.f.pageSizes {
-		if size != 5000 && size != groupPageSize {
+		if size != 5000 && (size < 1 || size > groupPageSize) { // groups: 1, then sized by their members
 			t.Fatalf("page size asked %d", size)
 		}
 	}
@@ -317,4 +317,28 @@ func TestADReferrals(t *testing.T) {
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// TestADNotificationFallback: a domain controller that does not offer
+// change notification (the fake lists no 1.2.840.113556.1.4.528): Run
+// polls DirSync every Interval, and says so. (Against Samba, which offers
+// it, TestADNotification checks the notification.)
+func TestADNotificationFallback(t *testing.T) {
+	e := newFakeEnv(t)
+	ann := e.f.addUser("ann", nil)
+	reports := make(chan *Report, 100)
+	s := e.syncer(func(c *Config) {
+		c.Interval = 200 * time.Millisecond
+		c.OnReport = reportTo(t, reports, false)
+	})
+	runUntilEnd(t, e.ctx, s)
+	eq(t, "first round", (<-reports).Mode, ModeFull)
+	e.f.modify(ann, map[string][]string{"userAccountControl": {"514"}})
+	for deadline := time.Now().Add(5 * time.Second); e.user(ann).Active; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the DirSync poll did not deactivate the disabled account")
+		}
+	}
+	eq(t, "status", s.Status().Mode, StatusPoll)
+	eq(t, "a later round", (<-reports).Mode, ModeDirSync)
 }

@@ -10,31 +10,50 @@ import (
 // dirCache is the Syncer's view of the directory as of its last sync: it
 // resolves group member DNs and uids to user ids between full syncs. It
 // is valid only for the stored cursor whose token it carries; a cold or
-// stale cache makes the next sync a full one.
+// stale cache is loaded from the stored state (dirstate.go).
+//
+// It holds compact per-entry state, not entries: the id, the engine's
+// user id, and 64-bit hashes of the DN and uid (FNV-1a of dnKey and of
+// the lower-cased uid; two of a directory's DNs colliding is a chance of
+// about n²/2⁶⁵, one in ten billion at 300,000 entries).
 type dirCache struct {
 	token string
 
 	mu     sync.Mutex
 	users  map[string]*userRec // by canonical id
-	byDN   map[string]*userRec // by dnKey
-	byUID  map[string]*userRec // by lower-cased MemberUIDAttribute value
+	byDN   map[uint64]*userRec // by dnHash
+	byUID  map[uint64]*userRec // by uidHash; nil until a group names members by uid
 	groups map[string]*groupRec
-	gByDN  map[string]*groupRec
+	gByDN  map[uint64]*groupRec
+
+	// buckets is the number of buckets of the stored state (0 before it
+	// is first stored), dirty the ids of the records changed since.
+	buckets int
+	dirty   map[string]bool
+}
+
+// touch marks the record id changed; the caller holds c.mu.
+func (c *dirCache) touch(id string) {
+	if c.dirty != nil {
+		c.dirty[id] = true
+	}
 }
 
 type userRec struct {
-	id, dn, uid string
+	id string
 	// userID is the engine's user id; empty when the entry was skipped.
 	userID string
+	// dn and uid are the hashes of its DN and uid (0: no uid).
+	dn, uid uint64
 	// dropped is set when the entry was deleted (aliases may still name
 	// the record).
 	dropped bool
 }
 
 type groupRec struct {
-	id, dn, name string
-	memberDNs    []string // dnKeys
-	memberUIDs   []string // lower-cased
+	id, dn, name string   // dn is the dnKey
+	memberDNs    []uint64 // dnHashes
+	memberUIDs   []uint64 // uidHashes
 	// groupID is the engine's group id; empty until applied.
 	groupID string
 	// applied is the hash of the member ids last applied, and
@@ -44,21 +63,38 @@ type groupRec struct {
 	appliedMembers []string
 }
 
+// dnHash hashes a dnKey; uidHash a uid, case-insensitively (0 for none).
+func dnHash(key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return h.Sum64() | 1 // never 0
+}
+
+func uidHash(uid string) uint64 {
+	if uid == "" {
+		return 0
+	}
+	return dnHash(strings.ToLower(uid))
+}
+
 func newDirCache() *dirCache {
 	return &dirCache{
 		users:  map[string]*userRec{},
-		byDN:   map[string]*userRec{},
-		byUID:  map[string]*userRec{},
+		byDN:   map[uint64]*userRec{},
 		groups: map[string]*groupRec{},
-		gByDN:  map[string]*groupRec{},
+		gByDN:  map[uint64]*groupRec{},
 	}
 }
 
-// putUser records (or moves, on rename) a user entry.
+// putUser records (or moves, on rename) a user entry by its dnKey.
 func (c *dirCache) putUser(id, dn, uid, userID string) {
+	c.putUserHashed(id, dnHash(dn), uidHash(uid), userID)
+}
+
+func (c *dirCache) putUserHashed(id string, dn, uid uint64, userID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	uid = strings.ToLower(uid)
+	c.touch(id)
 	r, ok := c.users[id]
 	if !ok {
 		r = &userRec{id: id}
@@ -69,13 +105,13 @@ func (c *dirCache) putUser(id, dn, uid, userID string) {
 	// asynchronously, and a group read before that must still resolve.
 	r.dn = dn
 	if r.uid != uid {
-		if c.byUID[r.uid] == r {
+		if c.byUID != nil && c.byUID[r.uid] == r {
 			delete(c.byUID, r.uid)
 		}
 		r.uid = uid
 	}
 	c.byDN[dn] = r
-	if uid != "" {
+	if uid != 0 && c.byUID != nil {
 		c.byUID[uid] = r
 	}
 	if userID != "" {
@@ -91,24 +127,28 @@ func (c *dirCache) dropUser(id string) {
 		return
 	}
 	delete(c.users, id)
+	c.touch(id)
 	r.dropped = true
 	if c.byDN[r.dn] == r {
 		delete(c.byDN, r.dn)
 	}
-	if c.byUID[r.uid] == r {
+	if c.byUID != nil && c.byUID[r.uid] == r {
 		delete(c.byUID, r.uid)
 	}
 }
 
 func (c *dirCache) putGroup(g *groupRec) {
+	c.mu.Lock()
+	c.touch(g.id)
+	c.mu.Unlock()
 	if old, ok := c.groups[g.id]; ok {
 		g.groupID, g.applied, g.appliedMembers = old.groupID, old.applied, old.appliedMembers
-		if c.gByDN[old.dn] == old {
-			delete(c.gByDN, old.dn)
+		if h := dnHash(old.dn); c.gByDN[h] == old {
+			delete(c.gByDN, h)
 		}
 	}
 	c.groups[g.id] = g
-	c.gByDN[g.dn] = g
+	c.gByDN[dnHash(g.dn)] = g
 }
 
 func (c *dirCache) dropGroup(id string) *groupRec {
@@ -117,10 +157,30 @@ func (c *dirCache) dropGroup(id string) *groupRec {
 		return nil
 	}
 	delete(c.groups, id)
-	if c.gByDN[g.dn] == g {
-		delete(c.gByDN, g.dn)
+	c.mu.Lock()
+	c.touch(id)
+	c.mu.Unlock()
+	if h := dnHash(g.dn); c.gByDN[h] == g {
+		delete(c.gByDN, h)
 	}
 	return g
+}
+
+// indexUIDs builds the uid index the first time a group names members
+// by uid (posixGroup memberUid): directories without such groups never
+// pay for it.
+func (c *dirCache) indexUIDs() {
+	if c.byUID != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byUID = make(map[uint64]*userRec, len(c.users))
+	for _, r := range c.users {
+		if r.uid != 0 {
+			c.byUID[r.uid] = r
+		}
+	}
 }
 
 // members returns the user ids of g's direct and nested members, sorted,
@@ -149,6 +209,9 @@ func (c *dirCache) members(g *groupRec) ([]string, int) {
 					walk(sub)
 				}
 			}
+		}
+		if len(g.memberUIDs) > 0 {
+			c.indexUIDs()
 		}
 		for _, uid := range g.memberUIDs {
 			if u, ok := c.byUID[uid]; ok && u.userID != "" && !u.dropped {

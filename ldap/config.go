@@ -3,6 +3,7 @@ package ldap
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,16 @@ type Config struct {
 	// roots and the URL's host as the server name. Certificates are
 	// verified unless the host's own TLSConfig says otherwise.
 	TLSConfig *tls.Config
+	// TLSCAPEM pins the server's certificate authority: PEM certificates
+	// that are the only roots trusted, instead of the system's (or
+	// TLSConfig's RootCAs). For a private CA, in the connection's
+	// settings.
+	TLSCAPEM string
+	// TLSClientCertPEM and TLSClientKeyPEM are a client certificate and
+	// its private key, in PEM, presented in the TLS handshake (Google
+	// Secure LDAP requires one). Both or neither.
+	TLSClientCertPEM string
+	TLSClientKeyPEM  string
 	// InsecurePlaintext allows an ldap:// URL without StartTLS: the bind
 	// password and every entry cross the network in clear. Without it
 	// such a Config is refused.
@@ -82,6 +93,16 @@ type Config struct {
 	Incremental Incremental
 	// Interval is how often Run syncs changes. Default 5m.
 	Interval time.Duration
+	// Push says whether Run keeps a persistent search open between full
+	// syncs, so that changes apply within a second. Default PushAuto:
+	// when the incremental mode is syncrepl. Its changes arrive one by
+	// one: the deactivations it applied within the last Interval count
+	// against MaxDeactivations and MaxDeactivationShare together.
+	Push Push
+	// ReconnectMin and ReconnectMax bound the backoff between attempts
+	// to reopen a persistent search that failed. Default 1s and 1m.
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
 	// FullInterval is how often Run runs a full sync, the only one that
 	// sees deletes when changes are polled by modifyTimestamp. Default 6h.
 	FullInterval time.Duration
@@ -106,7 +127,11 @@ type Config struct {
 	// are ignored and counted in Report.Referrals.
 	ReferralsIncomplete bool
 
-	// OnReport, when set, receives the outcome of every round Run makes.
+	// OnReport, when set, receives the outcome of every round Run makes,
+	// of every batch of changes a persistent search applies, and the
+	// errors that end a persistent search (with a nil Report). It runs on
+	// Run's goroutine, at times under the connection's lock: to call Sync,
+	// SyncChanges or Confirm from it, start a goroutine.
 	OnReport func(*Report, error)
 	// Logger receives the Syncer's diagnostics. Nil discards them.
 	Logger *slog.Logger
@@ -441,6 +466,26 @@ func (c Config) validate() (*config, error) {
 	if v.tls.ServerName == "" {
 		v.tls.ServerName = host
 	}
+	if c.TLSCAPEM != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(c.TLSCAPEM)) {
+			return nil, fmt.Errorf("%w: Config.TLSCAPEM holds no PEM certificate", ErrCertificate)
+		}
+		v.tls.RootCAs = pool
+	}
+	switch {
+	case (c.TLSClientCertPEM == "") != (c.TLSClientKeyPEM == ""):
+		return nil, fmt.Errorf("%w: Config.TLSClientCertPEM and TLSClientKeyPEM go together", ErrCertificate)
+	case c.TLSClientCertPEM != "":
+		pair, err := tls.X509KeyPair([]byte(c.TLSClientCertPEM), []byte(c.TLSClientKeyPEM))
+		if err != nil {
+			return nil, fmt.Errorf("%w: Config.TLSClientCertPEM and TLSClientKeyPEM: %w", ErrCertificate, err)
+		}
+		v.tls.Certificates = append(v.tls.Certificates, pair)
+	}
+	if (c.TLSCAPEM != "" || c.TLSClientCertPEM != "") && u.Scheme == "ldap" && !c.StartTLS {
+		return nil, fmt.Errorf("ldap: Config.TLSCAPEM and TLSClientCertPEM need ldaps:// or StartTLS, not plaintext %s", c.URL)
+	}
 	if c.BindDN == "" && c.BindPassword != "" {
 		return nil, errors.New("ldap: Config.BindPassword without a BindDN")
 	}
@@ -504,6 +549,14 @@ func (c Config) validate() (*config, error) {
 	default:
 		return nil, fmt.Errorf("ldap: Config.Incremental %q is unknown", c.Incremental)
 	}
+	switch c.Push {
+	case PushAuto, PushOff:
+	default:
+		return nil, fmt.Errorf("ldap: Config.Push %q is unknown", c.Push)
+	}
+	if c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+		return nil, errors.New("ldap: Config.ReconnectMin and ReconnectMax must not be negative")
+	}
 	if c.PageSize < 0 || c.Workers < 0 || c.DialTimeout < 0 || c.RequestTimeout < 0 || c.Interval < 0 || c.FullInterval < 0 {
 		return nil, errors.New("ldap: Config.PageSize, Workers, DialTimeout, RequestTimeout, Interval and FullInterval must not be negative")
 	}
@@ -516,6 +569,8 @@ func (c Config) validate() (*config, error) {
 	v.RequestTimeout = defaultDuration(c.RequestTimeout, 2*time.Minute)
 	v.Interval = defaultDuration(c.Interval, 5*time.Minute)
 	v.FullInterval = defaultDuration(c.FullInterval, 6*time.Hour)
+	v.ReconnectMin = defaultDuration(c.ReconnectMin, time.Second)
+	v.ReconnectMax = max(v.ReconnectMin, defaultDuration(c.ReconnectMax, time.Minute))
 	if c.MaxDeactivations == 0 {
 		v.MaxDeactivations = 500
 	}

@@ -3,8 +3,10 @@ package ldap
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -52,7 +54,7 @@ func (s *Syncer) dial(ctx context.Context) (*conn, error) {
 		tc := tls.Client(nc, cfg.tls)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("ldap: TLS handshake with %s: %w", addr, err)
+			return nil, fmt.Errorf("ldap: TLS handshake with %s: %w", addr, certErr(err))
 		}
 		nc = tc
 	}
@@ -71,13 +73,21 @@ func (s *Syncer) dial(ctx context.Context) (*conn, error) {
 	if cfg.StartTLS {
 		if err := c.StartTLS(cfg.tls); err != nil {
 			cn.close()
-			return nil, fmt.Errorf("ldap: StartTLS with %s: %w", addr, ctxErr(ctx, dctx, err))
+			return nil, fmt.Errorf("ldap: StartTLS with %s: %w", addr, certErr(ctxErr(ctx, dctx, err)))
 		}
 	}
 	if cfg.BindDN != "" {
 		if err := c.Bind(cfg.BindDN, cfg.BindPassword); err != nil {
 			cn.close()
-			return nil, fmt.Errorf("ldap: bind as %q: %w", cfg.BindDN, ctxErr(ctx, dctx, err))
+			err = bindErr(ctxErr(ctx, dctx, err))
+			if (scheme == "ldaps" || cfg.StartTLS) && ctx.Err() == nil && !errors.Is(err, ErrBind) && !errors.Is(err, ErrCertificate) &&
+				closedErr(err) {
+				// TLS 1.3 checks the client's certificate after the
+				// client's side of the handshake: a server that refuses
+				// it closes the connection at the first request.
+				err = fmt.Errorf("%w: the server closed the connection after the TLS handshake, at the first request: it refused the client certificate, or wants one (%w)", ErrCertificate, err)
+			}
+			return nil, fmt.Errorf("ldap: bind as %q: %w", cfg.BindDN, err)
 		}
 	}
 	// No per-request timeout from here on: go-ldap drops a response that
@@ -104,6 +114,70 @@ func (c *conn) close() {
 	c.c.Close()
 }
 
+// The errors that say which part of connecting failed: errors.Is finds
+// them in what Sync, SyncChanges and Plan return.
+var (
+	// ErrCertificate: TLS failed on a certificate: the server's is not
+	// trusted (not issued by the pinned CA or a root, another host name,
+	// expired), the server refused the client certificate (missing, or
+	// of a CA it does not trust), or a certificate setting is malformed.
+	ErrCertificate = errors.New("ldap: certificate")
+	// ErrBind: the server refused the bind (wrong DN or password, a
+	// locked or expired account).
+	ErrBind = errors.New("ldap: bind refused")
+	// ErrBaseDN: a search base does not exist, or the bind account may
+	// not see it.
+	ErrBaseDN = errors.New("ldap: base DN not found")
+)
+
+// certErr marks a TLS failure that is about a certificate.
+func certErr(err error) error {
+	var (
+		ua *x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+		cv *tls.CertificateVerificationError
+		al tls.AlertError
+	)
+	switch {
+	case errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci), errors.As(err, &cv):
+	case errors.As(err, &al):
+		switch al {
+		case 42, 43, 44, 45, 46, 48, 116: // bad, unsupported, revoked, expired, unknown certificate; unknown CA; certificate required
+		default:
+			return err
+		}
+	default:
+		// go-ldap may report a refused client certificate (TLS 1.3: an
+		// alert after the handshake) as a closed connection with the
+		// alert's text only.
+		if s := err.Error(); !strings.Contains(s, "tls: certificate required") && !strings.Contains(s, "tls: bad certificate") && !strings.Contains(s, "tls: unknown certificate authority") {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrCertificate, err)
+}
+
+// closedErr reports whether err says the connection was closed under a
+// request (go-ldap words some of these only as text).
+func closedErr(err error) bool {
+	if errors.Is(err, io.EOF) || goldap.IsErrorWithCode(err, goldap.ErrorNetwork) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "unable to read LDAP response packet") || strings.Contains(s, "unable to send request") || strings.Contains(s, "connection closed")
+}
+
+// bindErr marks a refused bind; a certificate refused after the
+// handshake surfaces at the bind too.
+func bindErr(err error) error {
+	if goldap.IsErrorAnyOf(err, goldap.LDAPResultInvalidCredentials, goldap.LDAPResultInvalidDNSyntax, goldap.LDAPResultInappropriateAuthentication,
+		goldap.LDAPResultConfidentialityRequired, goldap.LDAPResultStrongAuthRequired, goldap.LDAPResultUnwillingToPerform) {
+		return fmt.Errorf("%w: %w", ErrBind, err)
+	}
+	return certErr(err)
+}
+
 // ErrIncomplete says a search did not complete: the server ended it
 // without the result that marks its end, or a time or size limit cut it
 // off. An incomplete search never deactivates anyone.
@@ -118,11 +192,40 @@ type search struct {
 	pageSize int
 	// controls are sent with every page, besides the paging control.
 	controls []goldap.Control
+	// next, when set, sizes each next page from the one just read.
+	next func(last []*goldap.Entry, size int) int
 }
 
 // groupPageSize bounds the page size of group searches: a group entry
-// carries its members, a thousand DNs or more.
-const groupPageSize = 20
+// carries its members, a thousand DNs or more. A group search reads one
+// group first; the pages after it are sized to hold about
+// groupPageValues member values (groupPages): a value in flight costs about
+// half a kilobyte of heap (its BER node, string and slices).
+const (
+	groupPageSize   = 20
+	groupPageValues = 5000
+)
+
+// groupPages sizes the next page of a group search so that it holds
+// about groupPageValues member values, as the largest group of the last
+// page would: the memory a page takes stays flat as groups grow with the
+// directory. (RFC 2696 lets a client change the size between pages.)
+func groupPages(attrs []string) func([]*goldap.Entry, int) int {
+	return func(last []*goldap.Entry, size int) int {
+		most := 0
+		for _, e := range last {
+			n := 0
+			for _, a := range attrs {
+				n += len(e.GetEqualFoldAttributeValues(a))
+			}
+			most = max(most, n)
+		}
+		if most == 0 {
+			return groupPageSize
+		}
+		return max(1, min(groupPageSize, groupPageValues/most))
+	}
+}
 
 // page is one page of a paged search, or the error that ended it.
 type page struct {
@@ -141,8 +244,12 @@ func (c *conn) pagedSearch(ctx context.Context, q search, fn func([]*goldap.Entr
 	go func() {
 		defer close(pages)
 		var cookie []byte
+		q := q
 		for {
 			entries, next, err := c.readPage(ctx, q, cookie)
+			if q.next != nil && err == nil {
+				q.pageSize = q.next(entries, q.pageSize)
+			}
 			select {
 			case pages <- page{entries: entries, err: err}:
 			case <-ctx.Done():
@@ -212,6 +319,9 @@ func searchErr(ctx, pctx context.Context, err error, base string) error {
 	case err != nil:
 		if goldap.IsErrorAnyOf(err, goldap.LDAPResultSizeLimitExceeded, goldap.LDAPResultTimeLimitExceeded, goldap.LDAPResultAdminLimitExceeded) {
 			return fmt.Errorf("%w: search of %q: %w", ErrIncomplete, base, err)
+		}
+		if goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject) {
+			return fmt.Errorf("%w: search of %q: %w", ErrBaseDN, base, err)
 		}
 		return fmt.Errorf("ldap: search of %q: %w", base, err)
 	case pctx.Err() != nil:

@@ -10,7 +10,7 @@
 //		URL: "ldaps://ldap.acme.example", BindDN: "cn=idprov-sync,dc=acme,dc=example", BindPassword: pw,
 //		UserBaseDN: "ou=people,dc=acme,dc=example", GroupBaseDN: "ou=groups,dc=acme,dc=example",
 //	})
-//	go s.Run(ctx) // incremental every 5 minutes, full every 6 hours
+//	go s.Run(ctx) // push (syncrepl) or incremental every 5 minutes, full every 6 hours
 //
 // Plan reports what a sync would change without applying anything; Sync
 // runs a full sync and SyncChanges an incremental one, each returning a
@@ -38,13 +38,45 @@
 // holds is skipped with its reason.
 //
 // An incremental sync reads only the changes: with RFC 4533 syncrepl
-// (refreshOnly) from a cookie stored in the Engine's KV, where the server
+// (refreshOnly, or refreshAndPersist under Run: see Push) from a cookie
+// stored in the Engine's KV, where the server
 // offers it (adds, modifications, renames, moves and deletes, all by
 // entryUUID; a refresh without changes keeps the old cookie; deletes of
 // unknown ids are ignored; e-syncRefreshRequired falls back to a full
 // sync); on Active Directory with DirSync (below); otherwise by
 // modifyTimestamp, which cannot see deletes, so the periodic full sync
 // sweeps them.
+//
+// # Push
+//
+// Where the incremental mode is syncrepl, Run keeps an RFC 4533
+// refreshAndPersist search open per base (users, groups) on one
+// connection between full syncs (Config.Push): the refresh from the
+// stored cookie applies what changed while no search was open, and then
+// every change the server sends is applied as it arrives, a burst as one
+// batch, with the cookie stored after each batch. A search that fails is
+// reopened with a backoff from the stored cookie; nothing is deactivated
+// by an outage (a present phase sweeps only when its refresh completed).
+// e-syncRefreshRequired, a due full sync or an unusable cursor end it for
+// a round of Run. Status says whether the connection is pushed
+// (StatusPersist) or polled (StatusPoll). Deactivations pushed within the
+// last Config.Interval count against the thresholds together. The search
+// holds the connection's lock; the other replicas try to take it every
+// 15 s (or Interval, if shorter), so one of them takes over the push
+// when the pushing replica stops.
+//
+// # Restarts
+//
+// What an incremental sync needs besides the cookie (which DN and uid is
+// which user, renamed users' old DNs, the groups' member DNs for
+// flattening nested groups, the engine ids, a hash of the members last
+// applied) is kept in the Engine's KV in buckets by entry id: a full
+// sync writes them all under a new generation, an incremental sync
+// rewrites the buckets it changed before storing the cursor. A new
+// Syncer (a restarted process, another replica) loads them and continues
+// from the stored cookie; only a state it cannot read runs a full sync.
+// In memory, a sync holds a page of entries and compact per-entry state:
+// ids, and 64-bit hashes of DNs and uids, never entries.
 //
 // # Active Directory
 //
@@ -57,6 +89,13 @@
 // (MaxPageSize, 1,000) and simply continue; continuation references
 // (CN=Configuration below a domain root) are ignored and counted unless
 // Config.ReferralsIncomplete.
+//
+// Under Run, where the DC offers change notification
+// (LDAP_SERVER_NOTIFICATION_OID, 1.2.840.113556.1.4.528), two
+// notification searches (the user and group bases, within AD's five per
+// connection) wake a DirSync pass as soon as an object changes; the
+// DirSync poll every Config.Interval stays as the fallback, and is all
+// there is without the control (Status says StatusNotify or StatusPoll).
 //
 // Incremental syncs use DirSync (1.2.840.113556.1.4.841) from a cookie
 // taken before the last full sync read: a fresh request per call, looping

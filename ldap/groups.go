@@ -36,6 +36,9 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 		if err := r.applyGroup(ctx, g, members, full); err != nil {
 			return err
 		}
+		c.mu.Lock()
+		c.touch(id)
+		c.mu.Unlock()
 		if !r.dry && g.groupID != "" && r.rep.Groups.Skipped == skipped {
 			g.applied, g.appliedMembers = h, members
 		}

@@ -193,3 +193,34 @@ func eq(t *testing.T, what string, got, want any) {
 		t.Fatalf("%s = %v, want %v", what, got, want)
 	}
 }
+
+// reportTo returns an OnReport that sends reports to ch and fails the
+// test on errors (logs them, with tolerate).
+func reportTo(t *testing.T, ch chan<- *Report, tolerate bool) func(*Report, error) {
+	return func(r *Report, err error) {
+		if err != nil {
+			if tolerate {
+				t.Logf("round: %v", err)
+			} else {
+				t.Errorf("round: %v", err)
+			}
+			return
+		}
+		ch <- r
+	}
+}
+
+// runUntilEnd starts s.Run until the test ends, and waits for it to stop then.
+func runUntilEnd(t *testing.T, ctx context.Context, s *Syncer) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not stop")
+		}
+	})
+}

@@ -80,63 +80,28 @@ func (c *conn) syncrepl(ctx context.Context, q search, cookie []byte, fn func([]
 		if !more {
 			break
 		}
-		ctls := r.Controls()
-		if e := r.Entry(); e != nil {
-			st, _ := goldap.FindControl(ctls, goldap.ControlTypeSyncState).(*goldap.ControlSyncState)
-			if st == nil {
-				continue
-			}
-			id := canonicalID(st.EntryUUID.String())
-			setCookie(st.Cookie)
-			switch st.State {
-			case goldap.SyncStateAdd, goldap.SyncStateModify:
-				if c.cfg.Mapping.entryID(e) == "" {
-					e.Attributes = append(e.Attributes, &goldap.EntryAttribute{Name: c.cfg.Mapping.ID, Values: []string{id}})
-				}
-				batch = append(batch, e)
-				if len(batch) == cap(batch) {
-					if err := flush(); err != nil {
-						return res, err
-					}
-				}
-			case goldap.SyncStateDelete:
-				res.deleted = append(res.deleted, id)
-			case goldap.SyncStatePresent:
-				res.present[id] = true
-				res.presentPhase = true
-			}
-			continue
+		msg := c.decodeSync(r)
+		setCookie(msg.cookie)
+		res.deleted = append(res.deleted, msg.deleted...)
+		for _, id := range msg.present {
+			res.present[id] = true
 		}
-		for _, ctl := range ctls {
-			switch v := ctl.(type) {
-			case *goldap.ControlSyncInfo:
-				switch {
-				case v.NewCookie != nil:
-					setCookie(v.NewCookie.Cookie)
-				case v.RefreshDelete != nil:
-					setCookie(v.RefreshDelete.Cookie)
-				case v.RefreshPresent != nil:
-					setCookie(v.RefreshPresent.Cookie)
-					res.presentPhase = true
-				case v.SyncIdSet != nil:
-					setCookie(v.SyncIdSet.Cookie)
-					for _, u := range v.SyncIdSet.SyncUUIDs {
-						id := canonicalID(u.String())
-						if v.SyncIdSet.RefreshDeletes {
-							res.deleted = append(res.deleted, id)
-						} else {
-							res.present[id] = true
-							res.presentPhase = true
-						}
-					}
-				}
-			case *goldap.ControlSyncDone:
-				done = true
-				setCookie(v.Cookie)
-				if v.RefreshDeletes {
-					// The refresh ended in the delete phase: no id is
-					// deleted by omission.
-					res.presentPhase = false
+		if msg.presentPhase {
+			res.presentPhase = true
+		}
+		if msg.done {
+			done = true
+			if msg.refreshDeletes {
+				// The refresh ended in the delete phase: no id is
+				// deleted by omission.
+				res.presentPhase = false
+			}
+		}
+		if msg.entry != nil {
+			batch = append(batch, msg.entry)
+			if len(batch) == cap(batch) {
+				if err := flush(); err != nil {
+					return res, err
 				}
 			}
 		}
@@ -147,6 +112,8 @@ func (c *conn) syncrepl(ctx context.Context, q search, cookie []byte, fn func([]
 		return res, ctx.Err()
 	case goldap.IsErrorWithCode(err, goldap.LDAPResultSyncRefreshRequired):
 		return res, errRefreshRequired
+	case goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject):
+		return res, fmt.Errorf("%w: syncrepl of %q: %w", ErrBaseDN, q.base, err)
 	case err != nil:
 		return res, fmt.Errorf("ldap: syncrepl of %q: %w", q.base, err)
 	case sctx.Err() != nil:
@@ -157,6 +124,86 @@ func (c *conn) syncrepl(ctx context.Context, q search, cookie []byte, fn func([]
 	return res, flush()
 }
 
+// syncMsg is one message of a syncrepl search, decoded.
+type syncMsg struct {
+	// entry was added or modified (a rename or a move too), with its id
+	// attribute.
+	entry *goldap.Entry
+	// deleted and present list ids the server said were deleted, or are
+	// unchanged (present phase); presentPhase says a present phase is
+	// under way.
+	deleted, present []string
+	presentPhase     bool
+	// cookie is the new cookie, if the message carried one.
+	cookie []byte
+	// refreshDone says the refresh phase of a refreshAndPersist search
+	// ended (a sync info message with refreshDone), done that a
+	// refreshOnly search ended (the sync done control); refreshDeletes
+	// that it ended in the delete phase: no id is deleted by omission.
+	refreshDone, done, refreshDeletes bool
+}
+
+// decodeSync decodes the message r holds.
+func (c *conn) decodeSync(r goldap.Response) syncMsg {
+	var msg syncMsg
+	ctls := r.Controls()
+	if e := r.Entry(); e != nil {
+		st, _ := goldap.FindControl(ctls, goldap.ControlTypeSyncState).(*goldap.ControlSyncState)
+		if st == nil {
+			return msg
+		}
+		id := canonicalID(st.EntryUUID.String())
+		msg.cookie = st.Cookie
+		switch st.State {
+		case goldap.SyncStateAdd, goldap.SyncStateModify:
+			if c.cfg.Mapping.entryID(e) == "" {
+				e.Attributes = append(e.Attributes, &goldap.EntryAttribute{Name: c.cfg.Mapping.ID, Values: []string{id}})
+			}
+			msg.entry = e
+		case goldap.SyncStateDelete:
+			msg.deleted = []string{id}
+		case goldap.SyncStatePresent:
+			msg.present = []string{id}
+			msg.presentPhase = true
+		}
+		return msg
+	}
+	for _, ctl := range ctls {
+		switch v := ctl.(type) {
+		case *goldap.ControlSyncInfo:
+			switch {
+			case v.NewCookie != nil:
+				msg.cookie = v.NewCookie.Cookie
+			case v.RefreshDelete != nil:
+				msg.cookie = v.RefreshDelete.Cookie
+				if v.RefreshDelete.RefreshDone {
+					msg.refreshDone, msg.refreshDeletes = true, true
+				}
+			case v.RefreshPresent != nil:
+				msg.cookie = v.RefreshPresent.Cookie
+				msg.presentPhase = true
+				msg.refreshDone = v.RefreshPresent.RefreshDone
+			case v.SyncIdSet != nil:
+				msg.cookie = v.SyncIdSet.Cookie
+				for _, u := range v.SyncIdSet.SyncUUIDs {
+					id := canonicalID(u.String())
+					if v.SyncIdSet.RefreshDeletes {
+						msg.deleted = append(msg.deleted, id)
+					} else {
+						msg.present = append(msg.present, id)
+						msg.presentPhase = true
+					}
+				}
+			}
+		case *goldap.ControlSyncDone:
+			msg.done = true
+			msg.cookie = v.Cookie
+			msg.refreshDeletes = v.RefreshDeletes
+		}
+	}
+	return msg
+}
+
 // syncChanges is SyncChanges without the lock.
 func (s *Syncer) syncChanges(ctx context.Context) (*Report, error) {
 	s.mu.Lock()
@@ -165,23 +212,8 @@ func (s *Syncer) syncChanges(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	var why string
-	switch {
-	case s.cfg.Incremental == IncrementalNone:
-		why = "Config.Incremental is none"
-	case cur == nil:
-		why = "no cursor yet"
-	case cur.Fingerprint != s.fingerprint:
-		why = "the configuration changed"
-	case s.cache == nil || s.cache.token != cur.Token:
-		why = "this Syncer has not seen the directory since the cursor was stored"
-	case cur.Mode == ModeSyncrepl && (len(cur.UserCookie) == 0 || (s.cfg.GroupBaseDN != "" && len(cur.GroupCookie) == 0)):
-		why = "no syncrepl cookie"
-	case cur.Mode == ModeDirSync && len(cur.DirSyncCookie) == 0:
-		why = "no DirSync cookie"
-	case cur.Mode != ModeSyncrepl && cur.Mode != ModeModifyTimestamp && cur.Mode != ModeDirSync && cur.Mode != ModeUSNChanged:
-		why = "the cursor has no incremental mode"
-	}
+	s.warm(ctx, cur)
+	why := s.unusable(cur)
 	if why == "" {
 		rep, err := s.incremental(ctx, cur)
 		var rs *resyncError
@@ -195,6 +227,28 @@ func (s *Syncer) syncChanges(ctx context.Context) (*Report, error) {
 		}
 	}
 	return s.full(ctx, false, why)
+}
+
+// unusable says why cur cannot start an incremental sync ("" when it
+// can).
+func (s *Syncer) unusable(cur *cursor) string {
+	switch {
+	case s.cfg.Incremental == IncrementalNone:
+		return "Config.Incremental is none"
+	case cur == nil:
+		return "no cursor yet"
+	case cur.Fingerprint != s.fingerprint:
+		return "the configuration changed"
+	case s.cache == nil || s.cache.token != cur.Token:
+		return "this Syncer has not seen the directory since the cursor was stored, and the stored directory state is missing or unreadable"
+	case cur.Mode == ModeSyncrepl && (len(cur.UserCookie) == 0 || (s.cfg.GroupBaseDN != "" && len(cur.GroupCookie) == 0)):
+		return "no syncrepl cookie"
+	case cur.Mode == ModeDirSync && len(cur.DirSyncCookie) == 0:
+		return "no DirSync cookie"
+	case cur.Mode != ModeSyncrepl && cur.Mode != ModeModifyTimestamp && cur.Mode != ModeDirSync && cur.Mode != ModeUSNChanged:
+		return "the cursor has no incremental mode"
+	}
+	return ""
 }
 
 // incremental applies the changes since cur.
@@ -211,7 +265,7 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 	r.touched = map[string]bool{}
 	m := s.cfg.Mapping
 	userQuery := search{base: s.cfg.UserBaseDN, scope: s.cfg.scope, filter: s.cfg.userFilter, attrs: m.userAttributes()}
-	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes(), pageSize: groupPageSize}
+	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes(), pageSize: 1, next: groupPages(m.DNMembers)}
 	users := func(entries []*goldap.Entry) error {
 		rep.Entries += len(entries)
 		return r.users(ctx, entries)
@@ -290,8 +344,21 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 		}
 	}
 	rep.Referrals = int(c.referrals.Load())
-	if err := r.deleted(ctx, gone); err != nil {
+	if err := s.commit(ctx, r, cur, &next, gone, goneGroups, changedGroups); err != nil {
 		return rep, err
+	}
+	return rep, nil
+}
+
+// commit completes an incremental sync whose entries r applied: it
+// deactivates the users of the ids gone, deletes the groups gone, applies
+// the changed groups (and those whose members changed), settles the
+// deactivations against the threshold from cur, and stores next as the
+// cursor.
+func (s *Syncer) commit(ctx context.Context, r *run, cur, next *cursor, gone, goneGroups []string, changedGroups map[string]bool) error {
+	rep := r.rep
+	if err := r.deleted(ctx, gone); err != nil {
+		return err
 	}
 	for _, id := range goneGroups {
 		s.cache.dropGroup(id)
@@ -300,34 +367,47 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 			continue
 		}
 		if err != nil {
-			return rep, fmt.Errorf("ldap: deleted group %s: %w", id, err)
+			return fmt.Errorf("ldap: deleted group %s: %w", id, err)
 		}
 		if g.Owner == s.cfg.ConnectionID {
 			if err := r.deleteGroup(ctx, g.ID); err != nil {
-				return rep, err
+				return err
 			}
 		}
 	}
 	if s.cfg.GroupBaseDN != "" {
 		if err := r.applyGroups(ctx, changedGroups, false); err != nil {
-			return rep, err
+			return err
 		}
 	}
-	if err := s.settle(ctx, rep, r.deact, max(cur.Owned, 1), false); err != nil {
-		return rep, err
+	prior := 0
+	if rep.Mode == ModePersist {
+		prior = s.recentPushed()
+	}
+	if err := s.settle(ctx, rep, r.deact, max(cur.Owned, 1), prior, false); err != nil {
+		return err
+	}
+	if rep.Mode == ModePersist && rep.Held == nil {
+		now := s.cfg.Now()
+		for range dedupeDeactivations(r.deact) {
+			s.pushed = append(s.pushed, now)
+		}
 	}
 	if err := s.unhold(ctx, r.enabled); err != nil {
-		return rep, err
+		return err
 	}
 	next.Owned = max(0, cur.Owned+rep.Created+rep.Reactivated-rep.Deactivated)
-	token, err := s.saveCursor(ctx, &next)
+	if err := s.saveDirty(ctx, s.cache, next); err != nil {
+		return err
+	}
+	token, err := s.saveCursor(ctx, next)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	s.cache.token = token
 	rep.Duration = s.cfg.Now().Sub(rep.Started)
 	s.log().InfoContext(ctx, rep.String())
-	return rep, nil
+	return nil
 }
 
 // deleted turns ids reported deleted (or gone from a present phase) into

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -27,14 +28,18 @@ import (
 // TestMeasure is the measurement program for the figures of the LDAP
 // sync: a full sync of N users in 100 groups from slapd, against a store
 // that discards and against memstore, next to a bare go-ldap streaming
-// read and ldapsearch, and an incremental sync after 1,000 changes. Every
+// read and ldapsearch, an incremental sync after 1,000 changes, the first
+// sync of a restarted process (a new Syncer on the same store) after
+// 1,000 more, and the offboarding latency with push: 20 locks, each from
+// the modify in slapd until the user is inactive in the store. Every
 // contender runs in its own process (this test binary, re-executed) so its
 // peak RSS is its own. It is skipped unless IDPROV_LDAP_BENCH gives N:
 //
 //	IDPROV_LDAP_BENCH=100000 go test ./ldap -run 'TestMeasure$' -v -timeout 30m
 //
 // IDPROV_LDAP_BENCH_PROFILE=dir writes each contender's CPU and memory
-// profiles there; IDPROV_LDAP_BENCH_ONLY=bare|discard|memstore runs one.
+// profiles there; IDPROV_LDAP_BENCH_ONLY=bare,discard runs those only
+// (of bare, discard, memstore).
 func TestMeasure(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("IDPROV_LDAP_BENCH"))
 	if n <= 0 {
@@ -112,7 +117,10 @@ func TestMeasure(t *testing.T) {
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		return time.Since(t0), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss * 1024
 	}
-	only := os.Getenv("IDPROV_LDAP_BENCH_ONLY") // a contender's name, to profile it alone
+	// IDPROV_LDAP_BENCH_ONLY names the contenders to run, comma-separated
+	// (bare,discard for the memory figures), e.g. to profile one alone.
+	only := os.Getenv("IDPROV_LDAP_BENCH_ONLY")
+	runs := func(mode string) bool { return only == "" || slices.Contains(strings.Split(only, ","), mode) }
 	if _, err := exec.LookPath("ldapsearch"); err == nil && only == "" {
 		r := &row{name: "ldapsearch (C, paged 500, to /dev/null): the floor"}
 		for range 3 {
@@ -124,7 +132,7 @@ func TestMeasure(t *testing.T) {
 		rows = append(rows, r)
 	}
 	for _, mode := range []string{"bare", "discard"} {
-		if only != "" && only != mode {
+		if !runs(mode) {
 			continue
 		}
 		r := &row{name: map[string]string{"bare": "bare go-ldap SearchAsync + paging (users and groups)", "discard": "Syncer.Sync, full, store that discards"}[mode]}
@@ -134,24 +142,24 @@ func TestMeasure(t *testing.T) {
 			r.cpus = append(r.cpus, m.CPU)
 			r.rss = max(r.rss, m.RSS)
 			if m.LiveHeap > 0 {
-				r.extra = fmt.Sprintf("live heap after the sync %d MB", m.LiveHeap>>20)
+				r.extra = fmt.Sprintf("live heap after the sync %d MB, peak heap in use %d MB", m.LiveHeap>>20, m.PeakHeap>>20)
 			}
 		}
 		rows = append(rows, r)
 	}
-	if only != "" && only != "memstore" {
-		only = "skip"
+	if runs("memstore") {
+		m := child("memstore")
+		rows = append(rows,
+			&row{name: "Syncer.Sync, full, memstore (first sync: creates)", walls: []time.Duration{m.Wall}, rss: m.RSS, extra: fmt.Sprintf("memstore: %d bytes/user (heap after GC, syncer dropped)", m.BytesPerUser)},
+			&row{name: "Syncer.Sync, full, memstore (second sync: unchanged)", walls: []time.Duration{m.Wall2}, wallOnly: true},
+			&row{name: fmt.Sprintf("Syncer.SyncChanges (syncrepl) after %d changes, memstore", m.Changes), walls: []time.Duration{m.Incremental}, wallOnly: true, extra: m.IncrementalReport},
+			&row{name: "  (applying those changes with go-ldap, not part of the sync)", walls: []time.Duration{m.ChangeTime}, wallOnly: true},
+			&row{name: fmt.Sprintf("first SyncChanges of a restarted Syncer after %d changes", m.Changes), walls: []time.Duration{m.Restart}, wallOnly: true,
+				extra: fmt.Sprintf("%.1f%% of the full sync; %s", 100*float64(m.Restart)/float64(max(m.Wall, 1)), m.RestartReport)},
+			&row{name: "offboarding latency with push (20 locks, Run, interval 1h)", walls: m.Latencies, wallOnly: true,
+				extra: fmt.Sprintf("p50 %s p99 %s", pct(m.Latencies, 50), pct(m.Latencies, 99))},
+		)
 	}
-	m := measurement{}
-	if only != "skip" {
-		m = child("memstore")
-	}
-	rows = append(rows,
-		&row{name: "Syncer.Sync, full, memstore (first sync: creates)", walls: []time.Duration{m.Wall}, rss: m.RSS, extra: fmt.Sprintf("memstore: %d bytes/user (heap after GC, syncer dropped)", m.BytesPerUser)},
-		&row{name: "Syncer.Sync, full, memstore (second sync: unchanged)", walls: []time.Duration{m.Wall2}, wallOnly: true},
-		&row{name: fmt.Sprintf("Syncer.SyncChanges (syncrepl) after %d changes, memstore", m.Changes), walls: []time.Duration{m.Incremental}, wallOnly: true, extra: m.IncrementalReport},
-		&row{name: "  (applying those changes with go-ldap, not part of the sync)", walls: []time.Duration{m.ChangeTime}, wallOnly: true},
-	)
 	median := func(ws []time.Duration) time.Duration {
 		s := slices.Clone(ws)
 		slices.Sort(s)
@@ -186,6 +194,7 @@ type measurement struct {
 	Entries           int
 	CPU               time.Duration // user + system time of the whole process
 	LiveHeap          uint64        // heap after GC at the end of the sync, syncer alive
+	PeakHeap          uint64        // highest HeapInuse sampled every 50 ms during the sync
 	Wall              time.Duration
 	Wall2             time.Duration
 	RSS               int64
@@ -194,6 +203,20 @@ type measurement struct {
 	ChangeTime        time.Duration
 	Incremental       time.Duration
 	IncrementalReport string
+	Restart           time.Duration
+	RestartReport     string
+	Latencies         []time.Duration
+}
+
+// pct is the p-th percentile of ws (nearest rank).
+func pct(ws []time.Duration, p int) time.Duration {
+	if len(ws) == 0 {
+		return 0
+	}
+	s := slices.Clone(ws)
+	slices.Sort(s)
+	i := max(0, (p*len(s)+99)/100-1)
+	return s[i].Round(time.Millisecond)
 }
 
 // TestMeasureChild is one contender of TestMeasure, in its own process.
@@ -246,8 +269,28 @@ func TestMeasureChild(t *testing.T) {
 				}
 			}
 		}
+		stop := make(chan struct{})
+		sampled := make(chan uint64)
+		go func() {
+			var peak uint64
+			var ms runtime.MemStats
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+				select {
+				case <-stop:
+					sampled <- peak
+					return
+				case <-tick.C:
+				}
+			}
+		}()
 		t0 := time.Now()
 		rep, err := s.Sync(ctx)
+		close(stop)
+		m.PeakHeap = <-sampled
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,21 +337,37 @@ func TestMeasureChild(t *testing.T) {
 		runtime.KeepAlive(store)
 
 		t0 = time.Now()
-		m.Changes = applyChanges(t, cfg, base, n)
+		m.Changes = applyChanges(t, cfg, base, n, 0)
 		m.ChangeTime = time.Since(t0)
-		t0 = time.Now()
-		rep, err = s.SyncChanges(ctx)
+		timed := func(s *Syncer) (time.Duration, *Report) {
+			t0 := time.Now()
+			rep, err := s.SyncChanges(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return time.Since(t0), rep
+		}
+		m.Incremental, rep = timed(s)
+		m.IncrementalReport = rep.String()
+
+		// A restarted process: a new Syncer on the same store.
+		applyChanges(t, cfg, base, n, 1)
+		restarted, err := NewSyncer(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.Incremental = time.Since(t0)
-		m.IncrementalReport = rep.String()
+		m.Restart, rep = timed(restarted)
+		m.RestartReport = rep.String()
+		if rep.Mode == ModeFull {
+			t.Fatalf("the restarted Syncer ran a full sync: %s", rep.FullReason)
+		}
+		m.Latencies = pushLatencies(t, cfg, base, n)
 	}
 	b, _ := json.Marshal(m)
 	fmt.Println("RESULT " + string(b))
 }
 
-func newBenchEngine(t *testing.T, st provision.Store) *provision.Engine {
+func newBenchEngine(t testing.TB, st provision.Store) *provision.Engine {
 	eng, err := provision.NewEngine(provision.Config{Store: st, Tenants: []provision.Tenant{{ID: tenant, Connections: []provision.Connection{{ID: ldapConn, Kind: provision.KindLDAP}}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -343,21 +402,66 @@ func bareRead(t *testing.T, c *goldap.Conn, base, filter string, attrs []string)
 	}
 }
 
-// applyChanges makes 1,000 changes as the root DN: 800 attribute
-// changes, 100 adds, 50 renames and 50 deletes.
-func applyChanges(t *testing.T, cfg Config, base string, n int) int {
-	c, err := goldap.DialURL(cfg.URL)
+// pushLatencies runs Run (push, interval an hour) and locks 20 users one
+// after the other, each time measuring until the store has the user
+// inactive.
+func pushLatencies(t *testing.T, cfg Config, base string, n int) []time.Duration {
+	cfg.Interval, cfg.FullInterval = time.Hour, 24*time.Hour
+	s, err := NewSyncer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if err := c.Bind(os.Getenv("IDPROV_LDAP_BENCH_ADMIN"), os.Getenv("IDPROV_LDAP_BENCH_ADMINPW")); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Minute); s.Status().Mode != StatusPersist; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no persistent search: %+v", s.Status())
+		}
 	}
+	c := adminConn(t, cfg.URL)
+	defer c.Close()
+	o := provision.Origin{TenantID: tenant, ConnectionID: ldapConn}
+	var out []time.Duration
+	for k := range 20 {
+		dn := ldaptest.UserDN(base, k*(n/20)+7)
+		res, err := c.Search(goldap.NewSearchRequest(dn, goldap.ScopeBaseObject, goldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"entryUUID"}, nil))
+		if err != nil || len(res.Entries) != 1 {
+			t.Fatalf("entryUUID of %s: %v", dn, err)
+		}
+		id := canonicalID(res.Entries[0].GetAttributeValue("entryUUID"))
+		req := goldap.NewModifyRequest(dn, nil)
+		req.Replace("pwdAccountLockedTime", []string{"000001010000Z"})
+		t0 := time.Now()
+		if err := c.Modify(req); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			u, err := cfg.Engine.UserByExternalID(context.Background(), o, id)
+			if err == nil && !u.Active {
+				break
+			}
+			if time.Since(t0) > time.Minute {
+				t.Fatalf("lock of %s not applied within a minute (%v)", dn, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		out = append(out, time.Since(t0))
+	}
+	return out
+}
+
+// applyChanges makes 1,000 changes as the root DN: 800 attribute
+// changes, 100 adds, 50 renames and 50 deletes; round (0, 1) picks
+// other entries.
+func applyChanges(t *testing.T, cfg Config, base string, n, round int) int {
+	c := adminConn(t, cfg.URL)
+	defer c.Close()
 	count := 0
 	step := n / 1000
 	for k := range 800 {
-		req := goldap.NewModifyRequest(ldaptest.UserDN(base, k*step), nil)
+		req := goldap.NewModifyRequest(ldaptest.UserDN(base, k*step+round), nil)
 		req.Replace("title", []string{"Changed " + strconv.Itoa(k)})
 		if err := c.Modify(req); err != nil {
 			t.Fatal(err)
@@ -365,9 +469,9 @@ func applyChanges(t *testing.T, cfg Config, base string, n int) int {
 		count++
 	}
 	for k := range 100 {
-		req := goldap.NewAddRequest(fmt.Sprintf("uid=new%04d,ou=people,%s", k, base), nil)
+		req := goldap.NewAddRequest(fmt.Sprintf("uid=new%d%04d,ou=people,%s", round, k, base), nil)
 		req.Attribute("objectClass", []string{"inetOrgPerson"})
-		req.Attribute("uid", []string{fmt.Sprintf("new%04d", k)})
+		req.Attribute("uid", []string{fmt.Sprintf("new%d%04d", round, k)})
 		req.Attribute("cn", []string{"New"})
 		req.Attribute("sn", []string{"Hire"})
 		if err := c.Add(req); err != nil {
@@ -376,14 +480,14 @@ func applyChanges(t *testing.T, cfg Config, base string, n int) int {
 		count++
 	}
 	for k := range 50 {
-		i := k*step + step/2
+		i := k*step + step/2 + round
 		if err := c.ModifyDN(goldap.NewModifyDNRequest(ldaptest.UserDN(base, i), fmt.Sprintf("uid=renamed%06d", i), true, "")); err != nil {
 			t.Fatal(err)
 		}
 		count++
 	}
 	for k := range 50 {
-		i := k*step + step/3
+		i := k*step + step/3 + round
 		if err := c.Del(goldap.NewDelRequest(ldaptest.UserDN(base, i), nil)); err != nil {
 			t.Fatal(err)
 		}
@@ -394,8 +498,51 @@ func applyChanges(t *testing.T, cfg Config, base string, n int) int {
 
 // discardStore is a Store that keeps nothing: every user and group is
 // new, every member exists. It measures the Syncer without a store's
-// cost.
-type discardStore struct{ ids atomic.Int64 }
+// cost. Its KV keeps small values (the cursor, plans) and discards the
+// directory state's buckets, which a real store keeps in its database,
+// not in the Syncer's process.
+type discardStore struct {
+	ids atomic.Int64
+	mu  sync.Mutex
+	kv  map[string][]byte
+}
+
+func (d *discardStore) KVGet(_ context.Context, tenantID, key string) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.kv[tenantID+"\x00"+key]
+	if !ok {
+		return nil, provision.ErrNotFound
+	}
+	return v, nil
+}
+
+func (d *discardStore) KVSet(_ context.Context, tenantID, key string, value []byte, _ time.Duration) error {
+	if strings.Contains(key, "/state/") {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.kv == nil {
+		d.kv = map[string][]byte{}
+	}
+	d.kv[tenantID+"\x00"+key] = slices.Clone(value)
+	return nil
+}
+
+func (d *discardStore) KVInsert(ctx context.Context, tenantID, key string, value []byte, ttl time.Duration) (bool, error) {
+	if _, err := d.KVGet(ctx, tenantID, key); err == nil {
+		return false, nil
+	}
+	return true, d.KVSet(ctx, tenantID, key, value, ttl)
+}
+
+func (d *discardStore) KVDelete(_ context.Context, tenantID, key string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.kv, tenantID+"\x00"+key)
+	return nil
+}
 
 func (d *discardStore) id() string { return "d" + strconv.FormatInt(d.ids.Add(1), 10) }
 
@@ -468,4 +615,17 @@ func (d *discardStore) DeleteLink(context.Context, string, provision.ResourceKin
 }
 func (d *discardStore) Atomically(ctx context.Context, fn func(context.Context, provision.Store) error) error {
 	return fn(ctx, d)
+}
+
+// adminConn is a connection bound as the root DN.
+func adminConn(t *testing.T, url string) *goldap.Conn {
+	c, err := goldap.DialURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Bind(os.Getenv("IDPROV_LDAP_BENCH_ADMIN"), os.Getenv("IDPROV_LDAP_BENCH_ADMINPW")); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
 }

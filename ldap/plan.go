@@ -126,6 +126,7 @@ func compare(a, b string) int {
 // plan. It waits for a sync running elsewhere to finish (the connection's
 // lock), until ctx ends. A plan that is no longer held is ErrNoPlan.
 func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lockWait(ctx)
 	if err != nil {
 		return nil, err
@@ -208,16 +209,22 @@ func (s *Syncer) deactivate(ctx context.Context, rep *Report, ds []Deactivation)
 // settle applies the deactivations a sync collected, or holds them as a
 // plan when they cross a threshold. owned is the number of active users
 // the connection owns. full says the deactivations are the complete set
-// (a full sync), which replaces any held plan.
-func (s *Syncer) settle(ctx context.Context, rep *Report, ds []Deactivation, owned int, full bool) error {
+// (a full sync), which replaces any held plan. prior is the number of
+// deactivations applied shortly before, which count against the
+// thresholds too (a persistent search's changes arrive one by one).
+func (s *Syncer) settle(ctx context.Context, rep *Report, ds []Deactivation, owned, prior int, full bool) error {
 	ds = dedupeDeactivations(ds)
 	n := len(ds)
 	var reason string
 	switch {
-	case s.cfg.MaxDeactivations >= 0 && n > s.cfg.MaxDeactivations:
-		reason = fmt.Sprintf("%d deactivations exceed the limit of %d (Config.MaxDeactivations)", n, s.cfg.MaxDeactivations)
-	case s.cfg.MaxDeactivationShare >= 0 && n > 1 && float64(n) > s.cfg.MaxDeactivationShare*float64(owned):
-		reason = fmt.Sprintf("%d deactivations exceed %.0f%% of the connection's %d active users (Config.MaxDeactivationShare)", n, 100*s.cfg.MaxDeactivationShare, owned)
+	case n == 0:
+	case s.cfg.MaxDeactivations >= 0 && n+prior > s.cfg.MaxDeactivations:
+		reason = fmt.Sprintf("%d deactivations exceed the limit of %d (Config.MaxDeactivations)", n+prior, s.cfg.MaxDeactivations)
+	case s.cfg.MaxDeactivationShare >= 0 && n+prior > 1 && float64(n+prior) > s.cfg.MaxDeactivationShare*float64(owned):
+		reason = fmt.Sprintf("%d deactivations exceed %.0f%% of the connection's %d active users (Config.MaxDeactivationShare)", n+prior, 100*s.cfg.MaxDeactivationShare, owned)
+	}
+	if prior > 0 && reason != "" {
+		reason += fmt.Sprintf(", counting the %d applied by the persistent search within Config.Interval", prior)
 	}
 	if rep.DryRun {
 		if reason != "" {

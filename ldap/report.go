@@ -24,6 +24,9 @@ const (
 	// ModeUSNChanged read the Active Directory entries whose uSNChanged
 	// is above the stored USN.
 	ModeUSNChanged Mode = "uSNChanged"
+	// ModePersist applied changes the server pushed over an RFC 4533
+	// refreshAndPersist search (Run with Config.Push).
+	ModePersist Mode = "persist"
 	// ModeConfirm applied a held plan.
 	ModeConfirm Mode = "confirm"
 )

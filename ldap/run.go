@@ -15,6 +15,13 @@ import (
 // round is skipped, so one replica at a time syncs a connection. A failed
 // round is logged and handed to Config.OnReport; the next round retries.
 // Run returns nil when ctx ends.
+//
+// With Config.Push (the default), when the connection's incremental mode
+// is syncrepl, Run keeps an RFC 4533 refreshAndPersist search open
+// between the rounds instead: changes apply as the server sends them,
+// the cookie is stored as it advances, a dropped search is reopened with
+// a backoff from the stored cookie, and the full sync still runs every
+// FullInterval. Status says which of the two Run does.
 func (s *Syncer) Run(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -25,7 +32,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		s.round(ctx)
-		t.Reset(s.cfg.Interval)
+		next := s.cfg.Interval
+		if s.cfg.Push != PushOff && ctx.Err() == nil {
+			next = s.persist(ctx)
+		}
+		t.Reset(next)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	goldap "github.com/go-ldap/ldap/v3"
+
 	"github.com/idprov/idprov/ldap/adtest"
 	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/store/memstore"
@@ -292,4 +294,61 @@ func TestADDirSync(t *testing.T) {
 	e.expect(rep, counts{unchanged: 2})
 	rep = e.changes(s)
 	eq(t, "incremental again", rep.Mode, ModeDirSync)
+}
+
+// TestADNotification: under Run, Active Directory's change notification
+// control (1.2.840.113556.1.4.528) wakes a DirSync pass at once: a
+// disabled account is deactivated within seconds while the poll interval
+// is an hour. Where the server lacks the control, the test says so and
+// checks the fallback, the DirSync poll every Interval.
+func TestADNotification(t *testing.T) {
+	e := newADEnv(t)
+	ann := e.ad.AddUser(t, e.people, "ann-n", "Ann", "N", nil)
+	e.ad.AddUser(t, e.people, "bob-n", "Bob", "N", nil)
+	c := e.ad.Conn(t)
+	res, err := c.Search(goldap.NewSearchRequest("", goldap.ScopeBaseObject, goldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"supportedControl"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	offered := slices.Contains(res.Entries[0].GetAttributeValues("supportedControl"), controlNotification)
+	interval := time.Hour
+	if !offered {
+		t.Logf("Samba does not list the change notification control %s: testing the DirSync poll", controlNotification)
+		interval = 500 * time.Millisecond
+	}
+	reports := make(chan *Report, 100)
+	s := e.syncer(func(c *Config) {
+		c.Interval = interval
+		c.OnReport = reportTo(t, reports, true)
+	})
+	runUntilEnd(t, e.ctx, s)
+	if first := <-reports; first.Mode != ModeFull || first.Created != 2 {
+		t.Fatalf("first round: %v", first)
+	}
+	want := StatusNotify
+	if !offered {
+		want = StatusPoll
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.Status().Mode != want; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v, want %s", s.Status(), want)
+		}
+	}
+	t0 := time.Now()
+	e.ad.Disable(t, ann)
+	for {
+		if u := e.user(ann); !u.Active {
+			break
+		}
+		if time.Since(t0) > 10*time.Second {
+			t.Fatalf("the disabled account was not deactivated within 10 s (status %+v)", s.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("disabled account deactivated in %s (%s)", time.Since(t0).Round(time.Millisecond), want)
+	for len(reports) > 0 {
+		if r := <-reports; r.Mode != ModeDirSync {
+			t.Fatalf("a round after the first ran as %s", r.Mode)
+		}
+	}
 }

@@ -341,11 +341,12 @@ func TestRefreshRequired(t *testing.T) {
 	}
 	eq(t, "next round is incremental", e.changes(s).Mode, ModeSyncrepl)
 
-	// A restarted Syncer (cold cache) syncs fully first.
+	// A restarted Syncer (cold cache) continues from the stored state
+	// and cookie.
 	s2 := e.syncer(func(c *Config) { c.Incremental = IncrementalSyncrepl })
-	eq(t, "cold syncer", e.changes(s2).Mode, ModeFull)
-	// ... after which the first one's cache is stale.
-	eq(t, "stale syncer", e.changes(s).Mode, ModeFull)
+	eq(t, "cold syncer", e.changes(s2).Mode, ModeSyncrepl)
+	// ... and so does the first one, whose cache is stale.
+	eq(t, "stale syncer", e.changes(s).Mode, ModeSyncrepl)
 }
 
 // TestTLS syncs over ldaps:// and StartTLS with a test CA, and refuses a

@@ -42,6 +42,10 @@ type cursor struct {
 	// its directory database (which changes on a restore from backup).
 	DC           string `json:",omitempty"`
 	InvocationID string `json:",omitempty"`
+	// StateGen and StateBuckets name the stored directory state
+	// (dirstate.go) this cursor goes with.
+	StateGen     string `json:",omitempty"`
+	StateBuckets int    `json:",omitempty"`
 	// LastFull is when the last full sync completed.
 	LastFull time.Time
 	// Owned is the number of active users the connection owns, as of

@@ -28,6 +28,16 @@ type Syncer struct {
 	mu    sync.Mutex
 	cache *dirCache // the directory as of the stored cursor; nil when cold
 
+	// status is what Run does; sess the persistent search it holds
+	// open, which callers (of Sync, SyncChanges, Confirm) end.
+	status  pushStatus
+	sess    session
+	callers atomic.Int32
+	// pushed holds when the persistent search's recent deactivations
+	// were applied (under mu): they count against the thresholds for
+	// one Config.Interval.
+	pushed []time.Time
+
 	// afterUserPage, when set (by tests), runs after each page of users.
 	afterUserPage func()
 	// beforeSyncrepl, when set (by tests), runs before an incremental
@@ -99,6 +109,7 @@ func (s *Syncer) newReport(m Mode, dry bool) *Report {
 // An error may come with a partial Report: what was applied before it.
 // Nothing is swept then.
 func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -117,10 +128,13 @@ func (s *Syncer) Plan(ctx context.Context) (*Report, error) {
 // SyncChanges runs an incremental sync: the changes since the previous
 // sync, by syncrepl or modifyTimestamp (Config.Incremental). It runs a full
 // sync instead when there is no usable cursor (first sync, configuration
-// changed, cookie expired: e-syncRefreshRequired) or when this Syncer has
-// not seen the directory since the cursor was stored (a restart, or a
-// sync on another replica); Report.FullReason says why.
+// changed, cookie expired: e-syncRefreshRequired) or when the directory
+// state stored with the cursor cannot be read; Report.FullReason says
+// why. A Syncer that has not seen the directory since the cursor was
+// stored (a restart, a sync on another replica) loads that state and
+// continues incrementally.
 func (s *Syncer) SyncChanges(ctx context.Context) (*Report, error) {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -138,15 +152,15 @@ type run struct {
 
 	mu      sync.Mutex
 	deact   []Deactivation
-	userIDs map[string]struct{} // users applied in this run
-	enabled map[string]bool     // users seen enabled (to unhold)
+	userIDs map[uint64]struct{} // hashes of the users applied in this run
+	enabled map[string]bool     // users seen enabled (to unhold; incremental)
 	touched map[string]bool     // ids of the entries applied (incremental)
 	noID    int
 	stamp   time.Time // highest modifyTimestamp seen
 }
 
 func (s *Syncer) newRun(rep *Report, cache *dirCache) *run {
-	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, userIDs: map[string]struct{}{}, enabled: map[string]bool{}}
+	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, userIDs: map[uint64]struct{}{}, enabled: map[string]bool{}}
 }
 
 // syncFull is Sync and Plan.
@@ -235,7 +249,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	userStamp := r.stamp
 	r.stamp = time.Time{}
 	if s.cfg.GroupBaseDN != "" {
-		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes(), pageSize: groupPageSize}
+		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes(), pageSize: 1, next: groupPages(s.cfg.Mapping.DNMembers)}
 		err = c.pagedSearch(ctx, groupQuery, func(entries []*goldap.Entry) error {
 			return r.readGroups(ctx, c, entries, nil)
 		})
@@ -252,7 +266,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	if err != nil {
 		return rep, err
 	}
-	if err := s.settle(ctx, rep, r.deact, owned, true); err != nil {
+	if err := s.settle(ctx, rep, r.deact, owned, 0, true); err != nil {
 		return rep, err
 	}
 	if dry {
@@ -265,9 +279,19 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 		cur.UserStamp = nextStamp(time.Time{}, userStamp, start)
 		cur.GroupStamp = nextStamp(time.Time{}, r.stamp, start)
 	}
+	prev, err := s.loadCursor(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if err := s.saveState(ctx, r.cache, &cur); err != nil {
+		return rep, err
+	}
 	token, err := s.saveCursor(ctx, &cur)
 	if err != nil {
 		return rep, err
+	}
+	if prev != nil && prev.StateGen != "" {
+		s.dropState(ctx, prev.StateGen, prev.StateBuckets)
 	}
 	r.cache.token = token
 	s.cache = r.cache
@@ -429,11 +453,11 @@ func (r *run) apply(ctx context.Context, dn string, ident provision.Identity) (s
 			r.rep.Updated++
 		}
 		r.deact = append(r.deact, *held)
-	} else if u.Active {
+	} else if u.Active && r.touched != nil {
 		r.enabled[u.ID] = true
 	}
 	if u.ID != "" {
-		r.userIDs[u.ID] = struct{}{}
+		r.userIDs[dnHash(u.ID)] = struct{}{}
 	}
 	return u.ID, nil
 }
@@ -482,7 +506,7 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 			return nil
 		}
 		owned++
-		if _, ok := r.userIDs[u.ID]; !ok {
+		if _, ok := r.userIDs[dnHash(u.ID)]; !ok {
 			missing = append(missing, u)
 		}
 		return nil
@@ -554,12 +578,12 @@ func (r *run) readGroup(e *goldap.Entry) {
 			if i := strings.LastIndex(v, "#'"); i > 0 && strings.HasSuffix(v, "'B") {
 				v = v[:i]
 			}
-			g.memberDNs = append(g.memberDNs, dnKey(v))
+			g.memberDNs = append(g.memberDNs, dnHash(dnKey(v)))
 		}
 	}
 	for _, a := range m.UIDMembers {
 		for _, v := range e.GetEqualFoldAttributeValues(a) {
-			g.memberUIDs = append(g.memberUIDs, strings.ToLower(strings.TrimSpace(v)))
+			g.memberUIDs = append(g.memberUIDs, uidHash(strings.TrimSpace(v)))
 		}
 	}
 	r.cache.putGroup(g)

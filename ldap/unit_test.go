@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -185,5 +186,32 @@ func TestTimeout(t *testing.T) {
 	}
 	if rep != nil && (rep.Swept || rep.Deactivated > 0) {
 		t.Fatalf("swept: %v", rep)
+	}
+}
+
+// TestGroupPages: a group search's next page holds about 5,000 member
+// values, as the largest group of the last page would, and never more
+// than 20 groups.
+func TestGroupPages(t *testing.T) {
+	group := func(n int) *goldap.Entry {
+		vals := make([]string, n)
+		for i := range vals {
+			vals[i] = fmt.Sprintf("uid=u%d,ou=people,dc=example,dc=com", i)
+		}
+		return &goldap.Entry{Attributes: []*goldap.EntryAttribute{{Name: "member", Values: vals}}}
+	}
+	next := groupPages([]string{"member", "uniqueMember"})
+	for _, tc := range []struct {
+		last []*goldap.Entry
+		want int
+	}{
+		{nil, groupPageSize},
+		{[]*goldap.Entry{group(10)}, groupPageSize},
+		{[]*goldap.Entry{group(10), group(1000)}, 5},
+		{[]*goldap.Entry{group(50000)}, 1},
+	} {
+		if got := next(tc.last, 1); got != tc.want {
+			t.Errorf("after groups of %d entries: %d, want %d", len(tc.last), got, tc.want)
+		}
 	}
 }

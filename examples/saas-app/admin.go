@@ -385,6 +385,15 @@ func (s *adminServer) ldapConn(ctx context.Context, cv *connView, tenantID strin
 			continue
 		}
 		cv.Details = append(cv.Details, src.Conf.URL+" ("+src.Conf.BaseDN+")")
+		if st := src.Syncer.Status(); st.Mode == ldap.StatusPersist {
+			cv.Details = append(cv.Details, fmt.Sprintf("push (refreshAndPersist) since %s, %d changes", ago(st.Since), st.Changes))
+		} else {
+			iv := time.Duration(src.Conf.Interval)
+			if iv == 0 {
+				iv = time.Minute
+			}
+			cv.Details = append(cv.Details, fmt.Sprintf("poll every %s (%d reconnects of the persistent search)", iv, st.Reconnects))
+		}
 		r, err, at := src.status()
 		switch {
 		case err != nil:

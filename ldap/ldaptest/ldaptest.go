@@ -49,6 +49,11 @@ type Options struct {
 	// a server certificate for 127.0.0.1 issued by a fresh test CA
 	// (Server.CAPool).
 	TLS bool
+	// ClientCertificates (which implies TLS) makes slapd demand a client
+	// certificate issued by the test CA in every TLS handshake
+	// (TLSVerifyClient demand), as Google Secure LDAP does; the server's
+	// ClientCertPEM and ClientKeyPEM are one.
+	ClientCertificates bool
 	// LDIFFile, when set, is loaded with slapadd (offline, fast) after the
 	// base entries and before slapd starts. Its entries must be under
 	// BaseDN and must not repeat the base entries.
@@ -91,6 +96,9 @@ type Server struct {
 	// (nil without Options.TLS); CAPEM is that CA certificate in PEM.
 	CAPool *x509.CertPool
 	CAPEM  []byte
+	// ClientCertPEM and ClientKeyPEM are a client certificate issued by
+	// the test CA and its key (with Options.TLS or ClientCertificates).
+	ClientCertPEM, ClientKeyPEM []byte
 	// Dir is the temporary directory holding the configuration and data.
 	Dir string
 
@@ -182,12 +190,18 @@ func start(dir string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	var tlsConf string
+	if opts.ClientCertificates {
+		opts.TLS = true
+	}
 	if opts.TLS {
 		if err := s.makeCerts(); err != nil {
 			return nil, err
 		}
 		tlsConf = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
 			filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"))
+		if opts.ClientCertificates {
+			tlsConf += "TLSVerifyClient demand\n"
+		}
 	}
 	sessionLog := ""
 	if opts.SessionLog > 0 {
@@ -517,11 +531,7 @@ func (s *Server) makeCerts() error {
 	if err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
+	serverPEM, serverKey, err := issue(caCert, caKey, &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore:    now.Add(-time.Hour),
@@ -530,12 +540,18 @@ func (s *Server) makeCerts() error {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	})
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	s.ClientCertPEM, s.ClientKeyPEM, err = issue(caCert, caKey, &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "idprov-sync"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
 	if err != nil {
 		return err
 	}
@@ -544,8 +560,8 @@ func (s *Server) makeCerts() error {
 	s.CAPool.AddCert(caCert)
 	files := map[string][]byte{
 		"ca.pem":     s.CAPEM,
-		"server.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"server.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		"server.pem": serverPEM,
+		"server.key": serverKey,
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(s.Dir, name), b, 0o600); err != nil {
@@ -553,4 +569,21 @@ func (s *Server) makeCerts() error {
 		}
 	}
 	return nil
+}
+
+// issue makes a key and a certificate of tmpl signed by the CA, in PEM.
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
