@@ -169,6 +169,13 @@ type LDAPSettings struct {
 	// Interval is the time between two syncs; zero is the ldap package's
 	// default.
 	Interval time.Duration `json:"interval,omitempty"`
+	// TLSCAPEM pins the server's certificate authority (PEM); empty
+	// trusts the system roots.
+	TLSCAPEM string `json:"tlsCA,omitempty"`
+	// TLSClientCertPEM and TLSClientKey are a client certificate and its
+	// key (PEM), for a directory that demands one (Google Secure LDAP).
+	TLSClientCertPEM string `json:"tlsClientCert,omitempty"`
+	TLSClientKey     Secret `json:"tlsClientKey,omitzero"`
 }
 
 // JITSettings are the just-in-time provisioning switches of a login

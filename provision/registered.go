@@ -96,8 +96,10 @@ type webhookDoc struct {
 
 type connectionDoc struct {
 	Connection
-	// LDAPBindPassword is the sealed LDAP.BindPassword.
+	// LDAPBindPassword and LDAPClientKey are the sealed
+	// LDAP.BindPassword and LDAP.TLSClientKey.
 	LDAPBindPassword string `json:"ldapBindPassword,omitempty"`
+	LDAPClientKey    string `json:"ldapClientKey,omitempty"`
 }
 
 func aadOf(tenant, conn, field string) string { return tenant + "\x00" + conn + "\x00" + field }
@@ -121,6 +123,14 @@ func (r *registry) encode(t Tenant) (TenantRecord, error) {
 			}
 			cd.LDAPBindPassword = sealed
 			cd.LDAP.BindPassword = Secret{}
+		}
+		if cd.LDAP != nil && !cd.LDAP.TLSClientKey.IsZero() {
+			sealed, err := r.sealer.seal(cd.LDAP.TLSClientKey.Reveal(), aadOf(t.ID, c.ID, "ldap.tlsClientKey"))
+			if err != nil {
+				return TenantRecord{}, fmt.Errorf("provision: tenant %q connection %q client key: %w", t.ID, c.ID, err)
+			}
+			cd.LDAPClientKey = sealed
+			cd.LDAP.TLSClientKey = Secret{}
 		}
 		if c.SCIM != nil {
 			for _, h := range c.SCIM.TokenHashes {
@@ -161,6 +171,13 @@ func (r *registry) decode(rec TenantRecord) (*Tenant, error) {
 				return nil, fmt.Errorf("provision: tenant %q connection %q bind password: %w", t.ID, c.ID, err)
 			}
 			c.LDAP.BindPassword = NewSecret(clear)
+		}
+		if cd.LDAPClientKey != "" && c.LDAP != nil {
+			clear, err := r.sealer.open(cd.LDAPClientKey, aadOf(t.ID, c.ID, "ldap.tlsClientKey"))
+			if err != nil {
+				return nil, fmt.Errorf("provision: tenant %q connection %q client key: %w", t.ID, c.ID, err)
+			}
+			c.LDAP.TLSClientKey = NewSecret(clear)
 		}
 		t.Connections = append(t.Connections, c)
 	}

@@ -53,7 +53,8 @@ func globexTenant() provision.Tenant {
 				SAML: &provision.SAMLSettings{IDPMetadataURL: "https://globex.okta.example/metadata", Mapping: "okta"}},
 			{ID: "contractors", Kind: provision.KindSAML, Domains: []string{"globex-contractors.example"},
 				SAML: &provision.SAMLSettings{IDPMetadataXML: "<EntityDescriptor/>"}, JIT: &provision.JITSettings{Create: true}},
-			{ID: "corp", Kind: provision.KindLDAP, LDAP: &provision.LDAPSettings{URL: "ldaps://dc1.globex.example", BindDN: "cn=sync", BindPassword: provision.NewSecret("ldap-bind-pw"), BaseDN: "dc=globex,dc=example"}},
+			{ID: "corp", Kind: provision.KindLDAP, LDAP: &provision.LDAPSettings{URL: "ldaps://dc1.globex.example", BindDN: "cn=sync", BindPassword: provision.NewSecret("ldap-bind-pw"), BaseDN: "dc=globex,dc=example",
+				TLSClientCertPEM: "-----BEGIN CERTIFICATE-----", TLSClientKey: provision.NewSecret("client-key-pem-secret")}},
 		},
 	}
 }
@@ -245,7 +246,7 @@ func TestRegistrySecretsAreSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"ldap-bind-pw", "whsec-very-secret", "okta-token"} {
+	for _, secret := range []string{"ldap-bind-pw", "whsec-very-secret", "okta-token", "client-key-pem-secret"} {
 		if bytes.Contains(rec.Body, []byte(secret)) {
 			t.Errorf("the stored record holds %q in clear: %s", secret, rec.Body)
 		}
@@ -258,7 +259,7 @@ func TestRegistrySecretsAreSealed(t *testing.T) {
 	k2 := provision.SecretKey{ID: "k2", Key: bytes.Repeat([]byte{9}, 32)}
 	rotated := newRegEngine(t, st, clock, k2, testKey)
 	tn, err := rotated.Tenant(ctx, "globex")
-	if err != nil || tn.Webhook.Secret.Reveal() != "whsec-very-secret" {
+	if err != nil || tn.Webhook.Secret.Reveal() != "whsec-very-secret" || tn.Connections[3].LDAP.TLSClientKey.Reveal() != "client-key-pem-secret" {
 		t.Fatalf("old row with the rotated keys: %+v %v", tn.Webhook, err)
 	}
 	tn.Webhook.Secret = provision.NewSecret("whsec-new")

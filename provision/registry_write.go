@@ -376,8 +376,8 @@ func encodePlain(t Tenant) ([]byte, error) {
 	}
 	for i := range t.Connections {
 		if l := t.Connections[i].LDAP; l != nil {
-			secrets = append(secrets, l.BindPassword.Reveal())
-			l.BindPassword = Secret{}
+			secrets = append(secrets, l.BindPassword.Reveal(), l.TLSClientKey.Reveal())
+			l.BindPassword, l.TLSClientKey = Secret{}, Secret{}
 		}
 	}
 	rec, err := (&registry{sealer: &sealer{}}).encode(t)

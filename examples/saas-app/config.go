@@ -81,6 +81,11 @@ type ldapConfig struct {
 	UserFilter   string   `json:"userFilter,omitempty"`
 	GroupFilter  string   `json:"groupFilter,omitempty"`
 	Interval     duration `json:"interval,omitzero"`
+	// TLSCA pins the server's CA; TLSClientCert and TLSClientKey are a
+	// client certificate (PEM), as Google Secure LDAP demands.
+	TLSCA         string `json:"tlsCA,omitempty"`
+	TLSClientCert string `json:"tlsClientCert,omitempty"`
+	TLSClientKey  string `json:"tlsClientKey,omitempty"`
 }
 
 type webhookConfig struct {

@@ -183,6 +183,9 @@ func (f *ldapFeature) startSource(ctx context.Context, a *app, src *ldapSource) 
 		UserFilter:        c.UserFilter,
 		GroupBaseDN:       c.BaseDN,
 		GroupFilter:       c.GroupFilter,
+		TLSCAPEM:          c.TLSCA,
+		TLSClientCertPEM:  c.TLSClientCert,
+		TLSClientKeyPEM:   c.TLSClientKey,
 		Mapping:           m,
 		Interval:          interval,
 		Logger:            a.Log,
@@ -262,6 +265,7 @@ func (f *ldapFeature) follow(ctx context.Context, a *app, t provision.Tenant, re
 		src := &ldapSource{TenantID: t.ID, settings: *l, Conf: ldapConfig{
 			ID: c.ID, Name: c.Name, URL: l.URL, BindDN: l.BindDN, BindPassword: l.BindPassword.Reveal(), BaseDN: l.BaseDN,
 			Preset: l.Preset, UserFilter: l.UserFilter, GroupFilter: l.GroupFilter, Interval: duration(l.Interval),
+			TLSCA: l.TLSCAPEM, TLSClientCert: l.TLSClientCertPEM, TLSClientKey: l.TLSClientKey.Reveal(),
 		}}
 		sctx, cancel := context.WithCancel(ctx)
 		src.stop = cancel

@@ -333,6 +333,10 @@ type connectionInput struct {
 	UserFilter   string   `json:"userFilter"`
 	GroupFilter  string   `json:"groupFilter"`
 	Interval     duration `json:"interval"`
+	// TLS: a pinned CA and a client certificate (PEM).
+	TLSCA         string `json:"tlsCA"`
+	TLSClientCert string `json:"tlsClientCert"`
+	TLSClientKey  string `json:"tlsClientKey"`
 }
 
 func (s *adminServer) apiGetTenant(w http.ResponseWriter, r *http.Request) {
@@ -474,9 +478,13 @@ func (s *adminServer) putConnection(ctx context.Context, tenantID, id string, in
 			return connectionJSON{}, &inputError{field: "preset", msg: err.Error()}
 		}
 		c.LDAP = &provision.LDAPSettings{URL: in.URL, BindDN: in.BindDN, BindPassword: provision.NewSecret(in.BindPassword), BaseDN: in.BaseDN,
-			Preset: in.Preset, UserFilter: in.UserFilter, GroupFilter: in.GroupFilter, Interval: time.Duration(in.Interval)}
+			Preset: in.Preset, UserFilter: in.UserFilter, GroupFilter: in.GroupFilter, Interval: time.Duration(in.Interval),
+			TLSCAPEM: in.TLSCA, TLSClientCertPEM: in.TLSClientCert, TLSClientKey: provision.NewSecret(in.TLSClientKey)}
 		if in.BindPassword == "" && cur != nil && cur.LDAP != nil {
 			c.LDAP.BindPassword = cur.LDAP.BindPassword // keep the stored one
+		}
+		if in.TLSClientKey == "" && cur != nil && cur.LDAP != nil {
+			c.LDAP.TLSClientKey = cur.LDAP.TLSClientKey
 		}
 	case "":
 		return connectionJSON{}, &inputError{field: "kind", msg: `"kind" is required: scim, saml or ldap`}
