@@ -20,12 +20,24 @@ import (
 type Data struct {
 	Title string
 	Nonce string
-	D     any
+	// Refresh, when not zero, reloads the page every Refresh seconds (a
+	// live view with no script).
+	Refresh int
+	D       any
 }
+
+type refreshed struct {
+	d       any
+	seconds int
+}
+
+// Refresh makes Render reload the page of d every seconds.
+func Refresh(d any, seconds int) any { return refreshed{d, seconds} }
 
 const layout = `{{define "layout"}}<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+{{if .Refresh}}<meta http-equiv="refresh" content="{{.Refresh}}">{{end}}
 <title>{{.Title}}</title>
 <style nonce="{{.Nonce}}">
 body{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:1.5em auto;padding:0 1em;color:#1d1d1f}
@@ -60,8 +72,12 @@ func Render(w http.ResponseWriter, status int, t *template.Template, title strin
 	var nb [16]byte
 	_, _ = rand.Read(nb[:])
 	nonce := base64.StdEncoding.EncodeToString(nb[:])
+	data := Data{Title: title, Nonce: nonce, D: d}
+	if r, ok := d.(refreshed); ok {
+		data.D, data.Refresh = r.d, r.seconds
+	}
 	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", Data{Title: title, Nonce: nonce, D: d}); err != nil {
+	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
 		http.Error(w, "the setup page could not be rendered", http.StatusInternalServerError)
 		return
 	}
