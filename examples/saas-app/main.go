@@ -63,6 +63,7 @@ func features() []feature {
 		&eventsFeature{},
 		&adminFeature{},
 		&registryFeature{},
+		&setupFeature{},
 	}
 }
 
