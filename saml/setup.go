@@ -264,7 +264,8 @@ func (s *Setup) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.FormValue("idp")
-	mdURL := strings.TrimSpace(r.FormValue("metadataURL"))
+	typed := strings.TrimSpace(r.FormValue("metadataURL"))
+	mdURL := typed
 	var xml []byte
 	if f, _, err := r.FormFile("metadataFile"); err == nil {
 		xml, err = io.ReadAll(f)
@@ -283,7 +284,7 @@ func (s *Setup) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	settings := provision.SAMLSettings{IDPMetadataURL: mdURL, IDPMetadataXML: string(xml), Mapping: g.Mapping}
 	md, field, err := s.checkMetadata(ctx, settings)
 	if err != nil {
-		s.renderIdP(w, r, l, key, http.StatusBadRequest, field, err.Error(), mdURL)
+		s.renderIdP(w, r, l, key, http.StatusBadRequest, field, err.Error(), typed)
 		return
 	}
 	t, err := s.h.engine.Tenant(ctx, l.TenantID)

@@ -51,7 +51,7 @@ button,.button{display:inline-block;padding:.5em 1.1em;margin:.8em .4em 0 0;bord
 .ok{border-left:4px solid #282;background:#eff8ef;padding:.6em 1em}
 .note{color:#555;font-size:.92em}
 ol li,ul li{margin:.35em 0}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3em;text-align:left;vertical-align:top;word-break:break-word}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3em;text-align:left;vertical-align:top}td{overflow-wrap:anywhere}th[scope=row]{width:10em}
 nav a{margin-right:1em}
 </style></head><body>
 <main>{{template "content" .}}</main>
