@@ -323,6 +323,7 @@ func (s *Setup) serveMetadata(w http.ResponseWriter, r *http.Request) {
 // defaultConnection fills the JIT switches and match rules of a new
 // connection made through a setup link.
 func defaultConnection(t provision.Tenant, c *provision.Connection) {
+	c.Domains = slices.Clone(t.VerifiedDomains) // sign-in by e-mail finds it
 	c.JIT = &provision.JITSettings{Create: len(t.VerifiedDomains) > 0, Update: true, AllowedEmailDomains: slices.Clone(t.VerifiedDomains)}
 	for _, o := range t.Connections {
 		if o.Kind == provision.KindSCIM {

@@ -8,8 +8,10 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idprov/idprov/jit"
 	"github.com/idprov/idprov/provision"
@@ -73,7 +75,7 @@ func newSetupEnv(t *testing.T) *setupEnv {
 			t.Fatal(err)
 		}
 	}
-	env.link, env.secret, err = e.CreateSetupLink(ctx, "globex", []provision.ConnectionKind{provision.KindSAML}, 3600e9, "test")
+	env.link, env.secret, err = e.CreateSetupLink(ctx, "globex", []provision.ConnectionKind{provision.KindSAML}, time.Hour, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +211,7 @@ func TestSetupSAMLRefusals(t *testing.T) {
 		t.Fatalf("no link: %d", rec.Code)
 	}
 	// A link that does not allow SAML.
-	l, _, err := env.engine.CreateSetupLink(context.Background(), "globex", []provision.ConnectionKind{provision.KindSCIM}, 3600e9, "test")
+	l, _, err := env.engine.CreateSetupLink(context.Background(), "globex", []provision.ConnectionKind{provision.KindSCIM}, time.Hour, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,4 +253,61 @@ func mustHandler(t *testing.T, e *provision.Engine) *saml.Handler {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestSetupSAMLMetadataChecks: metadata whose signing certificate expired
+// or that has none is refused with what to do, and nothing is stored.
+func TestSetupSAMLMetadataChecks(t *testing.T) {
+	multiIdPs(t)
+	e, err := provision.NewEngine(provision.Config{Store: memstore.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.PutTenant(ctx, provision.Tenant{ID: "globex"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := jit.New(jit.Config{Engine: e})
+	later := func() time.Time { return time.Now().AddDate(20, 0, 0) } // past the IdP certificate's NotAfter
+	h, err := saml.New(saml.Config{Engine: e, JIT: p, BaseURL: "http://sp.test", Key: spKeys.Key, Certificate: spKeys.Certificate, Now: later,
+		OnLogin: func(http.ResponseWriter, *http.Request, saml.Login) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := saml.NewSetup(saml.SetupConfig{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _, err := e.CreateSetupLink(ctx, "globex", []provision.ConnectionKind{provision.KindSAML}, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml, err := idpC.MetadataXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noKey := regexp.MustCompile(`(?s)<(md:)?KeyDescriptor.*?</(md:)?KeyDescriptor>`).ReplaceAll(xml, nil)
+	if bytes.Equal(noKey, xml) {
+		t.Fatal("the metadata has no KeyDescriptor to remove")
+	}
+	for _, tc := range []struct {
+		name string
+		file []byte
+		want string
+	}{
+		{"expired certificate", xml, "signing certificate is not valid now"},
+		{"no certificate", noKey, "no signing certificate"},
+	} {
+		ct, b := multipartBody(t, map[string]string{"idp": "generic"}, tc.file)
+		req := httptest.NewRequest("POST", "/metadata", b).WithContext(provision.WithSetupLink(ctx, l))
+		req.Header.Set("Content-Type", ct)
+		rec := httptest.NewRecorder()
+		setup.ServeHTTP(rec, req)
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), tc.want) || !strings.Contains(rec.Body.String(), "Nothing was changed") {
+			t.Errorf("%s: %d %s", tc.name, rec.Code, rec.Body)
+		}
+	}
+	if _, err := e.Connection(ctx, "globex", "sso"); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("a connection after refused metadata: %v", err)
+	}
 }
