@@ -47,6 +47,11 @@
 // Config.MaxConcurrentParses responses are parsed at once (503 with
 // Retry-After past a short wait).
 //
+// NewSetup is the guided setup a customer's IT admin follows through a
+// setup link (provision.Engine.CreateSetupLink): the IdP's steps, the
+// metadata checked on the spot, and a test sign-in through the ACS that
+// creates nothing and shows the identity mapped (LastTestResult).
+//
 // Hosts that keep samlsp.Middleware use SessionProvider and
 // NewReplayCache instead of Handler. Package samltest is an IdP for tests.
 package saml
