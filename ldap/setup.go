@@ -81,18 +81,13 @@ func NewSetup(cfg SetupConfig) (*Setup, error) {
 	mux.HandleFunc("GET /{$}", s.serveHome)
 	mux.HandleFunc("POST /test", s.serveTest)
 	mux.HandleFunc("POST /approve", s.serveApprove)
-	s.serve = setupui.Protect(mux)
+	s.serve = setupui.Guard(provision.KindLDAP, "setting up an LDAP directory", mux)
 	return s, nil
 }
 
 // ServeHTTP serves the setup pages of the request's setup link; without
-// one (or one that does not allow LDAP) it answers 403.
+// one (or one that does not allow the kind) it answers 403.
 func (s *Setup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	l, ok := provision.SetupLinkFrom(r.Context())
-	if !ok || !l.Allows(provision.KindLDAP) {
-		setupui.Render(w, http.StatusForbidden, ldapSetupPage, "Not allowed", ldapSetupData{Error: "This setup link does not allow setting up an LDAP directory. Ask the person who sent it for a new link."})
-		return
-	}
 	s.serve.ServeHTTP(w, r)
 }
 

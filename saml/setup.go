@@ -82,22 +82,17 @@ func NewSetup(cfg SetupConfig) (*Setup, error) {
 	mux.HandleFunc("POST /metadata", s.serveMetadata)
 	mux.HandleFunc("GET /test", s.serveTest)
 	mux.HandleFunc("GET /result", s.serveResult)
-	s.serve = setupui.Protect(mux)
+	s.serve = setupui.Guard(provision.KindSAML, "setting up SAML single sign-on", mux)
 	return s, nil
 }
 
 // ServeHTTP serves the setup pages of the request's setup link; without
-// one (or one that does not allow SAML) it answers 403.
+// one (or one that does not allow the kind) it answers 403.
 func (s *Setup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	l, ok := provision.SetupLinkFrom(r.Context())
-	if !ok || !l.Allows(provision.KindSAML) {
-		setupui.Render(w, http.StatusForbidden, setupPages, "Not allowed", setupData{Error: "This setup link does not allow setting up SAML single sign-on. Ask the person who sent it for a new link."})
-		return
-	}
 	s.serve.ServeHTTP(w, r)
 }
 
-// IdPGuide is how to set up one IdP: its steps, the mapping preset, and
+// idpGuide is how to set up one IdP: its steps, the mapping preset, and
 // the attributes to send.
 type idpGuide struct {
 	Key, Name, Mapping string
@@ -389,23 +384,7 @@ func summarize(ed *crewsaml.EntityDescriptor, now time.Time, field string) (meta
 	if sum.SSOURL == "" {
 		return sum, field, errors.New("The metadata has no single sign-on URL for the HTTP-Redirect binding: in your IdP, enable SP-initiated sign-in (HTTP-Redirect), then give the metadata again.")
 	}
-	var certs []*x509.Certificate
-	for _, d := range ed.IDPSSODescriptors {
-		for _, kd := range d.KeyDescriptors {
-			if kd.Use != "" && kd.Use != "signing" {
-				continue
-			}
-			for _, xc := range kd.KeyInfo.X509Data.X509Certificates {
-				der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(xc.Data), ""))
-				if err != nil {
-					continue
-				}
-				if cert, err := x509.ParseCertificate(der); err == nil {
-					certs = append(certs, cert)
-				}
-			}
-		}
-	}
+	certs := signingCertificates(ed)
 	if len(certs) == 0 {
 		return sum, field, errors.New("The metadata has no signing certificate, so no sign-in could be verified: download the metadata again from your IdP (it must hold a KeyDescriptor with an X.509 certificate).")
 	}
@@ -718,3 +697,26 @@ var setupResultPage = setupui.Parse("result", `{{with .D}}
 {{end}}
 <p><a class="button" href="test">Test sign-in again</a></p>
 {{end}}`, setupFuncs)
+
+// signingCertificates returns the IdP's signing certificates in ed that
+// parse.
+func signingCertificates(ed *crewsaml.EntityDescriptor) []*x509.Certificate {
+	var certs []*x509.Certificate
+	for _, d := range ed.IDPSSODescriptors {
+		for _, kd := range d.KeyDescriptors {
+			if kd.Use != "" && kd.Use != "signing" {
+				continue
+			}
+			for _, xc := range kd.KeyInfo.X509Data.X509Certificates {
+				der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(xc.Data), ""))
+				if err != nil {
+					continue
+				}
+				if cert, err := x509.ParseCertificate(der); err == nil {
+					certs = append(certs, cert)
+				}
+			}
+		}
+	}
+	return certs
+}

@@ -63,18 +63,13 @@ func NewSetup(cfg SetupConfig) (*Setup, error) {
 	mux.HandleFunc("GET /idp", s.serveIdP)
 	mux.HandleFunc("POST /token", s.serveToken)
 	mux.HandleFunc("GET /requests", s.serveRequests)
-	s.serve = setupui.Protect(mux)
+	s.serve = setupui.Guard(provision.KindSCIM, "setting up SCIM provisioning", mux)
 	return s, nil
 }
 
 // ServeHTTP serves the setup pages of the request's setup link; without
-// one (or one that does not allow SCIM) it answers 403.
+// one (or one that does not allow the kind) it answers 403.
 func (s *Setup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	l, ok := provision.SetupLinkFrom(r.Context())
-	if !ok || !l.Allows(provision.KindSCIM) {
-		setupui.Render(w, http.StatusForbidden, scimSetupPage, "Not allowed", scimSetupData{Error: "This setup link does not allow setting up SCIM provisioning. Ask the person who sent it for a new link."})
-		return
-	}
 	s.serve.ServeHTTP(w, r)
 }
 

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/idprov/idprov/provision"
 )
 
 // Data is what a page template is executed with: D is the page's own data.
@@ -115,4 +117,21 @@ func SeeOther(w http.ResponseWriter, rel string) {
 	}
 	w.Header().Set("Location", rel)
 	w.WriteHeader(http.StatusSeeOther)
+}
+
+var denied = Parse("denied", `<h1>Not allowed</h1><p class="error" role="alert">{{.D}}</p>`, nil)
+
+// Guard serves h, with Protect, to the requests whose context holds a
+// setup link (provision.WithSetupLink) that allows kind; it answers the
+// others 403 with a page that says the link does not allow what (such
+// as "setting up SAML single sign-on").
+func Guard(kind provision.ConnectionKind, what string, h http.Handler) http.Handler {
+	p := Protect(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l, ok := provision.SetupLinkFrom(r.Context()); !ok || !l.Allows(kind) {
+			Render(w, http.StatusForbidden, denied, "Not allowed", "This setup link does not allow "+what+". Ask the person who sent it for a new link.")
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
 }
