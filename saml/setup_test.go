@@ -311,3 +311,43 @@ func TestSetupSAMLMetadataChecks(t *testing.T) {
 		t.Fatalf("a connection after refused metadata: %v", err)
 	}
 }
+
+// TestSetupSAMLTestRefusal: a test sign-in whose e-mail is outside the
+// tenant's domains shows the refusal in words, and creates nothing.
+func TestSetupSAMLTestRefusal(t *testing.T) {
+	env := newSetupEnv(t)
+	ctx := context.Background()
+	l, secret, err := env.engine.CreateSetupLink(ctx, "initech", []provision.ConnectionKind{provision.KindSAML}, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.link, env.secret = l, secret
+	c := browser()
+	ct, b := multipartBody(t, map[string]string{"idp": "okta", "metadataURL": env.idp.metadataURL()}, nil)
+	resp, err := c.Post(env.url("metadata"), ct, b)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("save: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = c.Get(env.url("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = samltest.SubmitForm(c, resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(msg), `id="test-refused"`) ||
+		!strings.Contains(string(msg), "ada@globex.example is not in this account&#39;s domains (initech.example)") {
+		t.Fatalf("refused test: %d %s", resp.StatusCode, msg)
+	}
+	if _, n, _ := env.engine.Store().ListUsers(ctx, "initech", provision.Page{}); n != 0 || env.logins != 0 {
+		t.Fatalf("%d users, %d logins", n, env.logins)
+	}
+	// The other tenant saw nothing of it.
+	if _, err := saml.LastTestResult(ctx, env.engine, "globex", "sso"); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("globex has a test result: %v", err)
+	}
+}
