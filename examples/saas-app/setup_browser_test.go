@@ -149,6 +149,14 @@ func TestSetupInChromium(t *testing.T) {
 		t.Fatalf("live view: %q", rows)
 	}
 
+	// Readable on a phone: no horizontal scrolling at 390 px.
+	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(link+"saml/idp?name=okta"),
+		chromedp.WaitVisible(chromedp.CSS("#entity-id")), shot("phone-okta-steps"))
+	if fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.documentElement.scrollWidth <= window.innerWidth")); err != nil || !fits {
+		t.Errorf("the Okta steps scroll sideways on a phone (%v)", err)
+	}
+	run("desktop", chromedp.ResetViewport())
+
 	// The host's admin sees the states; a revoked link is refused.
 	run("admin", chromedp.Navigate(adminURL(t, lines["admin"], "/admin/t/globex/setup")), chromedp.WaitVisible(chromedp.CSS("#states")), shot("admin-setup-links"))
 	if states := text("#states"); !strings.Contains(states, "receiving") {
