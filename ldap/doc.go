@@ -133,6 +133,13 @@
 // groups owned by the connection, linked by the group's entryUUID, whose
 // members are user ids; nested groups are flattened, cycles broken.
 //
+// # Guided setup
+//
+// NewSetup is the guided setup a customer's IT admin follows through a
+// setup link (provision.Engine.CreateSetupLink): the settings, then a test
+// that binds, reads the root DSE and shows the dry run of the first sync;
+// the connection is held (SetupHeld) until the admin starts syncing.
+//
 // # Testing
 //
 // Package ldaptest starts a real slapd in a temporary directory for tests,

@@ -43,6 +43,15 @@
 // them to a named consumer at least once, in order, resuming from a stored
 // cursor: the way to end a fired employee's sessions reliably.
 //
+// # Setup links
+//
+// CreateSetupLink gives a host a link for one tenant's IT admin to set up
+// its connections alone (the guided setups of packages saml, scim and
+// ldap): the secret is stored as a SHA-256 digest only, the link expires
+// and can be revoked (RevokeSetupLink), and what is done through it
+// carries the link as Actor. SetupLinkBySecret resolves it;
+// WithSetupLink hands it to the setup handlers.
+//
 // # Stores
 //
 // Store is small and typed; Searcher, EventLog, KV and Locker are optional

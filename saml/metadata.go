@@ -3,13 +3,10 @@ package saml
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	crewsaml "github.com/crewjam/saml"
@@ -100,24 +97,9 @@ func (h *Handler) MetadataStatus(ctx context.Context, tenantID, connectionID str
 // certificates.
 func certificateExpiry(ed *crewsaml.EntityDescriptor) time.Time {
 	var first time.Time
-	for _, d := range ed.IDPSSODescriptors {
-		for _, kd := range d.KeyDescriptors {
-			if kd.Use != "" && kd.Use != "signing" {
-				continue
-			}
-			for _, xc := range kd.KeyInfo.X509Data.X509Certificates {
-				der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(xc.Data), ""))
-				if err != nil {
-					continue
-				}
-				cert, err := x509.ParseCertificate(der)
-				if err != nil {
-					continue
-				}
-				if first.IsZero() || cert.NotAfter.Before(first) {
-					first = cert.NotAfter
-				}
-			}
+	for _, cert := range signingCertificates(ed) {
+		if first.IsZero() || cert.NotAfter.Before(first) {
+			first = cert.NotAfter
 		}
 	}
 	return first

@@ -47,6 +47,11 @@
 // Config.MaxConcurrentParses responses are parsed at once (503 with
 // Retry-After past a short wait).
 //
+// NewSetup is the guided setup a customer's IT admin follows through a
+// setup link (provision.Engine.CreateSetupLink): the IdP's steps, the
+// metadata checked on the spot, and a test sign-in through the ACS that
+// creates nothing and shows the identity mapped (LastTestResult).
+//
 // Hosts that keep samlsp.Middleware use SessionProvider and
 // NewReplayCache instead of Handler. Package samltest is an IdP for tests.
 package saml
@@ -439,36 +444,53 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, http.StatusNotFound)
 		return
 	}
-	sso := c.sp.GetSSOBindingLocation(crewsaml.HTTPRedirectBinding)
-	if sso == "" {
-		h.log.ErrorContext(ctx, "saml: the IdP metadata has no HTTP-Redirect SSO endpoint", "tenant", c.TenantID, "connection", c.ConnectionID)
-		h.errorPage(w, r, http.StatusInternalServerError)
-		return
-	}
-	req, err := c.sp.MakeAuthenticationRequest(sso, crewsaml.HTTPRedirectBinding, crewsaml.HTTPPostBinding)
-	if err != nil {
-		h.log.ErrorContext(ctx, "saml: authentication request", "tenant", c.TenantID, "error", err)
-		h.errorPage(w, r, http.StatusInternalServerError)
-		return
-	}
 	returnTo := localPath(r.URL.Query().Get("return_to"))
 	if returnTo == "" {
 		returnTo = "/"
 	}
-	if err := h.engine.KVSet(ctx, c.TenantID, requestKey(c.ConnectionID, req.ID), []byte(returnTo), h.maxAge); err != nil {
-		h.log.ErrorContext(ctx, "saml: tracking the request", "tenant", c.TenantID, "error", err)
+	redirect, err := h.startLogin(ctx, w, c, returnTo)
+	if errors.Is(err, errTracking) {
 		h.errorPage(w, r, http.StatusServiceUnavailable)
 		return
+	}
+	if err != nil {
+		h.errorPage(w, r, http.StatusInternalServerError)
+		return
+	}
+	http.Redirect(w, r, redirect, http.StatusFound)
+}
+
+// errTracking is the error of startLogin when the KV cannot keep the
+// started request.
+var errTracking = errors.New("saml: the started sign-in cannot be tracked")
+
+// startLogin makes an authentication request through c, tracks it in the
+// KV with returnTo (a local path, or testMarker for a test sign-in),
+// binds it to the browser with a cookie, and returns the IdP URL to send
+// the browser to.
+func (h *Handler) startLogin(ctx context.Context, w http.ResponseWriter, c *conn, returnTo string) (string, error) {
+	sso := c.sp.GetSSOBindingLocation(crewsaml.HTTPRedirectBinding)
+	if sso == "" {
+		h.log.ErrorContext(ctx, "saml: the IdP metadata has no HTTP-Redirect SSO endpoint", "tenant", c.TenantID, "connection", c.ConnectionID)
+		return "", errors.New("the IdP metadata has no HTTP-Redirect single sign-on URL")
+	}
+	req, err := c.sp.MakeAuthenticationRequest(sso, crewsaml.HTTPRedirectBinding, crewsaml.HTTPPostBinding)
+	if err != nil {
+		h.log.ErrorContext(ctx, "saml: authentication request", "tenant", c.TenantID, "error", err)
+		return "", fmt.Errorf("saml: authentication request: %w", err)
+	}
+	if err := h.engine.KVSet(ctx, c.TenantID, requestKey(c.ConnectionID, req.ID), []byte(returnTo), h.maxAge); err != nil {
+		h.log.ErrorContext(ctx, "saml: tracking the request", "tenant", c.TenantID, "error", err)
+		return "", fmt.Errorf("%w: %w", errTracking, err)
 	}
 	relay := randomToken()
 	redirect, err := req.Redirect(relay, c.sp)
 	if err != nil {
 		h.log.ErrorContext(ctx, "saml: authentication request", "tenant", c.TenantID, "error", err)
-		h.errorPage(w, r, http.StatusInternalServerError)
-		return
+		return "", fmt.Errorf("saml: authentication request: %w", err)
 	}
 	http.SetCookie(w, h.trackingCookie(c, relay, req.ID, int(h.maxAge/time.Second)))
-	http.Redirect(w, r, redirect.String(), http.StatusFound)
+	return redirect.String(), nil
 }
 
 // trackingCookie binds a started login to the browser. The IdP posts to
@@ -584,6 +606,17 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, c *conn, reason
 	h.errorPage(w, r, http.StatusForbidden)
 }
 
+// refuseOrTest refuses a response, and for a test sign-in shows why on
+// the setup page.
+func (h *Handler) refuseOrTest(w http.ResponseWriter, r *http.Request, c *conn, test bool, reason string, err error) {
+	if !test {
+		h.refuse(w, r, c, reason, err)
+		return
+	}
+	h.engine.Refuse(r.Context(), originOf(c), "saml.acs", "test sign-in: "+reason, err)
+	h.finishTest(w, r, c, nil, "The IdP's response was refused: "+reason)
+}
+
 func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tenantID := r.PathValue("tenant")
@@ -600,10 +633,12 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	// The started login this response may answer: named by RelayState,
 	// bound to this browser by its cookie, issued by us (in the KV).
 	var requestID, returnTo string
+	test := false
 	if relay := r.PostForm.Get("RelayState"); isToken(relay) {
 		if ck, err := r.Cookie(cookiePrefix + relay); err == nil && ck.Value != "" {
 			if v, err := h.engine.KVGet(ctx, c.TenantID, requestKey(c.ConnectionID, ck.Value)); err == nil {
 				requestID, returnTo = ck.Value, string(v)
+				test = returnTo == testMarker
 			}
 			http.SetCookie(w, h.trackingCookie(c, relay, "", -1))
 		}
@@ -635,11 +670,11 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		h.refuse(w, r, c, reasonOf(err), err)
+		h.refuseOrTest(w, r, c, test, reasonOf(err), err)
 		return
 	}
 	if a.Issuer.Value != c.IDPMetadata.EntityID { // crewjam checked it; belt and braces
-		h.refuse(w, r, c, fmt.Sprintf("issuer mismatch: %q", a.Issuer.Value), crewsaml.ErrIssuerMismatch)
+		h.refuseOrTest(w, r, c, test, fmt.Sprintf("issuer mismatch: %q", a.Issuer.Value), crewsaml.ErrIssuerMismatch)
 		return
 	}
 	if requestID != "" {
@@ -649,10 +684,14 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := MapAssertion(a, c.Mapping)
 	if err != nil {
-		h.refuse(w, r, c, err.Error(), err)
+		h.refuseOrTest(w, r, c, test, err.Error(), err)
 		return
 	}
 	id.ConnectionID = c.ConnectionID
+	if test {
+		h.finishTest(w, r, c, &id, "")
+		return
+	}
 	user, err := h.jit.Provision(ctx, jit.Connection{TenantID: c.TenantID, ID: c.ConnectionID}, id)
 	if err != nil {
 		var re *jit.RefusedError

@@ -97,6 +97,13 @@
 // tells how the directory is doing: Handler.RequestLog, Handler.Health,
 // Handler.Healths. See RequestLogConfig, Dialect and Health.
 //
+// # Guided setup
+//
+// NewSetup is the guided setup a customer's IT admin follows through a
+// setup link (provision.Engine.CreateSetupLink): the IdP's steps and
+// attribute mapping, a token shown once (rotation with overlap, revoke),
+// and the requests received so far.
+//
 // # Testing a host's mount
 //
 // Package scimtest replays recorded Okta and Entra lifecycles against a

@@ -49,6 +49,9 @@ type adminHooks struct {
 	saml   *samlFeature
 	ldap   *ldapFeature
 	events *eventsFeature
+	// protect wraps a handler in the admin page's token check and
+	// cross-origin protection (for setup.go's routes).
+	protect func(http.Handler) http.Handler
 }
 
 const (
@@ -137,6 +140,7 @@ func (f *adminFeature) start(ctx context.Context, a *app) error {
 	mux.HandleFunc("PUT /admin/api/tenants/{tenant}/connections/{id}", s.apiPutConnection)
 	mux.HandleFunc("DELETE /admin/api/tenants/{tenant}/connections/{id}", s.apiDeleteConnection)
 	h := http.NewCrossOriginProtection().Handler(f.authorized(mux))
+	a.admin.protect = func(h http.Handler) http.Handler { return http.NewCrossOriginProtection().Handler(f.authorized(h)) }
 	a.Mux.Handle("/admin", h)
 	a.Mux.Handle("/admin/", h)
 	fmt.Fprintf(a.Stdout, "admin: %s/admin?token=%s\n", a.BaseURL, url.QueryEscape(f.token))

@@ -240,7 +240,9 @@ func (f *ldapFeature) follow(ctx context.Context, a *app, t provision.Tenant, re
 	want := map[string]provision.Connection{}
 	if !removed {
 		for _, c := range t.Connections {
-			if c.Kind == provision.KindLDAP && c.LDAP != nil && !c.Disabled {
+			// A connection saved through a setup link syncs once its
+			// test passed and the IT admin started it (setup.go).
+			if c.Kind == provision.KindLDAP && c.LDAP != nil && !c.Disabled && !ldap.SetupHeld(ctx, a.Engine, t.ID, c.ID) {
 				want[t.ID+"/"+c.ID] = c
 			}
 		}

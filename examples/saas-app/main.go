@@ -64,6 +64,7 @@ func features() []feature {
 		&metricsFeature{},
 		&adminFeature{},
 		&registryFeature{},
+		&setupFeature{},
 	}
 }
 
