@@ -129,6 +129,7 @@ func (f *adminFeature) start(ctx context.Context, a *app) error {
 	mux.HandleFunc("POST /admin/t/{tenant}/users/{id}/{action}", s.userAction)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/preview", s.accessPreview)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/apply", s.accessApply)
+	s.planRoutes(mux) // plans.go
 	mux.HandleFunc("POST /admin/tenants", s.formPutTenant)
 	mux.HandleFunc("POST /admin/t/{tenant}/connections", s.formPutConnection)
 	mux.HandleFunc("POST /admin/t/{tenant}/connections/{conn}/delete", s.formDeleteConnection)
@@ -223,6 +224,8 @@ type tenantView struct {
 	SCIMBase    string
 	AccessRules string
 	Refusals    []provision.Refusal
+	// Plans is how many held plans wait for an administrator (plans.go).
+	Plans int
 }
 
 func (s *adminServer) render(w http.ResponseWriter, status int, p page) {
@@ -323,6 +326,7 @@ func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenant
 			}
 		}
 	}
+	s.heldBySCIM(ctx, t, &v) // plans.go
 	s.f.mu.Lock()
 	v.Refusals = slices.Clone(s.f.refusals[t.ID])
 	s.f.mu.Unlock()
