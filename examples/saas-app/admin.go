@@ -130,6 +130,7 @@ func (f *adminFeature) start(ctx context.Context, a *app) error {
 	mux.HandleFunc("POST /admin/t/{tenant}/access/preview", s.accessPreview)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/apply", s.accessApply)
 	s.planRoutes(mux) // plans.go
+	s.userRoutes(mux) // userpage.go
 	mux.HandleFunc("POST /admin/tenants", s.formPutTenant)
 	mux.HandleFunc("POST /admin/t/{tenant}/connections", s.formPutConnection)
 	mux.HandleFunc("POST /admin/t/{tenant}/connections/{conn}/delete", s.formDeleteConnection)
