@@ -65,7 +65,7 @@ func TestUserPage(t *testing.T) {
 		t.Errorf("attributes:\n%s", attrs)
 	}
 	i := strings.Index(p, `id="user-events"`)
-	events := p[i:strings.Index(p[i:], "events read")+i]
+	events := p[i : strings.Index(p[i:], "events read")+i]
 	if !strings.Contains(events, `<tr class="change"><td>title</td><td><del>Engineer</del></td><td>→ Lead Engineer</td></tr>`) {
 		t.Errorf("the title change is not shown before and after:\n%s", events)
 	}
