@@ -20,6 +20,7 @@ import (
 	"github.com/idprov/idprov/ldap"
 	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/provision/filter"
+	"github.com/idprov/idprov/saml"
 	"github.com/idprov/idprov/scim"
 )
 
@@ -39,7 +40,7 @@ type adminFeature struct {
 	token string
 
 	mu       sync.Mutex
-	refusals map[string][]provision.Refusal // by tenant, newest last
+	refusals map[string][]refusalRow // by tenant, newest last (signin.go)
 }
 
 // adminHooks are what the admin page reads from the other features; a nil
@@ -49,6 +50,8 @@ type adminHooks struct {
 	saml   *samlFeature
 	ldap   *ldapFeature
 	events *eventsFeature
+	// refused names a refused sign-in's refusals (signin.go).
+	refused func(saml.Refused)
 }
 
 const (
@@ -84,11 +87,12 @@ func (f *adminFeature) flags(fs *flag.FlagSet) {
 }
 
 func (f *adminFeature) setup(a *app) error {
-	f.refusals = map[string][]provision.Refusal{}
+	f.refusals = map[string][]refusalRow{}
+	a.admin.refused = f.nameRefusals
 	prev := a.EngineConfig.Audit
 	a.EngineConfig.Audit = func(ctx context.Context, r provision.Refusal) {
 		f.mu.Lock()
-		l := append(f.refusals[r.Origin.TenantID], r)
+		l := append(f.refusals[r.Origin.TenantID], refusalRow{Refusal: r})
 		if len(l) > maxRefusals {
 			l = l[len(l)-maxRefusals:]
 		}
@@ -224,7 +228,7 @@ type tenantView struct {
 	WebhookSt   string
 	SCIMBase    string
 	AccessRules string
-	Refusals    []provision.Refusal
+	Refusals    []refusalRow
 	// Plans is how many held plans wait for an administrator (plans.go).
 	Plans int
 }
