@@ -21,7 +21,6 @@ import (
 	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/provision/filter"
 	"github.com/idprov/idprov/saml"
-	"github.com/idprov/idprov/scim"
 )
 
 // adminFeature serves the admin page at /admin: the tenants and their
@@ -107,19 +106,11 @@ func (f *adminFeature) setup(a *app) error {
 
 func (f *adminFeature) start(ctx context.Context, a *app) error {
 	if f.token == "" {
-		tok, err := scim.GenerateToken()
+		tok, err := keptToken(ctx, a, "saas-app:admin-token", "admin token")
 		if err != nil {
 			return err
 		}
-		key, tenant := "saas-app:admin-token", a.Tenants[0].ID
-		if _, err := a.Engine.KVInsert(ctx, tenant, key, []byte(tok), 0); err != nil {
-			return fmt.Errorf("admin token: %w", err)
-		}
-		b, err := a.Engine.KVGet(ctx, tenant, key)
-		if err != nil {
-			return fmt.Errorf("admin token: %w", err)
-		}
-		f.token = string(b)
+		f.token = tok
 	}
 	s := &adminServer{f: f, a: a}
 	mux := http.NewServeMux()
