@@ -73,6 +73,9 @@ func TestHeldPlansOnAdminPage(t *testing.T) {
 	if !strings.Contains(page, `id="held-banner"`) {
 		t.Error("the tenant page does not say a change waits")
 	}
+	if log := adminGet(t, lines["admin"], "/admin/t/acme/scim/scim/log"); !strings.Contains(log, `<span class="warn">409</span>`) || strings.Contains(log, `<span class="ok">409</span>`) {
+		t.Error("the request log gives the held 409 a green badge")
+	}
 	list := adminGet(t, lines["admin"], "/admin/t/acme/plans")
 	if !strings.Contains(list, `Remove 1,090 of the 1,100 people in group &#34;All staff&#34;`) || strings.Contains(list, "MaxDeactivations") || strings.Contains(list, "HoldMemberDrops") {
 		t.Fatalf("the list of held plans:\n%s", list[strings.Index(list, "<main>"):])
