@@ -679,14 +679,7 @@ func (s *adminServer) scimLog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *adminServer) back(w http.ResponseWriter, r *http.Request, tenantID, msg string, err error) {
-	v := url.Values{}
-	if msg != "" {
-		v.Set("msg", msg)
-	}
-	if err != nil {
-		v.Set("err", err.Error())
-	}
-	http.Redirect(w, r, "/admin/t/"+url.PathEscape(tenantID)+"?"+v.Encode(), http.StatusSeeOther)
+	redirectWith(w, r, "/admin/t/"+url.PathEscape(tenantID), msg, err) // plans.go
 }
 
 func (s *adminServer) rotate(w http.ResponseWriter, r *http.Request) {

@@ -190,13 +190,9 @@ func (s *adminServer) plansPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := plansData{Total: len(plans)}
-	d.Offset, _ = strconv.Atoi(r.URL.Query().Get("offset"))
-	d.Offset = min(max(d.Offset, 0), len(plans))
-	d.Plans = plans[d.Offset:min(d.Offset+adminPage, len(plans))]
-	if d.Offset+adminPage < len(plans) {
-		d.Next = d.Offset + adminPage
-	}
-	d.Prev = max(d.Offset-adminPage, 0)
+	var lo, hi int
+	lo, hi, d.Offset, d.Next, d.Prev = pageOf(r, len(plans))
+	d.Plans = plans[lo:hi]
 	tv := tenantView{ID: t.ID, Name: t.Name}
 	s.render(w, http.StatusOK, page{View: "plans", Title: "Changes waiting for you", Msg: r.URL.Query().Get("msg"), Err: r.URL.Query().Get("err"), T: &tv, Data: d})
 }
@@ -218,13 +214,9 @@ func (s *adminServer) planPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := planPageData{Plan: p}
-	d.Offset, _ = strconv.Atoi(r.URL.Query().Get("offset"))
-	d.Offset = min(max(d.Offset, 0), len(items))
-	d.Items = items[d.Offset:min(d.Offset+adminPage, len(items))]
-	if d.Offset+adminPage < len(items) {
-		d.Next = d.Offset + adminPage
-	}
-	d.Prev = max(d.Offset-adminPage, 0)
+	var lo, hi int
+	lo, hi, d.Offset, d.Next, d.Prev = pageOf(r, len(items))
+	d.Items = items[lo:hi]
 	o := admin(t.ID)
 	for i := range d.Items { // names for the page shown only
 		if it := &d.Items[i]; it.Who == "" {
@@ -338,6 +330,11 @@ func (s *adminServer) planAction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *adminServer) backToPlans(w http.ResponseWriter, r *http.Request, tenantID, msg string, err error) {
+	redirectWith(w, r, "/admin/t/"+url.PathEscape(tenantID)+"/plans", msg, err)
+}
+
+// redirectWith sends the browser to path, with msg and err to show.
+func redirectWith(w http.ResponseWriter, r *http.Request, path, msg string, err error) {
 	v := url.Values{}
 	if msg != "" {
 		v.Set("msg", msg)
@@ -345,5 +342,17 @@ func (s *adminServer) backToPlans(w http.ResponseWriter, r *http.Request, tenant
 	if err != nil {
 		v.Set("err", err.Error())
 	}
-	http.Redirect(w, r, "/admin/t/"+url.PathEscape(tenantID)+"/plans?"+v.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r, path+"?"+v.Encode(), http.StatusSeeOther)
+}
+
+// pageOf returns the window [lo, hi) of n rows that r's ?offset= asks
+// for, adminPage long, with the offsets of the next page (0: none) and
+// the previous one.
+func pageOf(r *http.Request, n int) (lo, hi, offset, next, prev int) {
+	offset, _ = strconv.Atoi(r.URL.Query().Get("offset"))
+	offset = min(max(offset, 0), n)
+	if offset+adminPage < n {
+		next = offset + adminPage
+	}
+	return offset, min(offset+adminPage, n), offset, next, max(offset-adminPage, 0)
 }

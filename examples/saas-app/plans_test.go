@@ -169,26 +169,8 @@ func TestHeldPlansInChromium(t *testing.T) {
 // same list as the engine's plans, in full, and discarding them there
 // keeps the people active.
 func TestLDAPHeldPlanInList(t *testing.T) {
-	srv := ldaptest.Start(t, ldaptest.Options{})
 	uids := []string{"u1", "u2", "u3", "u4", "u5"}
-	for _, uid := range uids {
-		srv.Add(t, "uid="+uid+","+srv.PeopleDN, map[string][]string{
-			"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {uid}, "sn": {uid}, "mail": {uid + "@acme.example"},
-		})
-	}
-	lines := startAppLines(t, []string{"scim", "admin"}, "-scim-token", "SECRET",
-		"-ldap-url", srv.URL, "-ldap-bind-dn", srv.SyncDN, "-ldap-bind-password", srv.SyncPassword,
-		"-ldap-base-dn", srv.BaseDN, "-ldap-interval", "1h")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, users := do(t, "GET", lines["scim"]+"/Users", "SECRET", ""); users["totalResults"] == float64(len(uids)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first LDAP sync did not bring the users")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	srv, lines := startLDAPApp(t, uids)
 	for _, uid := range uids[:3] {
 		srv.Delete(t, "uid="+uid+","+srv.PeopleDN)
 	}
@@ -215,5 +197,30 @@ func TestLDAPHeldPlanInList(t *testing.T) {
 	}
 	if list := adminGet(t, lines["admin"], "/admin/t/acme/plans"); !strings.Contains(list, "Nothing waits for you.") {
 		t.Fatal("a discarded LDAP plan is still listed")
+	}
+}
+
+// startLDAPApp runs the app syncing from a slapd holding people uids (an
+// hour apart: "Sync now" runs the next), once the first sync brought them.
+func startLDAPApp(t *testing.T, uids []string) (*ldaptest.Server, map[string]string) {
+	t.Helper()
+	srv := ldaptest.Start(t, ldaptest.Options{})
+	for _, uid := range uids {
+		srv.Add(t, "uid="+uid+","+srv.PeopleDN, map[string][]string{
+			"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {uid}, "sn": {uid}, "mail": {uid + "@acme.example"},
+		})
+	}
+	lines := startAppLines(t, []string{"scim", "admin"}, "-scim-token", "SECRET",
+		"-ldap-url", srv.URL, "-ldap-bind-dn", srv.SyncDN, "-ldap-bind-password", srv.SyncPassword,
+		"-ldap-base-dn", srv.BaseDN, "-ldap-interval", "1h")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, users := do(t, "GET", lines["scim"]+"/Users", "SECRET", ""); users["totalResults"] == float64(len(uids)) {
+			return srv, lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first LDAP sync did not bring the users")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

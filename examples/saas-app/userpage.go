@@ -55,17 +55,26 @@ func (s *adminServer) userRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /admin/t/{tenant}/users/{id}/{action}", s.userConfirm)
 }
 
-func (s *adminServer) userPage(w http.ResponseWriter, r *http.Request) {
+// userOr404 returns the path's tenant and user.
+func (s *adminServer) userOr404(w http.ResponseWriter, r *http.Request) (provision.Tenant, provision.User, bool) {
 	t, ok := s.tenantOr404(w, r)
+	if !ok {
+		return t, provision.User{}, false
+	}
+	u, err := s.a.Engine.GetUser(r.Context(), admin(t.ID), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, fmt.Errorf("user: %w", err))
+		return t, u, false
+	}
+	return t, u, true
+}
+
+func (s *adminServer) userPage(w http.ResponseWriter, r *http.Request) {
+	t, u, ok := s.userOr404(w, r)
 	if !ok {
 		return
 	}
 	ctx, o := r.Context(), admin(t.ID)
-	u, err := s.a.Engine.GetUser(ctx, o, r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, http.StatusNotFound, fmt.Errorf("user: %w", err))
-		return
-	}
 	d := userPageData{User: u}
 	links, err := s.a.Engine.Store().LinksOf(ctx, t.ID, provision.ResourceUser, u.ID)
 	if err != nil {
@@ -193,22 +202,16 @@ type userConfirmData struct {
 // userConfirm asks before a deactivation or reactivation, saying what it
 // does; the form it shows posts to the action.
 func (s *adminServer) userConfirm(w http.ResponseWriter, r *http.Request) {
-	t, ok := s.tenantOr404(w, r)
-	if !ok {
-		return
-	}
 	action := r.PathValue("action")
 	if action != "deactivate" && action != "reactivate" {
 		s.fail(w, r, http.StatusNotFound, fmt.Errorf("no such action %q", action))
 		return
 	}
-	ctx, o := r.Context(), admin(t.ID)
-	u, err := s.a.Engine.GetUser(ctx, o, r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, http.StatusNotFound, fmt.Errorf("user: %w", err))
+	t, u, ok := s.userOr404(w, r)
+	if !ok {
 		return
 	}
-	gids, _ := s.a.Engine.GroupsOfUser(ctx, o, u.ID)
+	gids, _ := s.a.Engine.GroupsOfUser(r.Context(), admin(t.ID), u.ID)
 	tv := tenantView{ID: t.ID, Name: t.Name}
 	s.render(w, http.StatusOK, page{View: "userconfirm", Title: action + " " + u.UserName, T: &tv,
 		Data: userConfirmData{User: u, Action: action, Owner: u.Owner, Groups: len(gids)}})
