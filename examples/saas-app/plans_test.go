@@ -224,3 +224,30 @@ func startLDAPApp(t *testing.T, uids []string) (*ldaptest.Server, map[string]str
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestHeldPlansOnSQLite: on the SQLite store (its KV and Locker) a held
+// plan is listed, survives a restart, and is discarded.
+func TestHeldPlansOnSQLite(t *testing.T) {
+	args := []string{"-db", filepath.Join(t.TempDir(), "app.db"), "-scim-token", "SECRET"}
+	want := []string{"scim", "scim-token", "admin"}
+	lines, stop := launch(t, want, args...)
+	ids := scimUsers(t, lines["scim"], "SECRET", "s", 120)
+	_, g := do(t, "POST", lines["scim"]+"/Groups", "SECRET", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"All","members":`+membersJSON(ids)+`}`)
+	if status, _ := do(t, "PUT", lines["scim"]+"/Groups/"+g["id"].(string), "SECRET", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"All","members":[]}`); status != http.StatusConflict {
+		t.Fatalf("replace: %d", status)
+	}
+	stop()
+	lines, stop = launch(t, want, args...)
+	defer stop()
+	list := adminGet(t, lines["admin"], "/admin/t/acme/plans")
+	href := regexp.MustCompile(`href="(/admin/t/acme/plans/members/[0-9a-f]+)"`).FindStringSubmatch(list)
+	if href == nil || !strings.Contains(list, "Remove 120 of the 120 people") {
+		t.Fatalf("after a restart the held plan is not listed:\n%s", list[strings.Index(list, "<main>"):])
+	}
+	if status, _ := adminPost(t, lines["admin"], href[1]+"/discard", nil); status != http.StatusSeeOther {
+		t.Fatalf("discard: %d", status)
+	}
+	if list := adminGet(t, lines["admin"], "/admin/t/acme/plans"); !strings.Contains(list, "Nothing waits for you.") {
+		t.Fatal("a discarded plan is still listed")
+	}
+}
