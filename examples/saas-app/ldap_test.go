@@ -48,9 +48,27 @@ func ldapTestJSON(v any) string {
 // are held, not deactivated; the admin page shows the held plan, and
 // confirming it there deactivates them.
 func TestLDAPHeldPlanOnAdminPage(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Options{})
 	uids := []string{"u1", "u2", "u3", "u4", "u5"}
-	srv, lines := startLDAPApp(t, uids) // plans_test.go
+	for _, uid := range uids {
+		srv.Add(t, "uid="+uid+","+srv.PeopleDN, map[string][]string{
+			"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {uid}, "sn": {uid}, "mail": {uid + "@acme.example"},
+		})
+	}
+	lines := startAppLines(t, []string{"scim", "admin"}, "-scim-token", "SECRET",
+		"-ldap-url", srv.URL, "-ldap-bind-dn", srv.SyncDN, "-ldap-bind-password", srv.SyncPassword,
+		"-ldap-base-dn", srv.BaseDN, "-ldap-interval", "1h")
 	admin := lines["admin"]
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, users := do(t, "GET", lines["scim"]+"/Users", "SECRET", ""); users["totalResults"] == float64(len(uids)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first LDAP sync did not bring the users")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, uid := range uids[:3] {
 		srv.Delete(t, "uid="+uid+","+srv.PeopleDN)
 	}
