@@ -31,21 +31,24 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		s.round(ctx)
+		failed := s.round(ctx) != nil
 		next := s.cfg.Interval
-		if s.cfg.Push != PushOff && ctx.Err() == nil {
+		if s.cfg.Push != PushOff && ctx.Err() == nil && !failed {
+			// A failed round (the server unreachable, a bad bind) waits
+			// Interval: persisting now would redial at once, in a loop.
 			next = s.persist(ctx)
 		}
 		t.Reset(next)
 	}
 }
 
-// round runs one sync of Run.
-func (s *Syncer) round(ctx context.Context) {
+// round runs one sync of Run and returns its error (nil when another
+// replica holds the lock).
+func (s *Syncer) round(ctx context.Context) error {
 	held, release, err := s.lock(ctx)
 	if errors.Is(err, provision.ErrLocked) {
 		s.log().DebugContext(ctx, "ldap: another replica is syncing; skipping this round", "tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID)
-		return
+		return nil
 	}
 	var rep *Report
 	if err == nil {
@@ -55,7 +58,7 @@ func (s *Syncer) round(ctx context.Context) {
 		release()
 	}
 	if ctx.Err() != nil {
-		return
+		return ctx.Err()
 	}
 	if err != nil {
 		s.log().ErrorContext(ctx, "ldap: sync failed", "tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID, "error", err)
@@ -63,6 +66,7 @@ func (s *Syncer) round(ctx context.Context) {
 	if s.cfg.OnReport != nil {
 		s.cfg.OnReport(rep, err)
 	}
+	return err
 }
 
 func (s *Syncer) roundLocked(ctx context.Context) (*Report, error) {

@@ -472,7 +472,7 @@ func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (
 		e.tenants[t.ID] = &t
 		e.mu.Unlock()
 	}
-	if err := e.KVDelete(ctx, o.TenantID, planKeyPrefix+planID); err != nil {
+	if err := e.dropPlan(ctx, o.TenantID, planKeyPrefix+planID); err != nil {
 		e.log.WarnContext(ctx, "provision: applied access plan not deleted", "plan", planID, "err", err)
 	}
 	return plan, nil
@@ -488,7 +488,7 @@ func (e *Engine) putPlan(ctx context.Context, tenantID, key, what string, plan a
 	if err := e.KVSet(ctx, tenantID, key, raw, planTTL); err != nil {
 		return fmt.Errorf("provision: store %s: %w", what, err)
 	}
-	return nil
+	return e.indexPlan(ctx, tenantID, key, e.now().UTC())
 }
 
 // getPlan reads a plan putPlan stored into plan.

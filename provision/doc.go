@@ -35,6 +35,12 @@
 // nothing is applied; a delete is a tombstone that no login brings back;
 // version conflicts are retried unless the caller pinned a version.
 //
+// A change that crosses a safety threshold (a replace of a group's members
+// that drops many of them, Config.HoldMemberDrops) and a previewed change
+// of access rules (PlanAccessRules) are held as plans: HeldPlans lists a
+// tenant's plans with their full size, ConfirmMembersPlan and
+// ApplyAccessPlan apply one, DiscardPlan drops one.
+//
 // # Events
 //
 // Every change emits Events (user.created, user.deactivated, ...), ordered

@@ -452,8 +452,13 @@ func (s scope) matchRules() []MatchRule {
 	if len(s.conn.Match) > 0 {
 		return s.conn.Match
 	}
-	if s.conn.Kind == KindSCIM {
+	switch {
+	case s.conn.Kind == KindSCIM:
 		return []MatchRule{MatchUserName}
+	case s.conn.Kind == KindSAML && s.conn.PairedWith != "":
+		// SCIM and SSO from the same identity provider: the login's
+		// subject is the directory's externalId.
+		return []MatchRule{MatchPairedExternalID}
 	}
 	return nil
 }

@@ -111,7 +111,7 @@ func (e *Engine) ConfirmMembersPlan(ctx context.Context, o Origin, planID string
 	if err != nil {
 		return MembershipChange{}, err
 	}
-	if err := e.KVDelete(ctx, o.TenantID, membersPlanPrefix+planID); err != nil {
+	if err := e.dropPlan(ctx, o.TenantID, membersPlanPrefix+planID); err != nil {
 		e.log.WarnContext(ctx, "provision: applied members plan not deleted", "plan", planID, "err", err)
 	}
 	return mc, nil

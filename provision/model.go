@@ -103,10 +103,13 @@ type Connection struct {
 	// Name is a human-readable label.
 	Name string
 	// Match lists the rules tried in order on first contact. Empty means
-	// the kind's default: MatchUserName for SCIM, none for the others.
+	// the kind's default: MatchUserName for SCIM; MatchPairedExternalID
+	// for SAML with PairedWith set (SCIM and SSO from one identity
+	// provider match out of the box); none otherwise. []MatchRule{MatchNone}
+	// matches nothing.
 	Match []MatchRule
 	// PairedWith names the connection whose Links MatchPairedExternalID
-	// consults.
+	// consults: only that connection's users, in this tenant, are in reach.
 	PairedWith string
 	// Disabled refuses every write from this connection with ErrForbidden.
 	Disabled bool

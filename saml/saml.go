@@ -153,8 +153,11 @@ type Config struct {
 	// ErrorPage answers a refused or failed request with its status: 403
 	// refused, 404 unknown tenant, 413 response larger than
 	// MaxResponseBytes, 503 busy or the store unavailable. It must not
-	// reveal why a response was refused. Nil writes a plain "Single
-	// sign-on failed." with the status (a short reason for 413 and 503).
+	// reveal why a response was refused; on a 403, RefusalOf(r) says what
+	// the person can do about it (a deactivated account, another e-mail
+	// domain) when the response itself was valid. Nil writes a plain
+	// "Single sign-on failed." with the status (a short reason for 413
+	// and 503).
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int)
 	// Logger receives refusals and failures. Nil discards them.
 	Logger *slog.Logger
@@ -597,13 +600,18 @@ func originOf(c *conn) provision.Origin {
 }
 
 // refuse records a refusal (unless jit already did) and answers the
-// browser a generic error.
+// browser a generic error (ErrorPage may read RefusalOf).
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, c *conn, reason string, err error) {
+	h.refuseLogin(w, r, c, reason, err, "")
+}
+
+// refuseLogin is refuse for a verified login of userName.
+func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, c *conn, reason string, err error, userName string) {
 	var re *jit.RefusedError
 	if !errors.As(err, &re) {
 		h.engine.Refuse(r.Context(), originOf(c), "saml.acs", reason, err)
 	}
-	h.errorPage(w, r, http.StatusForbidden)
+	h.errorPage(w, withRefusal(r, c, reason, err, userName), http.StatusForbidden)
 }
 
 // refuseOrTest refuses a response, and for a test sign-in shows why on
@@ -696,7 +704,7 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var re *jit.RefusedError
 		if errors.As(err, &re) {
-			h.refuse(w, r, c, re.Reason, err)
+			h.refuseLogin(w, r, c, re.Reason, err, id.User.UserName)
 			return
 		}
 		h.log.ErrorContext(ctx, "saml: provisioning failed", "tenant", c.TenantID, "error", err)

@@ -62,6 +62,7 @@ type options struct {
 	settings     *jit.Settings
 	allowSHA1    bool
 	maxBytes     int64
+	errorPage    func(http.ResponseWriter, *http.Request, int)
 }
 
 type fixture struct {
@@ -104,7 +105,7 @@ func newFixture(t testing.TB, o options) *fixture {
 		t.Fatal(err)
 	}
 	h, err := saml.New(saml.Config{
-		Engine: e, JIT: p, BaseURL: base, Key: spKeys.Key, Certificate: spKeys.Certificate, MaxResponseBytes: o.maxBytes,
+		Engine: e, JIT: p, BaseURL: base, Key: spKeys.Key, Certificate: spKeys.Certificate, MaxResponseBytes: o.maxBytes, ErrorPage: o.errorPage,
 		Connections: []saml.Connection{
 			{TenantID: "acme", ConnectionID: "okta-saml", IDPMetadata: idpA.Metadata(), Mapping: o.mapping, AllowIDPInitiated: o.idpInitiated, InsecureAllowSHA1: o.allowSHA1},
 			{TenantID: "globex", ConnectionID: "globex-saml", IDPMetadata: idpB.Metadata(), AllowIDPInitiated: true},

@@ -20,7 +20,7 @@ import (
 	"github.com/idprov/idprov/ldap"
 	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/provision/filter"
-	"github.com/idprov/idprov/scim"
+	"github.com/idprov/idprov/saml"
 )
 
 // adminFeature serves the admin page at /admin: the tenants and their
@@ -39,7 +39,7 @@ type adminFeature struct {
 	token string
 
 	mu       sync.Mutex
-	refusals map[string][]provision.Refusal // by tenant, newest last
+	refusals map[string][]refusalRow // by tenant, newest last (signin.go)
 }
 
 // adminHooks are what the admin page reads from the other features; a nil
@@ -52,6 +52,8 @@ type adminHooks struct {
 	// protect wraps a handler in the admin page's token check and
 	// cross-origin protection (for setup.go's routes).
 	protect func(http.Handler) http.Handler
+	// refused names a refused sign-in's refusals (signin.go).
+	refused func(saml.Refused)
 }
 
 const (
@@ -87,11 +89,12 @@ func (f *adminFeature) flags(fs *flag.FlagSet) {
 }
 
 func (f *adminFeature) setup(a *app) error {
-	f.refusals = map[string][]provision.Refusal{}
+	f.refusals = map[string][]refusalRow{}
+	a.admin.refused = f.nameRefusals
 	prev := a.EngineConfig.Audit
 	a.EngineConfig.Audit = func(ctx context.Context, r provision.Refusal) {
 		f.mu.Lock()
-		l := append(f.refusals[r.Origin.TenantID], r)
+		l := append(f.refusals[r.Origin.TenantID], refusalRow{Refusal: r})
 		if len(l) > maxRefusals {
 			l = l[len(l)-maxRefusals:]
 		}
@@ -106,19 +109,11 @@ func (f *adminFeature) setup(a *app) error {
 
 func (f *adminFeature) start(ctx context.Context, a *app) error {
 	if f.token == "" {
-		tok, err := scim.GenerateToken()
+		tok, err := keptToken(ctx, a, "saas-app:admin-token", "admin token")
 		if err != nil {
 			return err
 		}
-		key, tenant := "saas-app:admin-token", a.Tenants[0].ID
-		if _, err := a.Engine.KVInsert(ctx, tenant, key, []byte(tok), 0); err != nil {
-			return fmt.Errorf("admin token: %w", err)
-		}
-		b, err := a.Engine.KVGet(ctx, tenant, key)
-		if err != nil {
-			return fmt.Errorf("admin token: %w", err)
-		}
-		f.token = string(b)
+		f.token = tok
 	}
 	s := &adminServer{f: f, a: a}
 	mux := http.NewServeMux()
@@ -132,6 +127,8 @@ func (f *adminFeature) start(ctx context.Context, a *app) error {
 	mux.HandleFunc("POST /admin/t/{tenant}/users/{id}/{action}", s.userAction)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/preview", s.accessPreview)
 	mux.HandleFunc("POST /admin/t/{tenant}/access/apply", s.accessApply)
+	s.planRoutes(mux) // plans.go
+	s.userRoutes(mux) // userpage.go
 	mux.HandleFunc("POST /admin/tenants", s.formPutTenant)
 	mux.HandleFunc("POST /admin/t/{tenant}/connections", s.formPutConnection)
 	mux.HandleFunc("POST /admin/t/{tenant}/connections/{conn}/delete", s.formDeleteConnection)
@@ -226,7 +223,9 @@ type tenantView struct {
 	WebhookSt   string
 	SCIMBase    string
 	AccessRules string
-	Refusals    []provision.Refusal
+	Refusals    []refusalRow
+	// Plans is how many held plans wait for an administrator (plans.go).
+	Plans int
 }
 
 func (s *adminServer) render(w http.ResponseWriter, status int, p page) {
@@ -327,6 +326,7 @@ func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenant
 			}
 		}
 	}
+	s.heldBySCIM(ctx, t, &v) // plans.go
 	s.f.mu.Lock()
 	v.Refusals = slices.Clone(s.f.refusals[t.ID])
 	s.f.mu.Unlock()
@@ -692,14 +692,7 @@ func (s *adminServer) scimLog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *adminServer) back(w http.ResponseWriter, r *http.Request, tenantID, msg string, err error) {
-	v := url.Values{}
-	if msg != "" {
-		v.Set("msg", msg)
-	}
-	if err != nil {
-		v.Set("err", err.Error())
-	}
-	http.Redirect(w, r, "/admin/t/"+url.PathEscape(tenantID)+"?"+v.Encode(), http.StatusSeeOther)
+	redirectWith(w, r, "/admin/t/"+url.PathEscape(tenantID), msg, err) // plans.go
 }
 
 func (s *adminServer) rotate(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -99,11 +98,11 @@ type duration time.Duration
 func (d *duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string such as \"1m\": %w", err)
+		return &valueError{Value: string(b), Want: `a duration, a string such as "90s" or "1m"`}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return &valueError{Value: string(b), Want: `a duration such as "90s" or "1m"`}
 	}
 	*d = duration(v)
 	return nil
@@ -128,10 +127,8 @@ func loadTenants(file, flagTenant string) ([]*tenant, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&fc); err != nil {
-			return nil, fmt.Errorf("-config %s: %w", file, err)
+		if fc, err = decodeConfig(file, b); err != nil { // errors.go
+			return nil, err
 		}
 	}
 	out := []*tenant{{Conf: tenantConfig{ID: flagTenant}}}

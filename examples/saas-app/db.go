@@ -45,6 +45,9 @@ func (f *dbFeature) setup(a *app) error {
 		db.SetMaxOpenConns(20)
 		f.db, dialect, a.StoreName = db, sqlstore.Postgres, "postgres"
 	default:
+		if err := checkDBDir(f.dsn); err != nil { // errors.go
+			return err
+		}
 		dsn := "file:" + f.dsn + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {

@@ -86,14 +86,14 @@ func TestDemoIdPSignIn(t *testing.T) {
 	resp = demoLogin(t, browser, lines["saml-login"], "ada")
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden || strings.TrimSpace(string(body)) != "Single sign-on failed." {
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "Your account is deactivated") || !strings.Contains(string(body), "ask your administrator") {
 		t.Fatalf("SSO of a deactivated user: %d %q", resp.StatusCode, body)
 	}
 	if status, _ := me(t, browser, base); status != http.StatusUnauthorized {
 		t.Fatalf("/me after a refused SSO: %d", status)
 	}
 	page := adminGet(t, lines["admin"], "/admin/t/acme")
-	if !strings.Contains(page, `id="refusals"`) || !strings.Contains(page, "jit") {
+	if !strings.Contains(page, `id="refusals"`) || !strings.Contains(page, "jit") || !strings.Contains(page, "<td><b>ada@acme.example</b></td>") {
 		t.Fatalf("the refusal is not on the admin page:\n%s", page[strings.Index(page, "<main>"):])
 	}
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -49,19 +47,12 @@ type eventsFeature struct {
 }
 
 func (f *eventsFeature) flags(fs *flag.FlagSet) {
-	fs.StringVar(&f.token, "events-token", "", "bearer token of GET /events and GET /webhook/status (default: a random one, printed)")
+	fs.StringVar(&f.token, "events-token", "", "bearer token of GET /events and GET /webhook/status (default: a random one kept in the store, printed)")
 	fs.StringVar(&f.webhookURL, "webhook-url", "", "URL to POST the tenant's events to, signed; empty: no webhook")
 	fs.StringVar(&f.webhookSecret, "webhook-secret", "", "secret of the webhook signatures (default: a random one, printed)")
 }
 
 func (f *eventsFeature) setup(a *app) error {
-	if f.token == "" {
-		var b [16]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return err
-		}
-		f.token = hex.EncodeToString(b[:])
-	}
 	if f.webhookURL != "" && f.webhookSecret == "" {
 		s, err := webhook.NewSecret()
 		if err != nil {
@@ -107,6 +98,13 @@ func tenantOf(r *http.Request, a *app) (string, bool) {
 }
 
 func (f *eventsFeature) start(ctx context.Context, a *app) error {
+	if f.token == "" { // kept in the store, like the admin and SCIM tokens
+		tok, err := keptToken(ctx, a, "saas-app:events-token", "events token")
+		if err != nil {
+			return err
+		}
+		f.token = tok
+	}
 	a.Mux.HandleFunc("GET /events", f.authorized(func(w http.ResponseWriter, r *http.Request) {
 		tenant, ok := tenantOf(r, a)
 		if !ok {

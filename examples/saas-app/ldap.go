@@ -193,7 +193,8 @@ func (f *ldapFeature) startSource(ctx context.Context, a *app, src *ldapSource) 
 			src.record(r, err)
 			switch {
 			case err != nil:
-				log.Error("ldap sync failed", "error", err)
+				// The Syncer logged it, with the tenant and connection:
+				// one line per failed round.
 			case r.Held != nil:
 				log.Warn("ldap sync: deactivations held until confirmed (on the admin page, or ldap.Syncer.Confirm)", "plan", r.Held.ID, "count", len(r.Held.Deactivations), "reason", r.Held.Reason)
 			default:

@@ -94,7 +94,7 @@ type app struct {
 // run parses args, serves until ctx ends, and shuts down cleanly.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("saas-app", flag.ContinueOnError)
-	fs.SetOutput(stdout)
+	fs.SetOutput(io.Discard) // a bad flag is one line (flagError); -h prints the usage
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
 	tenantID := fs.String("tenant", "acme", "the id of the tenant the one-tenant flags configure")
 	configFile := fs.String("config", "", "JSON file declaring more tenants and their connections (see config.go)")
@@ -103,7 +103,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		f.flags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError(fs, stdout, err)
 	}
 
 	tenants, err := loadTenants(*configFile, *tenantID)

@@ -207,6 +207,7 @@ func (f *samlFeature) start(ctx context.Context, a *app) error {
 		BaseURL:     a.BaseURL,
 		Connections: conns,
 		OnLogin:     f.startSession,
+		ErrorPage:   func(w http.ResponseWriter, r *http.Request, status int) { f.errorPage(a, w, r, status) }, // signin.go
 		Logger:      a.Log,
 	})
 	if err != nil {

@@ -23,9 +23,11 @@ import (
 // the store (its KV), so a restart prints the same token. Rotating a
 // token (on the admin page) keeps the old and the new valid together
 // until the old is revoked; the valid hashes are kept in the store too,
-// and win over the -config file's (not over an explicit -scim-token).
+// and win over the -config file's, and over -scim-token when the restart
+// gives the same -scim-token the rotation started from.
 type scimFeature struct {
 	token  string
+	pinned string // the -scim-token flag
 	connID string
 	tokens *scim.TokenSet
 	// handler serves /scim/v2; its RequestLog and Health are for the
@@ -52,6 +54,10 @@ type scimState struct {
 	// directory only so that a restart can print it again: a demo's
 	// convenience, a production host keeps the hashes alone.
 	Token string `json:"token,omitempty"`
+	// Pinned is the hash of the -scim-token the state was rotated from:
+	// a restart with the same -scim-token keeps the rotation; another
+	// -scim-token wins over it.
+	Pinned string `json:"pinned,omitempty"`
 }
 
 func scimStateKey(connID string) string { return "saas-app:scim-tokens:" + connID }
@@ -63,6 +69,7 @@ func (f *scimFeature) flags(fs *flag.FlagSet) {
 
 func (f *scimFeature) setup(a *app) error {
 	flagDir := scimConfig{ID: f.connID, Name: "SCIM directory"}
+	f.pinned = f.token
 	if f.token != "" {
 		flagDir.Tokens = []string{f.token}
 	}
@@ -131,31 +138,28 @@ func (f *scimFeature) start(ctx context.Context, a *app) error {
 // the -config file's, else a new token kept in the store. It returns the
 // token to print, when it is known in clear.
 func (f *scimFeature) loadTokens(ctx context.Context, a *app, d *scimDir, flagDir bool) (string, error) {
-	if d.Fixed {
-		return f.token, nil
-	}
 	key := scimStateKey(d.ConnectionID)
+	if d.Fixed {
+		// A rotation on the admin page survives a restart with the same
+		// -scim-token; a new -scim-token starts over.
+		st, hashes, err := f.storedTokens(ctx, a, d, key)
+		if err != nil || st.Pinned != scim.HashToken(f.pinned).String() || len(hashes) == 0 {
+			return f.pinned, err
+		}
+		d.Hashes = hashes
+		if !slices.Contains(hashes, scim.HashToken(f.pinned)) {
+			a.Log.Warn("saas-app: the -scim-token was rotated on the admin page and its token revoked; the new token is printed", "tenant", d.TenantID, "connection", d.ConnectionID)
+		}
+		return st.Token, nil
+	}
 	for {
-		b, err := a.Engine.KVGet(ctx, d.TenantID, key)
-		if err == nil {
-			var st scimState
-			if err := json.Unmarshal(b, &st); err != nil {
-				return "", fmt.Errorf("scim tokens of %s/%s in the store: %w", d.TenantID, d.ConnectionID, err)
-			}
-			hashes := make([]scim.TokenHash, 0, len(st.Hashes))
-			for _, s := range st.Hashes {
-				h, err := scim.ParseTokenHash(s)
-				if err != nil {
-					return "", fmt.Errorf("scim tokens of %s/%s in the store: %w", d.TenantID, d.ConnectionID, err)
-				}
-				hashes = append(hashes, h)
-			}
-			if len(hashes) > 0 {
-				d.Hashes = hashes
-				return st.Token, nil
-			}
-		} else if !errors.Is(err, provision.ErrNotFound) {
-			return "", fmt.Errorf("scim tokens of %s/%s: %w", d.TenantID, d.ConnectionID, err)
+		st, hashes, err := f.storedTokens(ctx, a, d, key)
+		if err != nil {
+			return "", err
+		}
+		if len(hashes) > 0 {
+			d.Hashes = hashes
+			return st.Token, nil
 		}
 		if len(d.Hashes) > 0 {
 			return "", nil
@@ -166,11 +170,11 @@ func (f *scimFeature) loadTokens(ctx context.Context, a *app, d *scimDir, flagDi
 		if err != nil {
 			return "", err
 		}
-		st := scimState{Hashes: []string{scim.HashToken(tok).String()}}
+		st = scimState{Hashes: []string{scim.HashToken(tok).String()}}
 		if flagDir {
 			st.Token = tok
 		}
-		b, _ = json.Marshal(st)
+		b, _ := json.Marshal(st)
 		ok, err := a.Engine.KVInsert(ctx, d.TenantID, key, b, 0)
 		if err != nil {
 			return "", fmt.Errorf("scim tokens of %s/%s: %w", d.TenantID, d.ConnectionID, err)
@@ -183,6 +187,31 @@ func (f *scimFeature) loadTokens(ctx context.Context, a *app, d *scimDir, flagDi
 			return tok, nil
 		}
 	}
+}
+
+// storedTokens reads d's token state from the store: none yet is no
+// hashes and no error.
+func (f *scimFeature) storedTokens(ctx context.Context, a *app, d *scimDir, key string) (scimState, []scim.TokenHash, error) {
+	var st scimState
+	b, err := a.Engine.KVGet(ctx, d.TenantID, key)
+	if errors.Is(err, provision.ErrNotFound) {
+		return st, nil, nil
+	}
+	if err != nil {
+		return st, nil, fmt.Errorf("scim tokens of %s/%s: %w", d.TenantID, d.ConnectionID, err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, nil, fmt.Errorf("scim tokens of %s/%s in the store: %w", d.TenantID, d.ConnectionID, err)
+	}
+	hashes := make([]scim.TokenHash, 0, len(st.Hashes))
+	for _, s := range st.Hashes {
+		h, err := scim.ParseTokenHash(s)
+		if err != nil {
+			return st, nil, fmt.Errorf("scim tokens of %s/%s in the store: %w", d.TenantID, d.ConnectionID, err)
+		}
+		hashes = append(hashes, h)
+	}
+	return st, hashes, nil
 }
 
 // directories returns a copy of the directories' token state.
@@ -255,6 +284,9 @@ func (f *scimFeature) commit(ctx context.Context, a *app, d *scimDir, hashes []s
 	}
 	if d == f.dirs[0] {
 		st.Token = clear
+	}
+	if d.Fixed {
+		st.Pinned = scim.HashToken(f.pinned).String()
 	}
 	b, _ := json.Marshal(st)
 	if err := a.Engine.KVSet(ctx, d.TenantID, scimStateKey(d.ConnectionID), b, 0); err != nil {
