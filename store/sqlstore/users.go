@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/idprov/idprov/provision"
@@ -160,11 +161,6 @@ func (s *Store) userConflict(ctx context.Context, q Querier, u provision.User, c
 // writeEmails stores the folded e-mail addresses of u (replacing the old
 // ones on update).
 func (s *Store) writeEmails(ctx context.Context, q Querier, u provision.User, replace bool) error {
-	if replace {
-		if _, err := q.ExecContext(ctx, s.r.sql("DELETE FROM {p}user_emails WHERE tenant_id = $1 AND user_id = $2"), u.TenantID, u.ID); err != nil {
-			return mapErr("write emails", err)
-		}
-	}
 	var emails []string
 	for _, e := range u.Emails {
 		if e.Value != "" {
@@ -172,6 +168,24 @@ func (s *Store) writeEmails(ctx context.Context, q Querier, u provision.User, re
 		}
 	}
 	emails = dedupe(emails)
+	if replace && s.r.d == Postgres && len(emails) > 0 {
+		// One round trip: drop the e-mails that went, add those that came
+		// (a data-modifying CTE; the kept rows stay untouched).
+		args := []any{u.TenantID, u.ID}
+		rows := make([]string, len(emails))
+		for i, e := range emails {
+			args = append(args, e)
+			rows[i] = fmt.Sprintf("($1, $2, $%d)", i+3)
+		}
+		_, err := q.ExecContext(ctx, s.r.sql("WITH gone AS (DELETE FROM {p}user_emails WHERE tenant_id = $1 AND user_id = $2 AND email_lower NOT IN ("+list(3, len(emails))+
+			")) INSERT INTO {p}user_emails (tenant_id, user_id, email_lower) VALUES "+strings.Join(rows, ", ")+" ON CONFLICT DO NOTHING"), args...)
+		return mapErr("write emails", err)
+	}
+	if replace {
+		if _, err := q.ExecContext(ctx, s.r.sql("DELETE FROM {p}user_emails WHERE tenant_id = $1 AND user_id = $2"), u.TenantID, u.ID); err != nil {
+			return mapErr("write emails", err)
+		}
+	}
 	if len(emails) == 0 {
 		return nil
 	}
