@@ -62,7 +62,8 @@ func label(kvs []attribute.KeyValue) string {
 func TestMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	e, err := provision.NewEngine(provision.Config{Store: memstore.New(), Tenants: tenants(), MeterProvider: mp, PollInterval: 10 * time.Millisecond})
+	e, err := provision.NewEngine(provision.Config{Store: memstore.New(), Tenants: tenants(), MeterProvider: mp, PollInterval: 10 * time.Millisecond,
+		HoldMemberDrops: provision.DropLimit{Count: 2, Share: 0.5}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +121,27 @@ func TestMetrics(t *testing.T) {
 	eventually("idprov.consumer.failures", 1)
 	eventually("idprov.consumer.lag", 3) // observations: one per accepted event
 	eventually("idprov.consumer.backlog", 0)
+	// A replace of members that drops both is held: one plan.
+	var ids []string
+	for _, u := range []string{"m1", "m2"} {
+		mu := ada()
+		mu.UserName, mu.Emails, mu.ExternalID = u, nil, "ext-"+u
+		created, err := e.CreateUser(ctx, okta, mu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, created.ID)
+	}
+	g, err := e.CreateGroup(ctx, okta, provision.Group{DisplayName: "Held"}, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ReplaceMembers(ctx, okta, g.ID, nil); !errors.Is(err, provision.ErrHeld) {
+		t.Fatalf("ReplaceMembers dropping both = %v, want ErrHeld", err)
+	}
+	if m := collect(t, reader, "idprov.plans.held"); m["kind=members"] != 1 {
+		t.Errorf("plans held = %v, want 1 members plan", m)
+	}
 	cancel()
 	<-done
 	if m := collect(t, reader, "idprov.consumer.backlog"); len(m) != 0 {

@@ -72,6 +72,22 @@
 // field when known), a failed connection, SQLITE_BUSY or a shutdown is
 // ErrUnavailable. Versions are checked in the UPDATE's WHERE clause, and
 // a write that matched no row tells ErrNotFound from ErrVersionConflict.
+// GetUser and GetGroup inside a PostgreSQL transaction lock the row (FOR
+// UPDATE), so concurrent changes of one resource queue instead of
+// conflicting (SQLite runs one writer at a time anyway).
+//
+// # Many tenants, many replicas
+//
+// An idle consumer costs one query per poll whatever the number of
+// tenants: Backlogs (provision.EventBacklog) joins {prefix}event_seq with
+// the consumer's {prefix}cursors and returns only the tenants behind. On
+// PostgreSQL every transaction that appends events notifies the channel
+// {prefix}events with its tenant id at commit (pg_notify, in the same
+// statement that reserves the Seq); with Config.Listen wired to the
+// host's driver, WatchCommits (provision.CommitWatcher) wakes the
+// consumers of every replica at once, and polling is only the fallback.
+// Notify and Subscribe are the same mechanism for a host's own topics
+// (see notify.go's ListenFunc; examples/saas-app/pgnotify.go wires pgx).
 //
 // # A host-owned store
 //

@@ -234,3 +234,56 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+// BenchmarkIdleSQLite measures one engine on a SQLite file with
+// IDPROV_BENCH_TENANTS (default 10,000) idle tenants, each with one
+// event its webhook consumer has had: the process CPU while idle (5s;
+// each poll is one Backlogs query).
+//
+//	go test ./store/sqlstore -run '^$' -bench IdleSQLite -benchtime 1x
+func BenchmarkIdleSQLite(b *testing.B) {
+	tenants := envInt("IDPROV_BENCH_TENANTS", 10000)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newSQLite(b, Config{})
+	decl := make([]provision.Tenant, tenants)
+	for i := range decl {
+		decl[i] = provision.Tenant{ID: fmt.Sprintf("tenant-%05d", i), Connections: []provision.Connection{{ID: "okta", Kind: provision.KindSCIM}}}
+	}
+	err := s.r.runTx(ctx, func(tx *Store) error {
+		for _, tn := range decl {
+			if _, err := s.r.ev.Append(ctx, tx.q, tn.ID, []provision.Event{{Kind: provision.UserCreated, Time: time.Now()}}); err != nil {
+				return err
+			}
+			if err := s.r.ev.SetCursor(ctx, tx.q, tn.ID, "webhook", 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := provision.NewEngine(provision.Config{Store: s, Tenants: decl})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eps := make(map[string]webhook.Endpoint, tenants)
+	for _, tn := range decl {
+		eps[tn.ID] = webhook.Endpoint{URL: "http://127.0.0.1:9/unused", Secret: "0123456789abcdef0123"}
+	}
+	w, err := webhook.New(webhook.Config{Engine: e, Endpoints: eps})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(2 * time.Second)
+	for b.Loop() {
+		const idle = 5 * time.Second
+		c0 := cpuTime()
+		time.Sleep(idle)
+		b.ReportMetric(100*float64(cpuTime()-c0)/float64(idle), "cpu%")
+	}
+}

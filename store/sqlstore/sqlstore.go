@@ -96,6 +96,8 @@ type Store struct {
 	q Querier
 	// inTx is set for the Store of an Atomically function.
 	inTx bool
+	// locked: the users this transaction read FOR UPDATE (users.go).
+	locked map[string]lockedEmails
 }
 
 var (

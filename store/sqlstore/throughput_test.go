@@ -215,6 +215,24 @@ func BenchmarkThroughput(b *testing.B) {
 		})
 		l.report(b)
 	})
+	b.Run("engine-create", func(b *testing.B) {
+		// The same create through the engine, without HTTP and SCIM.
+		var l latencies
+		parallel32(b, func(c int, pb *testing.PB) {
+			o := provision.Origin{TenantID: decl[c%clients].ID, ConnectionID: "okta"}
+			for pb.Next() {
+				n := seq.Add(1)
+				start := time.Now()
+				u := provision.User{UserName: fmt.Sprintf("e%d@example.com", n), ExternalID: fmt.Sprintf("ex%d", n), Active: true, Emails: []provision.Email{{Value: fmt.Sprintf("e%d@example.com", n), Type: "work"}}}
+				if _, err := e.CreateUser(ctx, o, u); err != nil {
+					b.Error(err)
+					return
+				}
+				l.add(time.Since(start))
+			}
+		})
+		l.report(b)
+	})
 	b.Run("bare-update", func(b *testing.B) {
 		var l latencies
 		parallel32(b, func(c int, pb *testing.PB) {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/idprov/idprov/provision"
@@ -51,8 +53,39 @@ func (s *Store) queryUser(ctx context.Context, op, what string, query string, ar
 // UPDATE), so concurrent changes of one user queue instead of meeting a
 // version conflict; see provision.Store.
 func (s *Store) GetUser(ctx context.Context, tenantID, id string) (provision.User, error) {
-	return s.queryUser(ctx, "get user", id,
+	u, err := s.queryUser(ctx, "get user", id,
 		"SELECT doc FROM {p}users WHERE tenant_id = $1 AND id = $2"+s.forUpdate(), tenantID, id)
+	if err == nil && s.forUpdate() != "" {
+		s.lockedUser(u)
+	}
+	return u, err
+}
+
+// lockedEmails is what a transaction knows of a user row it locked: its
+// version and its e-mail keys, so that an update that leaves the e-mails
+// alone does not rewrite them.
+type lockedEmails struct {
+	version int64
+	emails  []string
+}
+
+func (s *Store) lockedUser(u provision.User) {
+	if s.locked == nil {
+		s.locked = map[string]lockedEmails{}
+	}
+	s.locked[u.TenantID+"\x00"+u.ID] = lockedEmails{u.Version, emailKeys(u)}
+}
+
+// emailKeys are the user's e-mail rows: folded, sorted, without repeats.
+func emailKeys(u provision.User) []string {
+	var emails []string
+	for _, e := range u.Emails {
+		if e.Value != "" {
+			emails = append(emails, fold(e.Value))
+		}
+	}
+	slices.Sort(emails)
+	return slices.Compact(emails)
 }
 
 // forUpdate is the row-locking clause of a read in a PostgreSQL
@@ -160,18 +193,25 @@ func (s *Store) userConflict(ctx context.Context, q Querier, u provision.User, c
 // writeEmails stores the folded e-mail addresses of u (replacing the old
 // ones on update).
 func (s *Store) writeEmails(ctx context.Context, q Querier, u provision.User, replace bool) error {
+	emails := emailKeys(u)
+	if replace && s.r.d == Postgres && len(emails) > 0 {
+		// One round trip: drop the e-mails that went, add those that came
+		// (a data-modifying CTE; the kept rows stay untouched).
+		args := []any{u.TenantID, u.ID}
+		rows := make([]string, len(emails))
+		for i, e := range emails {
+			args = append(args, e)
+			rows[i] = fmt.Sprintf("($1, $2, $%d)", i+3)
+		}
+		_, err := q.ExecContext(ctx, s.r.sql("WITH gone AS (DELETE FROM {p}user_emails WHERE tenant_id = $1 AND user_id = $2 AND email_lower NOT IN ("+list(3, len(emails))+
+			")) INSERT INTO {p}user_emails (tenant_id, user_id, email_lower) VALUES "+strings.Join(rows, ", ")+" ON CONFLICT DO NOTHING"), args...)
+		return mapErr("write emails", err)
+	}
 	if replace {
 		if _, err := q.ExecContext(ctx, s.r.sql("DELETE FROM {p}user_emails WHERE tenant_id = $1 AND user_id = $2"), u.TenantID, u.ID); err != nil {
 			return mapErr("write emails", err)
 		}
 	}
-	var emails []string
-	for _, e := range u.Emails {
-		if e.Value != "" {
-			emails = append(emails, fold(e.Value))
-		}
-	}
-	emails = dedupe(emails)
 	if len(emails) == 0 {
 		return nil
 	}
@@ -218,8 +258,18 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 		if err != nil {
 			return mapErr("update user", err)
 		}
+		key := u.TenantID + "\x00" + u.ID
+		if prev, ok := s.locked[key]; ok && prev.version == expectedVersion && slices.Equal(prev.emails, emailKeys(u)) {
+			return nil // the row is locked since it was read: its e-mail rows are these
+		}
 		return s.writeEmails(ctx, q, u, true)
 	})
+	if s.locked != nil {
+		delete(s.locked, u.TenantID+"\x00"+u.ID)
+		if err == nil {
+			s.lockedUser(u)
+		}
+	}
 	if err != nil {
 		return provision.User{}, err
 	}

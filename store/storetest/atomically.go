@@ -327,6 +327,42 @@ func testAtomically(t *testing.T, s *suite) {
 		checkStoreUsable(t, st)
 	})
 
+	t.Run("EmailsAcrossUpdates", func(t *testing.T) {
+		// Several updates of one user in a transaction, some leaving the
+		// e-mails alone, some changing them: the e-mail lookups follow
+		// the last one.
+		st := s.store(t)
+		in := user(tenantA, "mails")
+		in.Emails = []provision.Email{{Value: "a@example.com"}, {Value: "b@example.com"}}
+		u := createUser(t, st, in)
+		err := st.Atomically(t.Context(), func(ctx context.Context, tx provision.Store) error {
+			cur, err := tx.GetUser(ctx, tenantA, u.ID)
+			if err != nil {
+				return err
+			}
+			steps := [][]string{{"a@example.com", "b@example.com"}, {"A@example.com", "c@example.com"}, {"c@example.com", "a@example.com"}, {"a@example.com", "b@example.com", "d@example.com"}}
+			for i, emails := range steps {
+				next := cur
+				next.Title = fmt.Sprintf("step %d", i)
+				next.Emails = nil
+				for _, e := range emails {
+					next.Emails = append(next.Emails, provision.Email{Value: e})
+				}
+				if cur, err = tx.UpdateUser(ctx, next, cur.Version); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		must(t, err, "Atomically with four updates")
+		for addr, want := range map[string]int{"a@example.com": 1, "b@example.com": 1, "c@example.com": 0, "d@example.com": 1} {
+			got, err := st.UsersByEmail(t.Context(), tenantA, addr)
+			if err != nil || len(got) != want {
+				t.Errorf("UsersByEmail(%s) after the updates = %v, %v; want %d", addr, idsOf(got), err, want)
+			}
+		}
+	})
+
 	t.Run("ReadOwnWrites", func(t *testing.T) {
 		st := s.store(t)
 		f := seedTx(t, st)

@@ -170,10 +170,16 @@ func testUsers(t *testing.T, s *suite) {
 		}
 
 		next.Title = "Mathematician"
+		next.Emails = append(next.Emails, provision.Email{Value: "Lovelace@Example.com"}) // one kept, one added
 		got, err = st.UpdateUser(t.Context(), next, 2)
 		must(t, err, "second UpdateUser")
 		if got.Version != 3 {
 			t.Errorf("second UpdateUser: Version = %d, want 3", got.Version)
+		}
+		for _, addr := range []string{"countess@example.com", "lovelace@example.com"} {
+			if got, err := st.UsersByEmail(t.Context(), tenantA, addr); err != nil || len(got) != 1 || got[0].ID != orig.ID {
+				t.Errorf("UsersByEmail(%s) after an update keeping one address and adding one = %v, %v; want [%s]", addr, idsOf(got), err, orig.ID)
+			}
 		}
 		read, err = st.GetUser(t.Context(), tenantA, other.ID)
 		must(t, err, "GetUser(other)")
