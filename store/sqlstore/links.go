@@ -66,18 +66,21 @@ func (s *Store) CreateLink(ctx context.Context, l provision.Link) error {
 		return &provision.ValidationError{Field: "link.kind", Reason: fmt.Sprintf("unknown resource kind %q", l.Kind)}
 	}
 	return s.write(ctx, func(q Querier) error {
-		var one int
-		err := q.QueryRowContext(ctx, s.r.sql("SELECT 1 FROM {p}"+table+" WHERE tenant_id = $1 AND id = $2"), l.TenantID, l.ResourceID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound(string(l.Kind), l.ResourceID)
-		}
-		if err != nil {
-			return mapErr("create link", err)
-		}
+		// One statement when it works: the insert checks that the
+		// resource exists; only a refusal looks at why.
 		var got string
-		err = q.QueryRowContext(ctx, s.r.sql("INSERT INTO {p}links ("+linkCols+") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING resource_id"),
+		err := q.QueryRowContext(ctx, s.r.sql("INSERT INTO {p}links ("+linkCols+") SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM {p}"+table+
+			" WHERE tenant_id = $1 AND id = $5) ON CONFLICT DO NOTHING RETURNING resource_id"),
 			l.TenantID, string(l.Kind), l.ConnectionID, l.ExternalID, l.ResourceID, s.r.ts(l.Created)).Scan(&got)
 		if errors.Is(err, sql.ErrNoRows) {
+			var one int
+			err := q.QueryRowContext(ctx, s.r.sql("SELECT 1 FROM {p}"+table+" WHERE tenant_id = $1 AND id = $2"), l.TenantID, l.ResourceID).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return notFound(string(l.Kind), l.ResourceID)
+			}
+			if err != nil {
+				return mapErr("create link", err)
+			}
 			ce := &provision.ConflictError{Field: "externalId", Value: l.ExternalID}
 			if ex, err := (&Store{r: s.r, q: q}).GetLink(ctx, l.TenantID, l.Kind, l.ConnectionID, l.ExternalID); err == nil {
 				ce.ExistingID = ex.ResourceID
