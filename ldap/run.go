@@ -69,7 +69,8 @@ func (s *Syncer) round(ctx context.Context) error {
 	return err
 }
 
-func (s *Syncer) roundLocked(ctx context.Context) (*Report, error) {
+func (s *Syncer) roundLocked(ctx context.Context) (rep *Report, err error) {
+	defer func(start time.Time) { s.observe(ctx, start, rep, err) }(time.Now())
 	cur, err := s.loadCursor(ctx)
 	if err != nil {
 		return nil, err

@@ -108,13 +108,14 @@ func (s *Syncer) newReport(m Mode, dry bool) *Report {
 //
 // An error may come with a partial Report: what was applied before it.
 // Nothing is swept then.
-func (s *Syncer) Sync(ctx context.Context) (*Report, error) {
+func (s *Syncer) Sync(ctx context.Context) (rep *Report, err error) {
 	defer s.yield(ctx)()
 	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	defer func(start time.Time) { s.observe(ctx, start, rep, err) }(time.Now())
 	return s.syncFull(ctx, false, "")
 }
 
@@ -133,13 +134,14 @@ func (s *Syncer) Plan(ctx context.Context) (*Report, error) {
 // why. A Syncer that has not seen the directory since the cursor was
 // stored (a restart, a sync on another replica) loads that state and
 // continues incrementally.
-func (s *Syncer) SyncChanges(ctx context.Context) (*Report, error) {
+func (s *Syncer) SyncChanges(ctx context.Context) (rep *Report, err error) {
 	defer s.yield(ctx)()
 	ctx, release, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	defer func(start time.Time) { s.observe(ctx, start, rep, err) }(time.Now())
 	return s.syncChanges(ctx)
 }
 
