@@ -157,6 +157,7 @@ func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
 // Discard drops the held plan planID without applying it. The next full
 // sync holds the same deactivations again if their entries are still gone.
 func (s *Syncer) Discard(ctx context.Context, planID string) error {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lockWait(ctx)
 	if err != nil {
 		return err
