@@ -182,8 +182,8 @@ type adminServer struct {
 
 // page is what admin.html renders; View picks the section.
 type page struct {
-	View    string
-	Title   string
+	View  string
+	Title string
 	// Refresh, when set, makes the page reload itself from this URL
 	// every 2 seconds (while an LDAP sync runs).
 	Refresh string
