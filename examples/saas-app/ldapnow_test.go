@@ -14,12 +14,12 @@ import (
 )
 
 // TestLDAPSyncNowInBackground: "Sync now" on the admin page returns at
-// once; while the sync of a 3000-user slapd runs, the connection's card
+// once; while the sync of a 5000-user slapd runs, the connection's card
 // says how many entries it read and at what rate, and the page refreshes
 // itself; a second "Sync now" starts nothing. Once the sync ends, the page
 // stops refreshing and shows its report.
 func TestLDAPSyncNowInBackground(t *testing.T) {
-	const n = 3000
+	const n = 5000
 	ldif := filepath.Join(t.TempDir(), "dir.ldif")
 	f, err := os.Create(ldif)
 	if err != nil {
@@ -36,7 +36,7 @@ func TestLDAPSyncNowInBackground(t *testing.T) {
 	admin := lines["admin"]
 	within(t, 60*time.Second, "the first sync's report on the admin page", func() bool {
 		p := adminGet(t, admin, "/admin/t/acme")
-		return strings.Contains(p, "3000 entries, 3000 created") && !strings.Contains(p, "syncing: ")
+		return strings.Contains(p, "5000 entries, 5000 created") && !strings.Contains(p, "syncing: ")
 	})
 	if p := adminGet(t, admin, "/admin/t/acme"); strings.Contains(p, `http-equiv="refresh"`) {
 		t.Fatal("the page refreshes itself while no sync runs")
@@ -60,7 +60,7 @@ func TestLDAPSyncNowInBackground(t *testing.T) {
 	})
 	within(t, 60*time.Second, "the end of the sync on the admin page", func() bool {
 		p := adminGet(t, admin, "/admin/t/acme")
-		return strings.Contains(p, "3000 entries, 0 created, 0 updated, 0 linked, 3000 unchanged") && !strings.Contains(p, "syncing: ") && !strings.Contains(p, `http-equiv="refresh"`)
+		return strings.Contains(p, "5000 entries, 0 created, 0 updated, 0 linked, 5000 unchanged") && !strings.Contains(p, "syncing: ") && !strings.Contains(p, `http-equiv="refresh"`)
 	})
 }
 
