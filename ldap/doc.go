@@ -15,7 +15,9 @@
 // Plan reports what a sync would change without applying anything; Sync
 // runs a full sync and SyncChanges an incremental one, each returning a
 // Report (created, updated, deactivated, reactivated, unchanged, skipped
-// with reasons, duration).
+// with reasons, duration). While a sync runs, Progress reports its phase
+// and the entries read so far, with the rate: a long full sync can be
+// followed from another goroutine (an admin page).
 //
 // # Identity
 //

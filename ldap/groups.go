@@ -36,6 +36,7 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 		if err := r.applyGroup(ctx, g, members, full); err != nil {
 			return err
 		}
+		r.prog.applied()
 		c.mu.Lock()
 		c.touch(id)
 		c.mu.Unlock()

@@ -208,6 +208,7 @@ func (c *conn) decodeSync(r goldap.Response) syncMsg {
 func (s *Syncer) syncChanges(ctx context.Context) (*Report, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.track("")()
 	cur, err := s.loadCursor(ctx)
 	if err != nil {
 		return nil, err
@@ -263,15 +264,24 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 	start := s.cfg.Now()
 	r := s.newRun(rep, s.cache)
 	r.touched = map[string]bool{}
+	r.prog.update(func(p *Progress) { p.Mode, p.Phase = cur.Mode, PhaseUsers })
 	m := s.cfg.Mapping
 	userQuery := search{base: s.cfg.UserBaseDN, scope: s.cfg.scope, filter: s.cfg.userFilter, attrs: m.userAttributes()}
 	groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: m.groupAttributes(), pageSize: 1, next: groupPages(m.DNMembers)}
 	users := func(entries []*goldap.Entry) error {
 		rep.Entries += len(entries)
-		return r.users(ctx, entries)
+		r.prog.read(len(entries))
+		if err := r.users(ctx, entries); err != nil {
+			return err
+		}
+		if s.afterUserPage != nil {
+			s.afterUserPage()
+		}
+		return nil
 	}
 	changedGroups := map[string]bool{}
 	groups := func(entries []*goldap.Entry) error {
+		r.prog.phase(PhaseGroups)
 		return r.readGroups(ctx, c, entries, changedGroups)
 	}
 	next := *cur
@@ -357,6 +367,7 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 // cursor.
 func (s *Syncer) commit(ctx context.Context, r *run, cur, next *cursor, gone, goneGroups []string, changedGroups map[string]bool) error {
 	rep := r.rep
+	r.prog.phase(PhaseApplying)
 	if err := r.deleted(ctx, gone); err != nil {
 		return err
 	}

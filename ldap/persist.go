@@ -188,7 +188,8 @@ func (s *Syncer) enter(ctx context.Context) (context.Context, func(), error) {
 
 // yield ends the Syncer's persistent search, if one is open, and keeps
 // Run from reopening it until the returned func is called: Sync,
-// SyncChanges and Confirm need the connection's lock that it holds.
+// SyncChanges, Confirm and Discard need the connection's lock that it
+// holds.
 func (s *Syncer) yield(ctx context.Context) func() {
 	s.callers.Add(1)
 	s.sess.mu.Lock()

@@ -134,6 +134,7 @@ func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
 	defer release()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.track(ModeConfirm)()
 	p, err := s.Held(ctx)
 	if err != nil {
 		return nil, err
@@ -156,6 +157,7 @@ func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
 // Discard drops the held plan planID without applying it. The next full
 // sync holds the same deactivations again if their entries are still gone.
 func (s *Syncer) Discard(ctx context.Context, planID string) error {
+	defer s.yield(ctx)()
 	ctx, release, err := s.lockWait(ctx)
 	if err != nil {
 		return err
@@ -174,7 +176,9 @@ func (s *Syncer) Discard(ctx context.Context, planID string) error {
 // deactivate applies deactivations, skipping users the connection no
 // longer owns or that are gone.
 func (s *Syncer) deactivate(ctx context.Context, rep *Report, ds []Deactivation) error {
+	prog := s.tracking(rep)
 	for _, d := range ds {
+		prog.applied()
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -37,6 +37,8 @@ type Syncer struct {
 	// were applied (under mu): they count against the thresholds for
 	// one Config.Interval.
 	pushed []time.Time
+	// prog is the running sync's progress (Progress); nil when none runs.
+	prog atomic.Pointer[progress]
 
 	// afterUserPage, when set (by tests), runs after each page of users.
 	afterUserPage func()
@@ -151,6 +153,7 @@ type run struct {
 	rep   *Report
 	cache *dirCache
 	dry   bool
+	prog  *progress // nil for a Plan and a persistent search's batch
 
 	mu      sync.Mutex
 	deact   []Deactivation
@@ -162,7 +165,7 @@ type run struct {
 }
 
 func (s *Syncer) newRun(rep *Report, cache *dirCache) *run {
-	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, userIDs: map[uint64]struct{}{}, enabled: map[string]bool{}}
+	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, prog: s.tracking(rep), userIDs: map[uint64]struct{}{}, enabled: map[string]bool{}}
 }
 
 // syncFull is Sync and Plan.
@@ -170,6 +173,7 @@ func (s *Syncer) syncFull(ctx context.Context, dry bool, why string) (*Report, e
 	if !dry {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		defer s.track(ModeFull)()
 	}
 	return s.full(ctx, dry, why)
 }
@@ -179,6 +183,8 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	rep := s.newReport(ModeFull, dry)
 	rep.FullReason = why
 	defer func() { rep.Duration = s.cfg.Now().Sub(rep.Started) }()
+	prog := s.tracking(rep)
+	prog.update(func(p *Progress) { p.Mode, p.Full, p.Phase = ModeFull, true, PhaseStarting })
 	c, err := s.dial(ctx)
 	if err != nil {
 		return rep, err
@@ -234,8 +240,10 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	start := s.cfg.Now()
 	r := s.newRun(rep, newDirCache())
 	userQuery := search{base: s.cfg.UserBaseDN, scope: s.cfg.scope, filter: s.cfg.userFilter, attrs: s.cfg.Mapping.userAttributes()}
+	prog.phase(PhaseUsers)
 	err = c.pagedSearch(ctx, userQuery, func(entries []*goldap.Entry) error {
 		rep.Entries += len(entries)
+		prog.read(len(entries))
 		if err := r.users(ctx, entries); err != nil {
 			return err
 		}
@@ -252,6 +260,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	r.stamp = time.Time{}
 	if s.cfg.GroupBaseDN != "" {
 		groupQuery := search{base: s.cfg.GroupBaseDN, scope: s.cfg.scope, filter: s.cfg.groupFilter, attrs: s.cfg.Mapping.groupAttributes(), pageSize: 1, next: groupPages(s.cfg.Mapping.DNMembers)}
+		prog.phase(PhaseGroups)
 		err = c.pagedSearch(ctx, groupQuery, func(entries []*goldap.Entry) error {
 			return r.readGroups(ctx, c, entries, nil)
 		})
@@ -259,10 +268,12 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 			rep.NotSwept = "the group search did not complete: " + err.Error()
 			return rep, err
 		}
+		prog.phase(PhaseApplying)
 		if err := r.applyGroups(ctx, nil, true); err != nil {
 			return rep, err
 		}
 	}
+	prog.phase(PhaseApplying)
 	rep.Referrals = int(c.referrals.Load())
 	owned, err := r.sweep(ctx)
 	if err != nil {
@@ -343,6 +354,7 @@ func (r *run) users(ctx context.Context, entries []*goldap.Entry) error {
 					cancel()
 					return
 				}
+				r.prog.applied()
 			}
 		}()
 	}
@@ -567,6 +579,7 @@ func (r *run) readGroup(e *goldap.Entry) {
 	m := r.s.cfg.Mapping
 	r.noteStamp(e)
 	r.rep.Groups.Entries++
+	r.prog.readGroup()
 	id := m.entryID(e)
 	if id == "" {
 		r.rep.Groups.Skipped++

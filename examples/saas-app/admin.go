@@ -182,8 +182,11 @@ type adminServer struct {
 
 // page is what admin.html renders; View picks the section.
 type page struct {
-	View    string
-	Title   string
+	View  string
+	Title string
+	// Refresh, when set, makes the page reload itself from this URL
+	// every 2 seconds (while an LDAP sync runs).
+	Refresh string
 	Msg     string
 	Err     string
 	Tenants []tenantView
@@ -206,8 +209,10 @@ type connView struct {
 	LoginURL string
 	// Held is an LDAP connection's held plan.
 	Held *ldap.HeldPlan
-	// Report is an LDAP connection's last report.
-	Report string
+	// Report is an LDAP connection's last report; Syncing the progress
+	// of its running sync.
+	Report  string
+	Syncing string
 }
 
 type tenantView struct {
@@ -408,6 +413,7 @@ func (s *adminServer) ldapConn(ctx context.Context, cv *connView, tenantID strin
 		default:
 			cv.Health = "first sync pending"
 		}
+		cv.Syncing = src.syncing()
 		if held, err := src.Syncer.Held(ctx); err == nil && held != nil {
 			cv.Held = held
 			cv.Status = "warn"
@@ -538,7 +544,13 @@ func (s *adminServer) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Events, d.Older, d.Scanned = s.events(ctx, t.ID, tv.LastSeq, d, who)
 
-	s.render(w, http.StatusOK, page{View: "tenant", Title: t.Name, Msg: q.Get("msg"), Err: q.Get("err"), T: &tv, Data: d})
+	p := page{View: "tenant", Title: t.Name, Msg: q.Get("msg"), Err: q.Get("err"), T: &tv, Data: d}
+	for _, c := range tv.Conns {
+		if c.Syncing != "" {
+			p.Refresh = "/admin/t/" + url.PathEscape(t.ID)
+		}
+	}
+	s.render(w, http.StatusOK, p)
 }
 
 // events returns the newest events (before d.Before) of the kind and user
@@ -774,13 +786,12 @@ func (s *adminServer) ldapAction(w http.ResponseWriter, r *http.Request) {
 		err := src.Syncer.Discard(ctx, plan)
 		s.back(w, r, t.ID, "Held plan "+plan+" discarded (a later full sync may hold it again).", err)
 	case "sync":
-		rep, err := src.Syncer.Sync(ctx)
-		src.record(rep, err)
-		if err != nil {
-			s.back(w, r, t.ID, "", err)
+		// In the background: the tenant page follows it.
+		if !src.requestSync() {
+			s.back(w, r, t.ID, "LDAP sync of "+src.Conf.ID+" is running already: the page follows it.", nil)
 			return
 		}
-		s.back(w, r, t.ID, "LDAP sync: "+rep.String(), nil)
+		s.back(w, r, t.ID, "LDAP sync of "+src.Conf.ID+" started: the page follows it.", nil)
 	default:
 		s.fail(w, r, http.StatusNotFound, errors.New("no such action"))
 	}

@@ -61,7 +61,12 @@ type ldapSource struct {
 	stop     context.CancelFunc
 	settings provision.LDAPSettings
 
+	// syncNow asks manualSyncs for a full sync (ldapnow.go); manual is
+	// set from the request until that sync ends.
+	syncNow chan struct{}
+
 	mu         sync.Mutex
+	manual     bool
 	lastReport *ldap.Report
 	lastErr    error
 	lastTime   time.Time
@@ -206,6 +211,8 @@ func (f *ldapFeature) startSource(ctx context.Context, a *app, src *ldapSource) 
 		return err
 	}
 	go func() { _ = src.Syncer.Run(ctx) }()
+	src.syncNow = make(chan struct{}, 1)
+	go src.manualSyncs(ctx)
 	preset := c.Preset
 	if preset == "" {
 		preset = "openldap"

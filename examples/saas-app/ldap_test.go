@@ -83,7 +83,12 @@ func TestLDAPHeldPlanOnAdminPage(t *testing.T) {
 	if status, body := adminPost(t, admin, "/admin/t/acme/ldap/ldap/sync", nil); status != http.StatusSeeOther {
 		t.Fatalf("sync now = %d %s", status, body)
 	}
-	page := adminGet(t, admin, "/admin/t/acme")
+	// "Sync now" runs in the background: wait for it to end.
+	var page string
+	within(t, 20*time.Second, "the sync's held plan on the admin page", func() bool {
+		page = adminGet(t, admin, "/admin/t/acme")
+		return strings.Contains(page, "Held plan ") && !strings.Contains(page, "syncing: ")
+	})
 	i := strings.Index(page, "Held plan ")
 	if i < 0 || !strings.Contains(page, "2 deactivations wait for confirmation") {
 		t.Fatalf("no held plan on the page:\n%s", page[strings.Index(page, `id="connections"`):strings.Index(page, `id="users"`)])

@@ -178,6 +178,10 @@ func TestLDAPHeldPlanInList(t *testing.T) {
 	if status, body := adminPost(t, lines["admin"], "/admin/t/acme/ldap/ldap/sync", nil); status != http.StatusSeeOther {
 		t.Fatalf("sync now = %d %s", status, body)
 	}
+	// "Sync now" runs in the background: wait for it to end.
+	within(t, 20*time.Second, "the end of the LDAP sync", func() bool {
+		return !strings.Contains(adminGet(t, lines["admin"], "/admin/t/acme"), "syncing: ")
+	})
 	title := regexp.MustCompile(`Deactivate (\d+) of the (\d+) people the LDAP directory ldap manages`)
 	link := regexp.MustCompile(`href="(/admin/t/acme/plans/ldap/[0-9a-f]+)"`)
 	var list string
