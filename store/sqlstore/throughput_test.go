@@ -257,6 +257,24 @@ func BenchmarkThroughput(b *testing.B) {
 		})
 		l.report(b)
 	})
+	b.Run("engine-update", func(b *testing.B) {
+		// The same change through the engine, without HTTP and SCIM.
+		var l latencies
+		parallel32(b, func(c int, pb *testing.PB) {
+			o := provision.Origin{TenantID: decl[c%clients].ID, ConnectionID: "okta"}
+			id := patchUser[c%clients]
+			for pb.Next() {
+				title := fmt.Sprintf("title %d", seq.Add(1))
+				start := time.Now()
+				if _, err := e.UpdateUser(ctx, o, id, provision.Precondition{}, func(u *provision.User) error { u.Title = title; return nil }); err != nil {
+					b.Error(err)
+					return
+				}
+				l.add(time.Since(start))
+			}
+		})
+		l.report(b)
+	})
 	b.Run("scim-patch", func(b *testing.B) {
 		var l latencies
 		parallel32(b, func(c int, pb *testing.PB) {
