@@ -507,7 +507,7 @@ func (h *Handler) applyOps(k kind, doc map[string]any, ops []elimity.PatchOperat
 					}
 					continue
 				}
-				p, err := fp.ParsePath([]byte(key))
+				p, err := valuePath(key)
 				if err != nil {
 					return badPath("Invalid attribute path in a PATCH value.")
 				}
@@ -549,6 +549,38 @@ func (h *Handler) applyOps(k kind, doc map[string]any, ops []elimity.PatchOperat
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// valuePath parses key, a key of a PATCH value without a path: a plain
+// attribute name ("title") or name.sub ("name.givenName"), the keys IdPs
+// send, directly (the general parser costs more than the rest of a
+// one-attribute PATCH); anything else through fp.ParsePath.
+func valuePath(key string) (fp.Path, error) {
+	name, sub, dotted := strings.Cut(key, ".")
+	if !isAttrName(name) || (dotted && !isAttrName(sub)) {
+		return fp.ParsePath([]byte(key))
+	}
+	p := fp.Path{AttributePath: fp.AttributePath{AttributeName: name}}
+	if dotted {
+		p.AttributePath.SubAttribute = ptr(sub)
+	}
+	return p, nil
+}
+
+// isAttrName reports whether s is an ATTRNAME of RFC 7644 section 3.10:
+// ALPHA *("-" / "_" / DIGIT / ALPHA).
+func isAttrName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '-' || c == '_')) {
+			return false
+		}
+	}
+	return true
+}
 
 // resolve finds where path p applies in doc. A removal under an absent
 // extension block yields a target with no container (nothing to do).

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,6 +71,52 @@ func TestEventTablesInHostTx(t *testing.T) {
 		}
 		if c, _ := s.Cursor(ctx, "t1", "hook"); c != 2 {
 			t.Errorf("cursor %d", c)
+		}
+	})
+}
+
+// TestEventDocsCarryTheirSeq appends batches of events (one, several, and
+// more than one INSERT holds) and checks every stored document is the
+// encoding of the returned event, its Seq included, with gapless Seqs.
+func TestEventDocsCarryTheirSeq(t *testing.T) {
+	dialects(t, func(t *testing.T, newStore func(testing.TB) *Store) {
+		s := newStore(t)
+		ctx := context.Background()
+		var all []provision.Event
+		for _, n := range []int{1, 3, eventRowsPerInsert, eventRowsPerInsert + 2} {
+			evs := make([]provision.Event, n)
+			for i := range evs {
+				u := &provision.User{ID: fmt.Sprintf("u%d-%d", n, i), TenantID: "t1", UserName: "é\"x"}
+				evs[i] = provision.Event{Kind: provision.UserUpdated, Time: time.Now(), Fields: []string{"title"}, User: u, PreviousUser: u}
+			}
+			if i := n / 2; n > 1 {
+				evs[i].User = nil // an event of a deleted user: user_id from PreviousUser
+			}
+			out, err := s.AppendEvents(ctx, "t1", evs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, out...)
+		}
+		rows, err := s.DB().QueryContext(ctx, "SELECT seq, user_id, doc FROM "+s.TablePrefix()+"events WHERE tenant_id = 't1' ORDER BY seq")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		i := 0
+		for ; rows.Next(); i++ {
+			var seq int64
+			var uid, doc string
+			if err := rows.Scan(&seq, &uid, &doc); err != nil {
+				t.Fatal(err)
+			}
+			want, _ := encodeEvent(all[i])
+			if seq != int64(i+1) || all[i].Seq != seq || doc != want || uid != all[i].PreviousUser.ID {
+				t.Fatalf("row %d: seq %d (returned %d), user %q, doc\n%s\nwant\n%s", i, seq, all[i].Seq, uid, doc, want)
+			}
+		}
+		if i != len(all) {
+			t.Errorf("%d rows, %d events", i, len(all))
 		}
 	})
 }
