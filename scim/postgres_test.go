@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
+	"github.com/idprov/idprov/internal/testenv"
 	"github.com/idprov/idprov/store/sqlstore"
 )
 
@@ -22,13 +22,7 @@ import (
 // test is skipped, or fails when CI=true.
 func postgresStore(t *testing.T) *sqlstore.Store {
 	t.Helper()
-	dsn := os.Getenv("IDPROV_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("IDPROV_TEST_POSTGRES_DSN is not set, and CI=true: the PostgreSQL tests must run in CI")
-		}
-		t.Skip("IDPROV_TEST_POSTGRES_DSN is not set; skipping the PostgreSQL tests")
-	}
+	dsn := testenv.PostgresDSN(t)
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)

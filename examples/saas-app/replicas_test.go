@@ -9,11 +9,11 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/idprov/idprov/internal/testenv"
 	"github.com/idprov/idprov/saml/samltest"
 )
 
@@ -23,13 +23,7 @@ import (
 // the test is skipped, or fails when CI=true.
 func postgresSchema(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("IDPROV_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("IDPROV_TEST_POSTGRES_DSN is not set, and CI=true: the PostgreSQL tests must run in CI")
-		}
-		t.Skip("IDPROV_TEST_POSTGRES_DSN is not set; skipping the PostgreSQL replica tests")
-	}
+	dsn := testenv.PostgresDSN(t)
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
+	"github.com/idprov/idprov/internal/testenv"
 	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/provision/webhook"
 	"github.com/idprov/idprov/store/memstore"
@@ -54,13 +55,7 @@ func openSQLite(t testing.TB, path string, lockTTL time.Duration) *sqlstore.Stor
 // the given table prefix, or skips the test without the variable.
 func openPostgres(t testing.TB, prefix string) *sqlstore.Store {
 	t.Helper()
-	dsn := os.Getenv("IDPROV_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("IDPROV_TEST_POSTGRES_DSN is not set, and CI=true")
-		}
-		t.Skip("IDPROV_TEST_POSTGRES_DSN is not set")
-	}
+	dsn := testenv.PostgresDSN(t)
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
+	"github.com/idprov/idprov/internal/testenv"
 	"github.com/idprov/idprov/provision"
 )
 
@@ -67,14 +68,7 @@ func migrated(t testing.TB, db *sql.DB, cfg Config) *Store {
 // skipped, or fails when CI=true.
 func postgresDSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv("IDPROV_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("IDPROV_TEST_POSTGRES_DSN is not set, and CI=true: the PostgreSQL tests must run in CI")
-		}
-		t.Skip("IDPROV_TEST_POSTGRES_DSN is not set; skipping the PostgreSQL tests")
-	}
-	return dsn
+	return testenv.PostgresDSN(t)
 }
 
 // openPostgresDB opens a pool on the test database, with
