@@ -374,8 +374,9 @@ func (u User) PrimaryEmail() string {
 }
 
 // Group is a group of users in a tenant. Membership is a separate relation
-// (Store.AddMembers and friends), so a Group value never holds its members
-// and a membership change does not bump Version.
+// (Store.AddMembers and friends), so a Group value never holds its members;
+// a membership change bumps Version (and Modified) once, whatever the
+// group's size, so the group's ETag protects a replace of its members.
 type Group struct {
 	ID       string `json:"id"`
 	TenantID string `json:"tenantId"`
