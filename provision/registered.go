@@ -326,9 +326,19 @@ func (r *registry) applyLocked(id string, rev int64) {
 		return
 	}
 	delete(r.tenants, id)
-	for h, k := range r.tokens {
-		if k.tenant == id {
-			delete(r.tokens, h)
+	if e.t == nil {
+		return
+	}
+	// Only the forgotten tenant's own hashes are cached for it: drop
+	// those, at a cost that does not grow with the number of tenants.
+	for _, c := range e.t.Connections {
+		if c.SCIM == nil {
+			continue
+		}
+		for _, h := range c.SCIM.TokenHashes {
+			if r.tokens[h].tenant == id {
+				delete(r.tokens, h)
+			}
 		}
 	}
 }

@@ -124,8 +124,9 @@ func (e *Engine) DeleteTenant(ctx context.Context, tenantID, actor string) error
 		if err := reg.DeleteTenantRecord(ctx, tenantID, r.Version); err != nil {
 			return err
 		}
-		rev = r.Rev + 1
-		return nil
+		// The delete took the next revision; the transaction sees it.
+		rev, err = reg.RegistryRev(ctx)
+		return err
 	})
 	if err != nil {
 		return err
