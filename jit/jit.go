@@ -322,7 +322,7 @@ func (p *Provisioner) classify(ctx context.Context, o provision.Origin, id provi
 
 func (p *Provisioner) refuse(ctx context.Context, o provision.Origin, kind error, reason string, err error) error {
 	r := &RefusedError{Kind: kind, Reason: reason, Err: err}
-	p.engine.Refuse(ctx, o, "jit.login", reason, r)
+	provision.AdapterOf(p.engine).Refuse(ctx, o, "jit.login", reason, r)
 	return r
 }
 

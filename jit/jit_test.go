@@ -61,7 +61,7 @@ func newFixture(t testing.TB, s jit.Settings) *fixture {
 func (f *fixture) counts(t testing.TB) (users, events int) {
 	t.Helper()
 	ctx := context.Background()
-	_, n, err := f.engine.Store().ListUsers(ctx, tenant, provision.Page{})
+	_, n, err := provision.AdapterOf(f.engine).Store().ListUsers(ctx, tenant, provision.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestRefusals(t *testing.T) {
 				tc.id = identity("00u1", "jane@acme.example", "Jane")
 			}
 			users, events := f.counts(t)
-			before, _, _ := f.engine.Store().ListUsers(ctx, tenant, provision.Page{Limit: 10})
+			before, _, _ := provision.AdapterOf(f.engine).Store().ListUsers(ctx, tenant, provision.Page{Limit: 10})
 			_, err := f.p.Provision(ctx, tc.conn, tc.id)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Provision: %v, want %v", err, tc.want)
@@ -272,7 +272,7 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("audited refusal %+v", r)
 			}
 			u2, e2 := f.counts(t)
-			after, _, _ := f.engine.Store().ListUsers(ctx, tenant, provision.Page{Limit: 10})
+			after, _, _ := provision.AdapterOf(f.engine).Store().ListUsers(ctx, tenant, provision.Page{Limit: 10})
 			if u2 != users || e2 != events {
 				t.Errorf("a refusal changed the store: users %d -> %d, events %d -> %d", users, u2, events, e2)
 			}

@@ -201,7 +201,7 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 			w.u64s(g.memberDNs)
 			w.u64s(g.memberUIDs)
 		}
-		if err := s.eng.KVSet(ctx, s.cfg.TenantID, s.stateKey(gen, b), w.b, 0); err != nil {
+		if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.stateKey(gen, b), w.b, 0); err != nil {
 			return fmt.Errorf("ldap: store directory state: %w", err)
 		}
 		delete(idx, b)
@@ -253,7 +253,7 @@ func (s *Syncer) saveDirty(ctx context.Context, c *dirCache, cur *cursor) error 
 // dropState deletes the buckets of a generation no cursor names any more.
 func (s *Syncer) dropState(ctx context.Context, gen string, n int) {
 	for b := range n {
-		if err := s.eng.KVDelete(ctx, s.cfg.TenantID, s.stateKey(gen, b)); err != nil && !errors.Is(err, provision.ErrNotFound) {
+		if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.stateKey(gen, b)); err != nil && !errors.Is(err, provision.ErrNotFound) {
 			s.log().WarnContext(ctx, "ldap: delete old directory state", "error", err)
 			return
 		}
@@ -265,7 +265,7 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 	c := newDirCache()
 	var aliases []aliasState
 	for b := range cur.StateBuckets {
-		raw, err := s.eng.KVGet(ctx, s.cfg.TenantID, s.stateKey(cur.StateGen, b))
+		raw, err := provision.AdapterOf(s.eng).KVGet(ctx, s.cfg.TenantID, s.stateKey(cur.StateGen, b))
 		if err != nil {
 			return nil, fmt.Errorf("ldap: read directory state bucket %d: %w", b, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/idprov/idprov/ldap/ldaptest"
+	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/store/memstore"
 )
 
@@ -116,11 +117,11 @@ func TestRestartBadState(t *testing.T) {
 	if err != nil || cur.StateGen == "" || cur.StateBuckets == 0 {
 		t.Fatalf("cursor %+v, %v: no state", cur, err)
 	}
-	raw, err := e.eng.KVGet(e.ctx, tenant, s.stateKey(cur.StateGen, 0))
+	raw, err := provision.AdapterOf(e.eng).KVGet(e.ctx, tenant, s.stateKey(cur.StateGen, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.eng.KVSet(e.ctx, tenant, s.stateKey(cur.StateGen, 0), raw[:len(raw)-3], 0); err != nil {
+	if err := provision.AdapterOf(e.eng).KVSet(e.ctx, tenant, s.stateKey(cur.StateGen, 0), raw[:len(raw)-3], 0); err != nil {
 		t.Fatal(err)
 	}
 	rep := e.changes(e.syncer(nil))
@@ -163,12 +164,12 @@ func TestStateDecodeDamaged(t *testing.T) {
 		t.Fatal("the alias of the renamed user was lost")
 	}
 	key := s.stateKey(cur.StateGen, 0)
-	raw, err := eng.KVGet(ctx, tenant, key)
+	raw, err := provision.AdapterOf(eng).KVGet(ctx, tenant, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for n := range len(raw) {
-		if err := eng.KVSet(ctx, tenant, key, raw[:n], 0); err != nil {
+		if err := provision.AdapterOf(eng).KVSet(ctx, tenant, key, raw[:n], 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.loadState(ctx, &cur); err == nil {
@@ -177,7 +178,7 @@ func TestStateDecodeDamaged(t *testing.T) {
 	}
 	bad := slices.Clone(raw)
 	bad[0] = 9 // unknown version
-	_ = eng.KVSet(ctx, tenant, key, bad, 0)
+	_ = provision.AdapterOf(eng).KVSet(ctx, tenant, key, bad, 0)
 	if _, err := s.loadState(ctx, &cur); err == nil {
 		t.Fatal("an unknown format was accepted")
 	}

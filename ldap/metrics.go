@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/idprov/idprov/provision"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -23,7 +24,7 @@ const meterName = "github.com/idprov/idprov/ldap"
 // err. Syncs are rare (one per interval), so the instruments are looked
 // up each time rather than kept: the SDK hands back the same ones.
 func (s *Syncer) observe(ctx context.Context, start time.Time, rep *Report, err error) {
-	mp := s.eng.MeterProvider()
+	mp := provision.AdapterOf(s.eng).MeterProvider()
 	if mp == nil {
 		return
 	}

@@ -59,7 +59,7 @@ func (s *Syncer) planKey() string { return "ldap/" + s.cfg.ConnectionID + "/plan
 
 // Held returns the connection's held plan, or ErrNoPlan.
 func (s *Syncer) Held(ctx context.Context) (*HeldPlan, error) {
-	b, err := s.eng.KVGet(ctx, s.cfg.TenantID, s.planKey())
+	b, err := provision.AdapterOf(s.eng).KVGet(ctx, s.cfg.TenantID, s.planKey())
 	if errors.Is(err, provision.ErrNotFound) {
 		return nil, ErrNoPlan
 	}
@@ -78,14 +78,14 @@ func (s *Syncer) storePlan(ctx context.Context, p *HeldPlan) error {
 	if err != nil {
 		return err
 	}
-	if err := s.eng.KVSet(ctx, s.cfg.TenantID, s.planKey(), b, 0); err != nil {
+	if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.planKey(), b, 0); err != nil {
 		return fmt.Errorf("ldap: store held plan: %w", err)
 	}
 	return nil
 }
 
 func (s *Syncer) dropPlan(ctx context.Context) error {
-	if err := s.eng.KVDelete(ctx, s.cfg.TenantID, s.planKey()); err != nil {
+	if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.planKey()); err != nil {
 		return fmt.Errorf("ldap: drop held plan: %w", err)
 	}
 	return nil

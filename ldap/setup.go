@@ -129,7 +129,7 @@ func setupHeldKey(connID string) string { return "ldap/setup/" + connID + "/held
 // LastSetupTest returns the last setup test of the connection,
 // provision.ErrNotFound when none.
 func LastSetupTest(ctx context.Context, e *provision.Engine, tenantID, connectionID string) (SetupTest, error) {
-	b, err := e.KVGet(ctx, tenantID, setupTestKey(connectionID))
+	b, err := provision.AdapterOf(e).KVGet(ctx, tenantID, setupTestKey(connectionID))
 	if err != nil {
 		return SetupTest{}, err
 	}
@@ -144,7 +144,7 @@ func LastSetupTest(ctx context.Context, e *provision.Engine, tenantID, connectio
 // and its first sync is not approved yet: a host does not start its
 // syncer until it is not (SetupConfig.OnApproved tells when).
 func SetupHeld(ctx context.Context, e *provision.Engine, tenantID, connectionID string) bool {
-	_, err := e.KVGet(ctx, tenantID, setupHeldKey(connectionID))
+	_, err := provision.AdapterOf(e).KVGet(ctx, tenantID, setupHeldKey(connectionID))
 	return err == nil
 }
 
@@ -221,7 +221,7 @@ func (s *Setup) serveTest(w http.ResponseWriter, r *http.Request) {
 	}
 	// Held before it is stored, so that no syncer starts on it.
 	if d.Conn == nil || d.Held || *d.Conn != in {
-		if err := s.e.KVSet(ctx, l.TenantID, setupHeldKey(s.connID), []byte(l.Actor()), 0); err != nil {
+		if err := provision.AdapterOf(s.e).KVSet(ctx, l.TenantID, setupHeldKey(s.connID), []byte(l.Actor()), 0); err != nil {
 			fail(http.StatusServiceUnavailable, "The settings could not be saved; try again in a moment.")
 			return
 		}
@@ -239,7 +239,7 @@ func (s *Setup) serveTest(w http.ResponseWriter, r *http.Request) {
 	t := s.test(ctx, cfg)
 	t.Time = time.Now().UTC()
 	b, _ := json.Marshal(t)
-	if err := s.e.KVSet(ctx, l.TenantID, setupTestKey(s.connID), b, 0); err != nil {
+	if err := provision.AdapterOf(s.e).KVSet(ctx, l.TenantID, setupTestKey(s.connID), b, 0); err != nil {
 		fail(http.StatusServiceUnavailable, "The test result could not be kept; try again in a moment.")
 		return
 	}
@@ -329,7 +329,7 @@ func (s *Setup) serveApprove(w http.ResponseWriter, r *http.Request) {
 		setupui.Render(w, http.StatusConflict, ldapSetupPage, "Set up LDAP", d)
 		return
 	}
-	if err := s.e.KVDelete(ctx, l.TenantID, setupHeldKey(s.connID)); err != nil {
+	if err := provision.AdapterOf(s.e).KVDelete(ctx, l.TenantID, setupHeldKey(s.connID)); err != nil {
 		d.Error = "The sync could not be started; try again in a moment."
 		setupui.Render(w, http.StatusServiceUnavailable, ldapSetupPage, "Set up LDAP", d)
 		return

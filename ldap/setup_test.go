@@ -101,7 +101,7 @@ func TestSetupLDAPTestAndPlan(t *testing.T) {
 		t.Fatalf("LastSetupTest %+v, %v", res, err)
 	}
 	// The dry run created nothing.
-	if _, n, err := e.Store().ListUsers(ctx, "globex", provision.Page{}); err != nil || n != 0 {
+	if _, n, err := provision.AdapterOf(e).Store().ListUsers(ctx, "globex", provision.Page{}); err != nil || n != 0 {
 		t.Fatalf("the test made %d users (%v)", n, err)
 	}
 	// The stored password is kept when the form leaves it empty.

@@ -56,7 +56,7 @@ type cursor struct {
 func (s *Syncer) cursorKey() string { return "ldap/" + s.cfg.ConnectionID + "/cursor" }
 
 func (s *Syncer) loadCursor(ctx context.Context) (*cursor, error) {
-	b, err := s.eng.KVGet(ctx, s.cfg.TenantID, s.cursorKey())
+	b, err := provision.AdapterOf(s.eng).KVGet(ctx, s.cfg.TenantID, s.cursorKey())
 	if errors.Is(err, provision.ErrNotFound) {
 		return nil, nil
 	}
@@ -81,7 +81,7 @@ func (s *Syncer) saveCursor(ctx context.Context, c *cursor) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := s.eng.KVSet(ctx, s.cfg.TenantID, s.cursorKey(), raw, 0); err != nil {
+	if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.cursorKey(), raw, 0); err != nil {
 		return "", fmt.Errorf("ldap: store cursor: %w", err)
 	}
 	return c.Token, nil

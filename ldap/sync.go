@@ -75,7 +75,7 @@ func (s *Syncer) lockName() string { return "ldap-sync/" + s.cfg.ConnectionID }
 // The work under the lock runs with held, which ends when the lock is
 // released or lost.
 func (s *Syncer) lock(ctx context.Context) (held context.Context, release func(), err error) {
-	held, release, err = s.eng.Lock(ctx, s.cfg.TenantID, s.lockName())
+	held, release, err = provision.AdapterOf(s.eng).Lock(ctx, s.cfg.TenantID, s.lockName())
 	if err != nil {
 		return nil, nil, fmt.Errorf("ldap: sync of %s/%s: %w", s.cfg.TenantID, s.cfg.ConnectionID, err)
 	}
@@ -515,7 +515,7 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 	}
 	owned := 0
 	var missing []provision.User
-	err := r.s.eng.EachOwnedUser(ctx, r.s.origin, func(u provision.User) error {
+	err := provision.AdapterOf(r.s.eng).EachOwnedUser(ctx, r.s.origin, func(u provision.User) error {
 		if !u.Active {
 			return nil
 		}

@@ -485,7 +485,7 @@ func (e *Engine) putPlan(ctx context.Context, tenantID, key, what string, plan a
 	if err != nil {
 		return fmt.Errorf("provision: encode %s: %w", what, err)
 	}
-	if err := e.KVSet(ctx, tenantID, key, raw, planTTL); err != nil {
+	if err := e.kvSet(ctx, tenantID, key, raw, planTTL); err != nil {
 		return fmt.Errorf("provision: store %s: %w", what, err)
 	}
 	return e.indexPlan(ctx, tenantID, key, e.now().UTC())
@@ -496,7 +496,7 @@ func (e *Engine) getPlan(ctx context.Context, tenantID, key, what string, plan a
 	if err := checkKey(what, key); err != nil {
 		return err
 	}
-	raw, err := e.KVGet(ctx, tenantID, key)
+	raw, err := e.kvGet(ctx, tenantID, key)
 	if err != nil {
 		return fmt.Errorf("provision: %s %q: %w", what, key, err)
 	}

@@ -223,10 +223,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Store returns the engine's Store, for the host's own reads. Writes must
-// go through the engine.
-func (e *Engine) Store() Store { return e.store }
-
 // SetTenant declares t, or replaces the tenant with the same ID. It
 // records nothing; UpdateTenant also puts the connections it adds and
 // removes in the event log.
@@ -569,10 +565,4 @@ func (e *Engine) refuse(ctx context.Context, o Origin, action, reason string, er
 	if e.audit != nil {
 		e.audit(ctx, Refusal{Time: e.now().UTC(), Origin: o, Action: action, Reason: reason, Err: err})
 	}
-}
-
-// Refuse records a refusal made by an adapter (a login denied, a token
-// rejected): it changes nothing, and goes to slog and Config.Audit.
-func (e *Engine) Refuse(ctx context.Context, o Origin, action, reason string, err error) {
-	e.refuse(ctx, o, action, reason, err)
 }

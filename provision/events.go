@@ -284,7 +284,7 @@ type failureRecord struct {
 func statusKey(name string) string { return "consumer/" + name + "/failure" }
 
 func (e *Engine) loadFailure(ctx context.Context, tenantID, name string) (failureRecord, bool, error) {
-	b, err := e.KVGet(ctx, tenantID, statusKey(name))
+	b, err := e.kvGet(ctx, tenantID, statusKey(name))
 	if errors.Is(err, ErrNotFound) {
 		return failureRecord{}, false, nil
 	}
@@ -303,7 +303,7 @@ func (e *Engine) saveFailure(ctx context.Context, tenantID, name string, r failu
 	if err != nil {
 		return err
 	}
-	return e.KVSet(ctx, tenantID, statusKey(name), b, 0)
+	return e.kvSet(ctx, tenantID, statusKey(name), b, 0)
 }
 
 // ConsumerStatus returns the stored delivery state of the named consumer
@@ -353,7 +353,7 @@ func (e *Engine) ResumeConsumer(ctx context.Context, name, tenantID string) erro
 	if _, err := e.lookupTenant(ctx, tenantID); err != nil {
 		return err
 	}
-	if err := e.KVDelete(ctx, tenantID, statusKey(name)); err != nil {
+	if err := e.kvDelete(ctx, tenantID, statusKey(name)); err != nil {
 		return fmt.Errorf("provision: resume consumer %q of tenant %q: %w", name, tenantID, err)
 	}
 	e.hub.notify(tenantID)
@@ -743,7 +743,7 @@ func (c *consumer) drain(ctx context.Context, tenantID string, knownFailure bool
 			return out
 		}
 		if failing {
-			if err := e.KVDelete(held, tenantID, statusKey(name)); err != nil {
+			if err := e.kvDelete(held, tenantID, statusKey(name)); err != nil {
 				if lockLost(ctx, held) {
 					return lost()
 				}
@@ -845,18 +845,6 @@ func (e *Engine) lock(ctx context.Context, tenantID, name string) (context.Conte
 	return e.localLocks.TryLock(ctx, tenantID, name)
 }
 
-// Lock takes the named lock of the tenant through the Store's Locker (or a
-// process-local one), for adapters that must run one replica at a time
-// (an LDAP sync). It returns ErrLocked when another holder has it.
-//
-// On success, held is derived from ctx and is cancelled when the lock is
-// released or lost (context.Cause(held) then wraps ErrLockLost); do the
-// protected work under held and stop writing as soon as it ends. Call
-// release in every case. See Locker for the whole contract.
-func (e *Engine) Lock(ctx context.Context, tenantID, name string) (held context.Context, release func(), err error) {
-	return e.lock(ctx, tenantID, name)
-}
-
 // lockLost reports whether held, a Locker's context taken under ctx,
 // ended because its lock was lost rather than because ctx ended. A
 // Locker that cancels held without ErrLockLost while ctx is live lost it
@@ -874,39 +862,4 @@ func lostErr(held context.Context) error {
 		return cause
 	}
 	return fmt.Errorf("%w: %w", ErrLockLost, context.Cause(held))
-}
-
-// KVGet reads a tenant's value from the Store's KV (or process memory).
-func (e *Engine) KVGet(ctx context.Context, tenantID, key string) ([]byte, error) {
-	if e.kv != nil {
-		return e.kv.KVGet(ctx, tenantID, key)
-	}
-	return e.localKV.KVGet(ctx, tenantID, key, e.now())
-}
-
-// KVSet stores a tenant's value; ttl 0 keeps it forever.
-func (e *Engine) KVSet(ctx context.Context, tenantID, key string, value []byte, ttl time.Duration) error {
-	if e.kv != nil {
-		return e.kv.KVSet(ctx, tenantID, key, value, ttl)
-	}
-	e.localKV.KVSet(ctx, tenantID, key, value, ttl, e.now())
-	return nil
-}
-
-// KVInsert stores a value only if the key has no live value, and reports
-// whether it did: the primitive of the SAML replay cache.
-func (e *Engine) KVInsert(ctx context.Context, tenantID, key string, value []byte, ttl time.Duration) (bool, error) {
-	if e.kv != nil {
-		return e.kv.KVInsert(ctx, tenantID, key, value, ttl)
-	}
-	return e.localKV.KVInsert(ctx, tenantID, key, value, ttl, e.now()), nil
-}
-
-// KVDelete removes a tenant's key.
-func (e *Engine) KVDelete(ctx context.Context, tenantID, key string) error {
-	if e.kv != nil {
-		return e.kv.KVDelete(ctx, tenantID, key)
-	}
-	e.localKV.KVDelete(ctx, tenantID, key)
-	return nil
 }

@@ -57,14 +57,8 @@ func (e *Engine) GroupByExternalID(ctx context.Context, o Origin, externalID str
 // without an error.
 var ErrStop = errors.New("provision: stop")
 
-// EachOwnedUser calls fn with every live user of o's tenant whose Owner is
-// o's connection, in the Store's stable order: what a sync adapter's sweep
-// walks to find the users its source no longer lists. It pages through
-// Store.ListUsers (1,000 users a page) and reads no Links, so it costs one
-// pass over the tenant's users; ExternalID is not filled (GetUser fills
-// it). Users created or deleted during the walk may be missed or seen
-// twice. An error from fn stops the walk and is returned, except ErrStop.
-func (e *Engine) EachOwnedUser(ctx context.Context, o Origin, fn func(User) error) error {
+// eachOwnedUser is Adapter.EachOwnedUser.
+func (e *Engine) eachOwnedUser(ctx context.Context, o Origin, fn func(User) error) error {
 	s, err := e.scope(ctx, o)
 	if err != nil {
 		return err

@@ -62,11 +62,6 @@ func newMetrics(mp metric.MeterProvider) *metrics {
 	return m
 }
 
-// MeterProvider returns the provider the engine records its metrics with
-// (Config.MeterProvider, or the otel global), for adapters that record
-// their own (the scim package does).
-func (e *Engine) MeterProvider() metric.MeterProvider { return e.metrics.mp }
-
 func (m *metrics) observeBacklog(_ context.Context, o metric.Int64Observer) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

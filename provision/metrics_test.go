@@ -67,7 +67,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.MeterProvider() != mp {
+	if provision.AdapterOf(e).MeterProvider() != mp {
 		t.Error("MeterProvider is not the configured one")
 	}
 	ctx, cancel := context.WithCancel(context.Background())

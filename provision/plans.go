@@ -128,7 +128,7 @@ func (e *Engine) heldPlan(ctx context.Context, tenantID, key string) (HeldPlan, 
 }
 
 func (e *Engine) planIndex(ctx context.Context, tenantID string) ([]planRef, error) {
-	raw, err := e.KVGet(ctx, tenantID, planIndexKey)
+	raw, err := e.kvGet(ctx, tenantID, planIndexKey)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
@@ -172,7 +172,7 @@ func (e *Engine) editPlanIndexLocked(ctx context.Context, tenantID string, edit 
 		return err
 	}
 	refs = slices.DeleteFunc(refs, func(r planRef) bool {
-		_, err := e.KVGet(ctx, tenantID, r.Key)
+		_, err := e.kvGet(ctx, tenantID, r.Key)
 		return errors.Is(err, ErrNotFound)
 	})
 	refs = edit(refs)
@@ -180,7 +180,7 @@ func (e *Engine) editPlanIndexLocked(ctx context.Context, tenantID string, edit 
 	if err != nil {
 		return fmt.Errorf("provision: plan index: %w", err)
 	}
-	if err := e.KVSet(ctx, tenantID, planIndexKey, raw, 0); err != nil {
+	if err := e.kvSet(ctx, tenantID, planIndexKey, raw, 0); err != nil {
 		return fmt.Errorf("provision: plan index: %w", err)
 	}
 	return nil
@@ -198,7 +198,7 @@ func (e *Engine) indexPlan(ctx context.Context, tenantID, key string, created ti
 
 // dropPlan deletes a plan and its index entry.
 func (e *Engine) dropPlan(ctx context.Context, tenantID, key string) error {
-	if err := e.KVDelete(ctx, tenantID, key); err != nil {
+	if err := e.kvDelete(ctx, tenantID, key); err != nil {
 		return fmt.Errorf("provision: delete plan %q: %w", key, err)
 	}
 	return e.editPlanIndex(ctx, tenantID, func(refs []planRef) []planRef {

@@ -142,7 +142,7 @@ func TestRegistryLifecycle(t *testing.T) {
 		t.Fatalf("delete twice: %v", err)
 	}
 	// The users it owned stay.
-	if u, err := e.Store().UserByUserName(ctx, "globex", "ada@globex.example"); err != nil || !u.Active {
+	if u, err := provision.AdapterOf(e).Store().UserByUserName(ctx, "globex", "ada@globex.example"); err != nil || !u.Active {
 		t.Fatalf("the deleted directory's user: %+v %v", u, err)
 	}
 

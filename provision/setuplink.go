@@ -137,10 +137,10 @@ func (e *Engine) putSetupLink(ctx context.Context, key string, l SetupLink) erro
 		return fmt.Errorf("provision: encode setup link: %w", err)
 	}
 	keep := l.Expires.Add(SetupLinkRetention).Sub(e.now())
-	if err := e.KVSet(ctx, setupLinkScope, key, b, keep); err != nil {
+	if err := e.kvSet(ctx, setupLinkScope, key, b, keep); err != nil {
 		return fmt.Errorf("provision: store setup link: %w", err)
 	}
-	if err := e.KVSet(ctx, l.TenantID, setupLinkByID+l.ID, []byte(key), keep); err != nil {
+	if err := e.kvSet(ctx, l.TenantID, setupLinkByID+l.ID, []byte(key), keep); err != nil {
 		return fmt.Errorf("provision: store setup link: %w", err)
 	}
 	return nil
@@ -154,7 +154,7 @@ func (e *Engine) SetupLinkBySecret(ctx context.Context, secret string) (SetupLin
 	if len(secret) < 32 || len(secret) > 128 {
 		return SetupLink{}, fmt.Errorf("provision: setup link: %w", ErrNotFound)
 	}
-	b, err := e.KVGet(ctx, setupLinkScope, setupLinkKey(secret))
+	b, err := e.kvGet(ctx, setupLinkScope, setupLinkKey(secret))
 	if errors.Is(err, ErrNotFound) {
 		return SetupLink{}, fmt.Errorf("provision: setup link: %w", ErrNotFound)
 	}
@@ -178,14 +178,14 @@ func (e *Engine) SetupLinkBySecret(ctx context.Context, secret string) (SetupLin
 // refused from then on. An unknown id (or one of another tenant) is
 // ErrNotFound; revoking twice is not an error.
 func (e *Engine) RevokeSetupLink(ctx context.Context, tenantID, id, actor string) error {
-	key, err := e.KVGet(ctx, tenantID, setupLinkByID+id)
+	key, err := e.kvGet(ctx, tenantID, setupLinkByID+id)
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("provision: setup link %q of tenant %q: %w", id, tenantID, ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("provision: revoke setup link: %w", err)
 	}
-	b, err := e.KVGet(ctx, setupLinkScope, string(key))
+	b, err := e.kvGet(ctx, setupLinkScope, string(key))
 	if err != nil {
 		return fmt.Errorf("provision: revoke setup link %q: %w", id, err)
 	}

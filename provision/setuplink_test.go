@@ -52,11 +52,11 @@ func TestSetupLinkLifecycle(t *testing.T) {
 		t.Fatalf("link %+v secret %q", l, secret)
 	}
 	// Only the digest is stored: the secret is no key and in no value.
-	if _, err := e.KVGet(ctx, "", "setup-link/"+secret); !errors.Is(err, provision.ErrNotFound) {
+	if _, err := provision.AdapterOf(e).KVGet(ctx, "", "setup-link/"+secret); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("the secret in clear is a key: %v", err)
 	}
 	sum := sha256.Sum256([]byte(secret))
-	b, err := e.KVGet(ctx, "", "setup-link/"+hex.EncodeToString(sum[:]))
+	b, err := provision.AdapterOf(e).KVGet(ctx, "", "setup-link/"+hex.EncodeToString(sum[:]))
 	if err != nil || strings.Contains(string(b), secret) || !strings.Contains(string(b), l.ID) {
 		t.Fatalf("stored link %s, %v", b, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	crewsaml "github.com/crewjam/saml"
+	"github.com/idprov/idprov/provision"
 )
 
 // What an unauthenticated ACS request may cost is bounded before the
@@ -82,7 +83,7 @@ func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request, c *conn, n in
 	if n > 0 {
 		reason = fmt.Sprintf("response too large: the ACS body is %d bytes, more than %d (Config.MaxResponseBytes)", n, h.maxBytes)
 	}
-	h.engine.Refuse(r.Context(), originOf(c), "saml.acs", reason, errTooLarge)
+	provision.AdapterOf(h.engine).Refuse(r.Context(), originOf(c), "saml.acs", reason, errTooLarge)
 	w.Header().Set("Connection", "close")
 	h.errorPage(w, r, http.StatusRequestEntityTooLarge)
 }

@@ -65,7 +65,7 @@ func TestACSParseSlots(t *testing.T) {
 	if waited := time.Since(start); waited < parseWait {
 		t.Fatalf("answered 503 after %v, before waiting %v for a slot", waited, parseWait)
 	}
-	if _, n, _ := e.Store().ListUsers(t.Context(), "acme", provision.Page{}); n != 0 {
+	if _, n, _ := provision.AdapterOf(e).Store().ListUsers(t.Context(), "acme", provision.Page{}); n != 0 {
 		t.Fatalf("a request answered 503 created %d users", n)
 	}
 	// A slot frees while the request waits: it goes through.

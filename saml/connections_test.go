@@ -282,10 +282,10 @@ func TestConnectionsLoginByDomain(t *testing.T) {
 	// JIT ran with each connection's settings: two users, linked to their
 	// connection.
 	ctx := context.Background()
-	if _, n, err := r.engine.Store().ListUsers(ctx, "globex", provision.Page{}); err != nil || n != 2 {
+	if _, n, err := provision.AdapterOf(r.engine).Store().ListUsers(ctx, "globex", provision.Page{}); err != nil || n != 2 {
 		t.Fatalf("%d users, %v", n, err)
 	}
-	if _, err := r.engine.Store().GetLink(ctx, "globex", provision.ResourceUser, "entra", "oid-bob"); err != nil {
+	if _, err := provision.AdapterOf(r.engine).Store().GetLink(ctx, "globex", provision.ResourceUser, "entra", "oid-bob"); err != nil {
 		t.Fatalf("no link for the entra login: %v", err)
 	}
 }
@@ -354,7 +354,7 @@ func TestConnectionsAssertionRefusedAtAnotherConnection(t *testing.T) {
 		r.put(t, "globex", pc)
 	}
 	users := func() int {
-		_, n, _ := r.engine.Store().ListUsers(context.Background(), "globex", provision.Page{})
+		_, n, _ := provision.AdapterOf(r.engine).Store().ListUsers(context.Background(), "globex", provision.Page{})
 		return n
 	}
 	before := users()

@@ -140,7 +140,7 @@ func TestPresets(t *testing.T) {
 				}
 				l := f.logins[0]
 				check(t, l.Identity, want)
-				link, err := f.engine.Store().GetLink(context.Background(), "acme", provision.ResourceUser, "okta-saml", want.ext)
+				link, err := provision.AdapterOf(f.engine).Store().GetLink(context.Background(), "acme", provision.ResourceUser, "okta-saml", want.ext)
 				if err != nil || link.ResourceID != l.User.ID {
 					t.Fatalf("the user is not linked by %q: %v", want.ext, err)
 				}

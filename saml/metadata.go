@@ -123,7 +123,7 @@ func (h *Handler) loadMetadata(ctx context.Context, s *served) error {
 	raw, desc, err := h.fetchMetadata(ctx, s.settings.IDPMetadataURL)
 	h.applyFetch(ctx, s, raw, desc, err)
 	if err != nil {
-		h.engine.Refuse(ctx, provision.Origin{TenantID: s.key.tenant, ConnectionID: s.key.conn, Actor: "saml"},
+		provision.AdapterOf(h.engine).Refuse(ctx, provision.Origin{TenantID: s.key.tenant, ConnectionID: s.key.conn, Actor: "saml"},
 			"saml.metadata", "the IdP metadata could not be fetched: "+err.Error(), err)
 		return fmt.Errorf("%w: %w: %w", errUnavailable, errIdPMetadata, err)
 	}

@@ -482,7 +482,7 @@ func (h *Handler) startLogin(ctx context.Context, w http.ResponseWriter, c *conn
 		h.log.ErrorContext(ctx, "saml: authentication request", "tenant", c.TenantID, "error", err)
 		return "", fmt.Errorf("saml: authentication request: %w", err)
 	}
-	if err := h.engine.KVSet(ctx, c.TenantID, requestKey(c.ConnectionID, req.ID), []byte(returnTo), h.maxAge); err != nil {
+	if err := provision.AdapterOf(h.engine).KVSet(ctx, c.TenantID, requestKey(c.ConnectionID, req.ID), []byte(returnTo), h.maxAge); err != nil {
 		h.log.ErrorContext(ctx, "saml: tracking the request", "tenant", c.TenantID, "error", err)
 		return "", fmt.Errorf("%w: %w", errTracking, err)
 	}
@@ -521,7 +521,7 @@ func consumeOnce(ctx context.Context, e *provision.Engine, tenantID, connectionI
 	// random, keeping them longer costs little.
 	ttl := max(time.Until(expiresAt), 10*time.Minute)
 	ttl = min(ttl, 24*time.Hour)
-	ok, err := e.KVInsert(ctx, tenantID, "saml/replay/"+connectionID+"/"+id, []byte{1}, ttl)
+	ok, err := provision.AdapterOf(e).KVInsert(ctx, tenantID, "saml/replay/"+connectionID+"/"+id, []byte{1}, ttl)
 	if err != nil {
 		return fmt.Errorf("saml: replay cache: %w", err)
 	}
@@ -609,7 +609,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, c *conn, reason
 func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, c *conn, reason string, err error, userName string) {
 	var re *jit.RefusedError
 	if !errors.As(err, &re) {
-		h.engine.Refuse(r.Context(), originOf(c), "saml.acs", reason, err)
+		provision.AdapterOf(h.engine).Refuse(r.Context(), originOf(c), "saml.acs", reason, err)
 	}
 	h.errorPage(w, withRefusal(r, c, reason, err, userName), http.StatusForbidden)
 }
@@ -621,7 +621,7 @@ func (h *Handler) refuseOrTest(w http.ResponseWriter, r *http.Request, c *conn, 
 		h.refuse(w, r, c, reason, err)
 		return
 	}
-	h.engine.Refuse(r.Context(), originOf(c), "saml.acs", "test sign-in: "+reason, err)
+	provision.AdapterOf(h.engine).Refuse(r.Context(), originOf(c), "saml.acs", "test sign-in: "+reason, err)
 	h.finishTest(w, r, c, nil, "The IdP's response was refused: "+reason)
 }
 
@@ -644,7 +644,7 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 	test := false
 	if relay := r.PostForm.Get("RelayState"); isToken(relay) {
 		if ck, err := r.Cookie(cookiePrefix + relay); err == nil && ck.Value != "" {
-			if v, err := h.engine.KVGet(ctx, c.TenantID, requestKey(c.ConnectionID, ck.Value)); err == nil {
+			if v, err := provision.AdapterOf(h.engine).KVGet(ctx, c.TenantID, requestKey(c.ConnectionID, ck.Value)); err == nil {
 				requestID, returnTo = ck.Value, string(v)
 				test = returnTo == testMarker
 			}
@@ -686,7 +686,7 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if requestID != "" {
-		if err := h.engine.KVDelete(ctx, c.TenantID, requestKey(c.ConnectionID, requestID)); err != nil {
+		if err := provision.AdapterOf(h.engine).KVDelete(ctx, c.TenantID, requestKey(c.ConnectionID, requestID)); err != nil {
 			h.log.WarnContext(ctx, "saml: forgetting a tracked request", "error", err)
 		}
 	}

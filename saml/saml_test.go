@@ -139,7 +139,7 @@ func (f *fixture) post(t testing.TB, acs string, xml []byte, relay string, cooki
 func (f *fixture) counts(t testing.TB) (users, events int) {
 	t.Helper()
 	ctx := context.Background()
-	_, n, err := f.engine.Store().ListUsers(ctx, "acme", provision.Page{})
+	_, n, err := provision.AdapterOf(f.engine).Store().ListUsers(ctx, "acme", provision.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestSCIMUserFoundOnFirstSSO(t *testing.T) {
 	if users, _ := f.counts(t); users != 1 {
 		t.Fatalf("%d users", users)
 	}
-	if _, err := f.engine.Store().GetLink(ctx, "acme", provision.ResourceUser, "okta-saml", "00u1abc"); err != nil {
+	if _, err := provision.AdapterOf(f.engine).Store().GetLink(ctx, "acme", provision.ResourceUser, "okta-saml", "00u1abc"); err != nil {
 		t.Fatalf("no SAML link written: %v", err)
 	}
 }
@@ -396,7 +396,7 @@ func TestRefusals(t *testing.T) {
 			users, events := f.counts(t)
 			logins, audits := len(f.logins), len(f.audits)
 			var before []provision.User
-			before, _, _ = f.engine.Store().ListUsers(context.Background(), "acme", provision.Page{Limit: 10})
+			before, _, _ = provision.AdapterOf(f.engine).Store().ListUsers(context.Background(), "acme", provision.Page{Limit: 10})
 			acs := c.acs
 			if acs == "" {
 				acs = acmeACS
@@ -414,7 +414,7 @@ func TestRefusals(t *testing.T) {
 			if u, e := f.counts(t); u != users || e != events {
 				t.Errorf("the refusal changed the store: users %d -> %d, events %d -> %d", users, u, events, e)
 			}
-			after, _, _ := f.engine.Store().ListUsers(context.Background(), "acme", provision.Page{Limit: 10})
+			after, _, _ := provision.AdapterOf(f.engine).Store().ListUsers(context.Background(), "acme", provision.Page{Limit: 10})
 			for i := range after {
 				if after[i].Version != before[i].Version {
 					t.Errorf("user %s changed", after[i].ID)

@@ -52,7 +52,7 @@ func (s *SessionProvider) CreateSession(w http.ResponseWriter, r *http.Request, 
 	o := provision.Origin{TenantID: s.TenantID, ConnectionID: s.ConnectionID, Actor: "saml"}
 	id, err := MapAssertion(a, s.Mapping)
 	if err != nil {
-		s.Engine.Refuse(ctx, o, "saml.acs", err.Error(), err)
+		provision.AdapterOf(s.Engine).Refuse(ctx, o, "saml.acs", err.Error(), err)
 		return err
 	}
 	id.ConnectionID = s.ConnectionID

@@ -486,7 +486,7 @@ const testResultTTL = 90 * 24 * time.Hour
 // LastTestResult returns the last test sign-in through the connection,
 // provision.ErrNotFound when none.
 func LastTestResult(ctx context.Context, e *provision.Engine, tenantID, connectionID string) (TestResult, error) {
-	b, err := e.KVGet(ctx, tenantID, testResultKey(connectionID))
+	b, err := provision.AdapterOf(e).KVGet(ctx, tenantID, testResultKey(connectionID))
 	if err != nil {
 		return TestResult{}, err
 	}
@@ -525,7 +525,7 @@ func (h *Handler) finishTest(w http.ResponseWriter, r *http.Request, c *conn, id
 	res.Refusal = refusal
 	res.OK = refusal == ""
 	b, _ := json.Marshal(res)
-	if err := h.engine.KVSet(ctx, c.TenantID, testResultKey(c.ConnectionID), b, testResultTTL); err != nil {
+	if err := provision.AdapterOf(h.engine).KVSet(ctx, c.TenantID, testResultKey(c.ConnectionID), b, testResultTTL); err != nil {
 		h.log.ErrorContext(ctx, "saml: keeping a test result", "tenant", c.TenantID, "error", err)
 		h.errorPage(w, r, http.StatusServiceUnavailable)
 		return

@@ -181,7 +181,7 @@ func TestSetupSAMLFlow(t *testing.T) {
 		!strings.Contains(string(msg), "ada@globex.example") || !strings.Contains(string(msg), "a new user is created") {
 		t.Fatalf("result: %d at %s: %s", resp.StatusCode, resp.Request.URL, msg)
 	}
-	if _, n, err := env.engine.Store().ListUsers(ctx, "globex", provision.Page{}); err != nil || n != 0 || env.logins != 0 {
+	if _, n, err := provision.AdapterOf(env.engine).Store().ListUsers(ctx, "globex", provision.Page{}); err != nil || n != 0 || env.logins != 0 {
 		t.Fatalf("the test sign-in made %d users, %d logins (%v)", n, env.logins, err)
 	}
 	res, err := saml.LastTestResult(ctx, env.engine, "globex", "sso")
@@ -343,7 +343,7 @@ func TestSetupSAMLTestRefusal(t *testing.T) {
 		!strings.Contains(string(msg), "ada@globex.example is not in this account&#39;s domains (initech.example)") {
 		t.Fatalf("refused test: %d %s", resp.StatusCode, msg)
 	}
-	if _, n, _ := env.engine.Store().ListUsers(ctx, "initech", provision.Page{}); n != 0 || env.logins != 0 {
+	if _, n, _ := provision.AdapterOf(env.engine).Store().ListUsers(ctx, "initech", provision.Page{}); n != 0 || env.logins != 0 {
 		t.Fatalf("%d users, %d logins", n, env.logins)
 	}
 	// The other tenant saw nothing of it.

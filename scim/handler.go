@@ -208,7 +208,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h.logCfg = h.logCfg.withDefaults()
 	h.logs = newLogStore(h.logCfg)
-	h.metrics = newSCIMMetrics(cfg.Engine.MeterProvider())
+	h.metrics = newSCIMMetrics(provision.AdapterOf(cfg.Engine).MeterProvider())
 	h.spc = h.serviceProviderConfig()
 	spc := &elimity.ServiceProviderConfig{
 		DocumentationURI: optional.NewString("https://github.com/idprov/idprov#scim-quick-start"),

@@ -277,7 +277,7 @@ func (s *adminServer) tenantView(ctx context.Context, t provision.Tenant) tenant
 		_, v.Active, _ = s.a.Engine.ListUsers(ctx, o, provision.Query{Filter: active})
 	}
 	_, v.Groups, _ = s.a.Engine.ListGroups(ctx, o, provision.Query{})
-	if el, ok := s.a.Engine.Store().(provision.EventLog); ok {
+	if el, ok := provision.AdapterOf(s.a.Engine).Store().(provision.EventLog); ok {
 		v.LastSeq, _ = el.LastSeq(ctx, t.ID)
 	}
 	if b, err := json.MarshalIndent(t.AccessRules, "", "  "); err == nil && len(t.AccessRules) > 0 {

@@ -175,7 +175,7 @@ func (f *scimFeature) loadTokens(ctx context.Context, a *app, d *scimDir, flagDi
 			st.Token = tok
 		}
 		b, _ := json.Marshal(st)
-		ok, err := a.Engine.KVInsert(ctx, d.TenantID, key, b, 0)
+		ok, err := provision.AdapterOf(a.Engine).KVInsert(ctx, d.TenantID, key, b, 0)
 		if err != nil {
 			return "", fmt.Errorf("scim tokens of %s/%s: %w", d.TenantID, d.ConnectionID, err)
 		}
@@ -193,7 +193,7 @@ func (f *scimFeature) loadTokens(ctx context.Context, a *app, d *scimDir, flagDi
 // hashes and no error.
 func (f *scimFeature) storedTokens(ctx context.Context, a *app, d *scimDir, key string) (scimState, []scim.TokenHash, error) {
 	var st scimState
-	b, err := a.Engine.KVGet(ctx, d.TenantID, key)
+	b, err := provision.AdapterOf(a.Engine).KVGet(ctx, d.TenantID, key)
 	if errors.Is(err, provision.ErrNotFound) {
 		return st, nil, nil
 	}
@@ -270,7 +270,7 @@ func (f *scimFeature) revokeOld(ctx context.Context, a *app, tenantID, connID st
 	if len(d.Hashes) < 2 {
 		return nil
 	}
-	st, _ := a.Engine.KVGet(ctx, tenantID, scimStateKey(connID))
+	st, _ := provision.AdapterOf(a.Engine).KVGet(ctx, tenantID, scimStateKey(connID))
 	var old scimState
 	_ = json.Unmarshal(st, &old)
 	return f.commit(ctx, a, d, d.Hashes[:1], old.Token)
@@ -289,7 +289,7 @@ func (f *scimFeature) commit(ctx context.Context, a *app, d *scimDir, hashes []s
 		st.Pinned = scim.HashToken(f.pinned).String()
 	}
 	b, _ := json.Marshal(st)
-	if err := a.Engine.KVSet(ctx, d.TenantID, scimStateKey(d.ConnectionID), b, 0); err != nil {
+	if err := provision.AdapterOf(a.Engine).KVSet(ctx, d.TenantID, scimStateKey(d.ConnectionID), b, 0); err != nil {
 		return err
 	}
 	if err := f.tokens.Set(scim.Directory{TenantID: d.TenantID, ConnectionID: d.ConnectionID, TokenHashes: hashes}); err != nil {

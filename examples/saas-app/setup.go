@@ -126,7 +126,7 @@ const setupLinksKey = "saas-app:setup-links"
 
 func (s *setupServer) links(ctx context.Context, tenantID string) []provision.SetupLink {
 	var out []provision.SetupLink
-	if b, err := s.a.Engine.KVGet(ctx, tenantID, setupLinksKey); err == nil {
+	if b, err := provision.AdapterOf(s.a.Engine).KVGet(ctx, tenantID, setupLinksKey); err == nil {
 		_ = json.Unmarshal(b, &out)
 	}
 	return out
@@ -136,7 +136,7 @@ func (s *setupServer) saveLinks(ctx context.Context, tenantID string, ls []provi
 	now := time.Now()
 	ls = slices.DeleteFunc(ls, func(l provision.SetupLink) bool { return now.After(l.Expires.Add(provision.SetupLinkRetention)) })
 	b, _ := json.Marshal(ls)
-	return s.a.Engine.KVSet(ctx, tenantID, setupLinksKey, b, 0)
+	return provision.AdapterOf(s.a.Engine).KVSet(ctx, tenantID, setupLinksKey, b, 0)
 }
 
 type setupLinkInput struct {

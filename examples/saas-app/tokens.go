@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/scim"
 )
 
@@ -16,10 +17,10 @@ func keptToken(ctx context.Context, a *app, key, what string) (string, error) {
 		return "", err
 	}
 	tenant := a.Tenants[0].ID
-	if _, err := a.Engine.KVInsert(ctx, tenant, key, []byte(tok), 0); err != nil {
+	if _, err := provision.AdapterOf(a.Engine).KVInsert(ctx, tenant, key, []byte(tok), 0); err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	b, err := a.Engine.KVGet(ctx, tenant, key)
+	b, err := provision.AdapterOf(a.Engine).KVGet(ctx, tenant, key)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}

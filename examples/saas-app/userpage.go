@@ -76,7 +76,7 @@ func (s *adminServer) userPage(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, o := r.Context(), admin(t.ID)
 	d := userPageData{User: u}
-	links, err := s.a.Engine.Store().LinksOf(ctx, t.ID, provision.ResourceUser, u.ID)
+	links, err := provision.AdapterOf(s.a.Engine).Store().LinksOf(ctx, t.ID, provision.ResourceUser, u.ID)
 	if err != nil {
 		s.fail(w, r, http.StatusInternalServerError, err)
 		return
@@ -134,7 +134,7 @@ func (s *adminServer) userPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *adminServer) lastSeq(ctx context.Context, tenantID string) int64 {
-	if el, ok := s.a.Engine.Store().(provision.EventLog); ok {
+	if el, ok := provision.AdapterOf(s.a.Engine).Store().(provision.EventLog); ok {
 		n, _ := el.LastSeq(ctx, tenantID)
 		return n
 	}
