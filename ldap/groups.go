@@ -81,10 +81,10 @@ func (r *run) applyGroup(ctx context.Context, g *groupRec, members []string, ful
 	if cur.DisplayName != g.name {
 		changed = true
 		if !r.dry {
-			if _, err := eng.UpdateGroup(ctx, o, cur.ID, provision.Precondition{}, func(ng *provision.Group) error {
+			if _, _, err := eng.UpdateGroup(ctx, o, cur.ID, provision.Precondition{}, provision.GroupUpdate{Mutate: func(ng *provision.Group) error {
 				ng.DisplayName = g.name
 				return nil
-			}); err != nil {
+			}}); err != nil {
 				return r.groupErr(g, err)
 			}
 		}
@@ -104,10 +104,10 @@ func (r *run) applyGroup(ctx context.Context, g *groupRec, members []string, ful
 		if full || g.appliedMembers == nil {
 			// Reconcile with what the engine has (its cost is the
 			// group's size).
-			mc, err = eng.ReplaceMembers(ctx, o, cur.ID, members)
+			_, mc, err = eng.UpdateGroup(ctx, o, cur.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: members})
 		} else if add, remove := diffSorted(g.appliedMembers, members); len(add)+len(remove) > 0 {
 			// Only the difference: its cost is the change's size.
-			mc, err = eng.ChangeMembers(ctx, o, cur.ID, add, remove)
+			_, mc, err = eng.UpdateGroup(ctx, o, cur.ID, provision.Precondition{}, provision.GroupUpdate{Add: add, Remove: remove})
 		}
 		if err != nil {
 			g.applied, g.appliedMembers = 0, nil

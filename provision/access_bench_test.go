@@ -61,7 +61,7 @@ func accessBenchSetup(b *testing.B) {
 			for j := range 100 {
 				ids = append(ids, users[(gi*100+j)%len(users)].ID)
 			}
-			if _, err := e.AddMembers(ctx, okta, g, ids); err != nil {
+			if _, _, err := e.UpdateGroup(ctx, okta, g, provision.Precondition{}, provision.GroupUpdate{Add: ids}); err != nil {
 				accessBench.err = err
 				return
 			}
@@ -95,9 +95,9 @@ func BenchmarkAccessMembershipChange(b *testing.B) {
 	for i := range b.N {
 		var err error
 		if i%2 == 0 {
-			_, err = e.AddMembers(ctx, okta, g, []string{u})
+			_, _, err = e.UpdateGroup(ctx, okta, g, provision.Precondition{}, provision.GroupUpdate{Add: []string{u}})
 		} else {
-			_, err = e.RemoveMembers(ctx, okta, g, []string{u})
+			_, _, err = e.UpdateGroup(ctx, okta, g, provision.Precondition{}, provision.GroupUpdate{Remove: []string{u}})
 		}
 		if err != nil {
 			b.Fatal(err)

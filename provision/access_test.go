@@ -66,7 +66,7 @@ func TestAccessMappingPromotion(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.engine.AddMembers(ctx, okta, admins.ID, []string{ada.ID}); err != nil {
+	if _, _, err := f.engine.UpdateGroup(ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{ada.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	evs := f.expectEvents("acme", seq, provision.UserUpdated, provision.GroupMembersAdded, provision.UserUpdated)
@@ -84,10 +84,10 @@ func TestAccessMappingPromotion(t *testing.T) {
 
 	// Renaming the group changes nothing.
 	seq = f.lastSeq("acme")
-	if _, err := f.engine.UpdateGroup(ctx, okta, admins.ID, provision.Precondition{}, func(g *provision.Group) error {
+	if _, _, err := f.engine.UpdateGroup(ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Mutate: func(g *provision.Group) error {
 		g.DisplayName = "Super Admins"
 		return nil
-	}); err != nil {
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	f.expectEvents("acme", seq, provision.GroupUpdated)
@@ -107,7 +107,7 @@ func TestAccessMappingPromotion(t *testing.T) {
 	}
 
 	// Removal revokes.
-	if _, err := f.engine.RemoveMembers(ctx, okta, admins.ID, []string{ada.ID}); err != nil {
+	if _, _, err := f.engine.UpdateGroup(ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Remove: []string{ada.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	if f.user(ada.ID).HasRole("admin") {
@@ -115,7 +115,7 @@ func TestAccessMappingPromotion(t *testing.T) {
 	}
 
 	// Deleting the group revokes what it granted.
-	if _, err := f.engine.AddMembers(ctx, okta, admins.ID, []string{ada.ID}); err != nil {
+	if _, _, err := f.engine.UpdateGroup(ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{ada.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	if !f.user(ada.ID).HasRole("admin") {
@@ -134,7 +134,7 @@ func TestAccessMappingPromotion(t *testing.T) {
 func TestEchoedMappedRolesStayMapped(t *testing.T) {
 	f, admins := accessFixture(t)
 	u := f.create(okta, ada())
-	if _, err := f.engine.AddMembers(f.ctx, okta, admins.ID, []string{u.ID}); err != nil {
+	if _, _, err := f.engine.UpdateGroup(f.ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{u.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	echo := f.user(u.ID)
@@ -144,7 +144,7 @@ func TestEchoedMappedRolesStayMapped(t *testing.T) {
 	if _, err := f.engine.ReplaceUser(f.ctx, okta, u.ID, provision.Precondition{}, echo); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.engine.RemoveMembers(f.ctx, okta, admins.ID, []string{u.ID}); err != nil {
+	if _, _, err := f.engine.UpdateGroup(f.ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Remove: []string{u.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.user(u.ID); got.HasRole("admin") {
@@ -172,7 +172,7 @@ func TestAccessPlan(t *testing.T) {
 		u := f.create(okta, provision.User{UserName: fmt.Sprintf("u%03d", i), Department: dept, Active: true})
 		ids = append(ids, u.ID)
 	}
-	if _, err := f.engine.AddMembers(ctx, okta, admins.ID, ids[:2]); err != nil {
+	if _, _, err := f.engine.UpdateGroup(ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Add: ids[:2]}); err != nil {
 		t.Fatal(err)
 	}
 	// The proposed change: Operations becomes admin; the Admins group

@@ -27,7 +27,7 @@
 //
 // NewEngine takes a Config with a Store and the tenants. Each lifecycle
 // intent is one method (CreateUser, UpdateUser, DeactivateUser,
-// ReactivateUser, DeleteUser, CreateGroup, AddMembers, ...), called with an
+// ReactivateUser, DeleteUser, CreateGroup, UpdateGroup, ...), called with an
 // Origin naming the tenant and the connection. The engine validates input,
 // resolves identities through links (ProvisionIdentity applies the
 // connection's match rules on first contact), enforces tenancy and
@@ -37,10 +37,11 @@
 // hook and the change's Events.
 //
 // The failure semantics are the same for every adapter: a change with no
-// changed field writes nothing and emits nothing; a retried create returns
-// the existing resource (CreateUserStrict refuses it instead, as a SCIM
-// POST must); a membership change bumps the group's version; unknown or foreign member ids are refused and
-// nothing is applied; a delete is a tombstone that no login brings back;
+// changed field writes nothing and emits nothing; a retried create of a
+// user is a *ConflictError naming the existing user (as a SCIM POST must
+// answer), of a group it returns the group; a membership change bumps the
+// group's version; unknown or foreign member ids are refused and nothing
+// is applied; a delete is a tombstone that no login brings back;
 // version conflicts are retried unless the caller pinned a version.
 //
 // A change that crosses a safety threshold (a replace of a group's members

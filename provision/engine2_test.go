@@ -119,7 +119,7 @@ func TestGroups(t *testing.T) {
 	}
 	// Rename: a group.updated event with the previous name.
 	seq = f.lastSeq("acme")
-	r, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, func(g *provision.Group) error { g.DisplayName = "Sales EMEA"; return nil })
+	r, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Mutate: func(g *provision.Group) error { g.DisplayName = "Sales EMEA"; return nil }})
 	if err != nil || r.Version != 2 || r.ExternalID != "00g-1" {
 		t.Fatalf("rename = %+v, %v", r, err)
 	}
@@ -128,7 +128,7 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("group.updated = %+v", evs[0])
 	}
 	// Another directory may not touch it.
-	if _, err := f.engine.AddMembers(f.ctx, entra, g.ID, nil); !errors.Is(err, provision.ErrForbidden) {
+	if _, _, err := f.engine.UpdateGroup(f.ctx, entra, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: nil}); !errors.Is(err, provision.ErrForbidden) {
 		t.Fatalf("foreign directory member change = %v", err)
 	}
 	seq = f.lastSeq("acme")
@@ -351,7 +351,7 @@ func TestPatchGroupIsAtomic(t *testing.T) {
 	}
 	seq := f.lastSeq("acme")
 	// A rename that conflicts refuses the membership change with it.
-	_, _, err = f.engine.PatchGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupPatch{
+	_, _, err = f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{
 		Mutate: func(g *provision.Group) error { g.DisplayName = "taken"; return nil },
 		Add:    []string{u.ID},
 	})
@@ -361,7 +361,7 @@ func TestPatchGroupIsAtomic(t *testing.T) {
 	if ok, _ := f.store.IsMember(f.ctx, "acme", g.ID, u.ID); ok || f.lastSeq("acme") != seq {
 		t.Fatal("a refused patch applied its membership change")
 	}
-	got, mc, err := f.engine.PatchGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupPatch{
+	got, mc, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{
 		Mutate: func(g *provision.Group) error { g.DisplayName = "Engineering"; return nil },
 		Add:    []string{u.ID},
 	})
@@ -448,14 +448,14 @@ func TestReplaceMembersThatDropsManyIsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Dropping 99 of 200 is applied; dropping 150 of 200 is held.
-	if mc, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[99:]); err != nil || len(mc.Removed) != 99 {
+	if _, mc, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[99:]}); err != nil || len(mc.Removed) != 99 {
 		t.Fatalf("replace dropping 99 = %d removed, %v", len(mc.Removed), err)
 	}
-	if _, err := f.engine.AddMembers(f.ctx, okta, g.ID, ids[:99]); err != nil {
+	if _, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: ids[:99]}); err != nil {
 		t.Fatal(err)
 	}
 	seq := f.lastSeq("acme")
-	_, err = f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[150:])
+	_, _, err = f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[150:]})
 	var he *provision.HeldError
 	if !errors.As(err, &he) || !errors.Is(err, provision.ErrHeld) || he.Removing != 150 || he.Members != 200 {
 		t.Fatalf("replace dropping 150 of 200 = %v", err)
@@ -464,7 +464,7 @@ func TestReplaceMembersThatDropsManyIsHeld(t *testing.T) {
 		t.Fatalf("a held replace changed something: %d members", total)
 	}
 	// The identity provider's retry finds the same plan.
-	_, err = f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[150:])
+	_, _, err = f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[150:]})
 	var again *provision.HeldError
 	if !errors.As(err, &again) || again.PlanID != he.PlanID {
 		t.Fatalf("retry = %v, want plan %s", err, he.PlanID)
@@ -482,7 +482,7 @@ func TestReplaceMembersThatDropsManyIsHeld(t *testing.T) {
 		t.Fatalf("confirmed event = %+v", evs[0])
 	}
 	// Now the directory's retry is a no-op, and the plan is gone.
-	if _, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[150:]); err != nil {
+	if _, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[150:]}); err != nil {
 		t.Fatalf("retry after confirmation = %v", err)
 	}
 	if _, err := f.engine.ConfirmMembersPlan(f.ctx, admin, he.PlanID); !errors.Is(err, provision.ErrNotFound) {
@@ -492,7 +492,7 @@ func TestReplaceMembersThatDropsManyIsHeld(t *testing.T) {
 	f2 := newFixture(t, func(c *provision.Config) { c.HoldMemberDrops = provision.DropLimit{Count: -1} })
 	u := f2.create(okta, ada())
 	g2, _ := f2.engine.CreateGroup(f2.ctx, okta, provision.Group{DisplayName: "G"}, []string{u.ID})
-	if _, err := f2.engine.ReplaceMembers(f2.ctx, okta, g2.ID, nil); err != nil {
+	if _, _, err := f2.engine.UpdateGroup(f2.ctx, okta, g2.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: nil}); err != nil {
 		t.Fatalf("with holding off = %v", err)
 	}
 }

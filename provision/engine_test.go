@@ -171,8 +171,8 @@ func TestLifecycleScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	added, err := f.engine.AddMembers(ctx, okta, g.ID, []string{u.ID})
-	if err != nil || !slices.Equal(added, []string{u.ID}) {
+	_, mc, err := f.engine.UpdateGroup(ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{u.ID}})
+	if added := mc.Added; err != nil || !slices.Equal(added, []string{u.ID}) {
 		t.Fatalf("AddMembers = %v, %v", added, err)
 	}
 	evs = f.expectEvents("acme", seq, provision.UserUpdated, provision.GroupCreated, provision.GroupMembersAdded)
@@ -316,15 +316,15 @@ func TestUnknownAndForeignMembersChangeNothing(t *testing.T) {
 	}
 	seq := f.lastSeq("acme")
 	for _, ids := range [][]string{{"nope"}, {foreign.ID}, {u.ID, foreign.ID}} {
-		_, err := f.engine.ChangeMembers(f.ctx, okta, g.ID, ids, nil)
+		_, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: ids, Remove: nil})
 		var me *provision.MembersError
 		if !errors.As(err, &me) || !errors.Is(err, provision.ErrInvalid) {
 			t.Fatalf("AddMembers(%v) = %v, want a MembersError", ids, err)
 		}
-		if _, err := f.engine.ChangeMembers(f.ctx, okta, g.ID, nil, ids); !errors.As(err, &me) {
+		if _, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: nil, Remove: ids}); !errors.As(err, &me) {
 			t.Fatalf("RemoveMembers(%v) = %v, want a MembersError", ids, err)
 		}
-		if _, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids); !errors.As(err, &me) {
+		if _, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids}); !errors.As(err, &me) {
 			t.Fatalf("ReplaceMembers(%v) = %v, want a MembersError", ids, err)
 		}
 	}
@@ -339,18 +339,18 @@ func TestUnknownAndForeignMembersChangeNothing(t *testing.T) {
 		t.Fatal("refused membership changes emitted events")
 	}
 	// Idempotent adds and removes emit nothing.
-	if added, err := f.engine.AddMembers(f.ctx, okta, g.ID, []string{u.ID}); err != nil || len(added) != 0 {
-		t.Fatalf("re-add = %v, %v", added, err)
+	if _, mc, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{u.ID}}); err != nil || len(mc.Added) != 0 {
+		t.Fatalf("re-add = %v, %v", mc.Added, err)
 	}
 	other := f.create(okta, provision.User{UserName: "bob@acme.test", Active: true})
-	if removed, err := f.engine.RemoveMembers(f.ctx, okta, g.ID, []string{other.ID}); err != nil || len(removed) != 0 {
-		t.Fatalf("remove of a non-member = %v, %v", removed, err)
+	if _, mc, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Remove: []string{other.ID}}); err != nil || len(mc.Removed) != 0 {
+		t.Fatalf("remove of a non-member = %v, %v", mc.Removed, err)
 	}
 	if f.lastSeq("acme") != seq+1 { // bob's creation only
 		t.Fatalf("idempotent membership changes emitted events: %v", kinds(f.events("acme", seq)))
 	}
 	// ReplaceMembers computes the difference.
-	mc, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, []string{other.ID})
+	_, mc, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: []string{other.ID}})
 	if err != nil || !slices.Equal(mc.Added, []string{other.ID}) || !slices.Equal(mc.Removed, []string{u.ID}) {
 		t.Fatalf("ReplaceMembers = %+v, %v", mc, err)
 	}
@@ -471,7 +471,7 @@ func TestTenantIsolation(t *testing.T) {
 	if _, err := f.engine.GetGroup(f.ctx, globex, g.ID); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("cross-tenant GetGroup = %v", err)
 	}
-	if _, err := f.engine.AddMembers(f.ctx, globex, g.ID, nil); !errors.Is(err, provision.ErrNotFound) {
+	if _, _, err := f.engine.UpdateGroup(f.ctx, globex, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: nil}); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("cross-tenant AddMembers = %v", err)
 	}
 	users, total, err := f.engine.ListUsers(f.ctx, globex, provision.Query{Page: provision.Page{Limit: 10}})

@@ -23,7 +23,7 @@ func ExampleEngine_HeldPlans() {
 		ids = append(ids, u.ID)
 	}
 	g, _ := engine.CreateGroup(ctx, okta, provision.Group{DisplayName: "Everyone"}, ids)
-	_, err := engine.ReplaceMembers(ctx, okta, g.ID, nil)
+	_, _, err := engine.UpdateGroup(ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: nil})
 	fmt.Println(errors.Is(err, provision.ErrHeld))
 
 	plans, total, _ := engine.HeldPlans(ctx, "acme", provision.Page{Limit: 25})

@@ -35,7 +35,7 @@ func Example() {
 		panic(err)
 	}
 	admins, _ := engine.CreateGroup(ctx, okta, provision.Group{DisplayName: "Admins"}, nil)
-	if _, err := engine.AddMembers(ctx, okta, admins.ID, []string{ada.ID}); err != nil {
+	if _, _, err := engine.UpdateGroup(ctx, okta, admins.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{ada.ID}}); err != nil {
 		panic(err)
 	}
 	if _, err := engine.DeactivateUser(ctx, okta, ada.ID); err != nil {

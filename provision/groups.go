@@ -137,37 +137,40 @@ func dedupe(ids []string) []string {
 	return out
 }
 
-// UpdateGroup applies mutate to a copy of group id and stores it if
-// anything changed (group.updated); see UpdateUser for the rules. Members
-// change through AddMembers, RemoveMembers, ReplaceMembers, or PatchGroup
-// for attributes and members together.
-func (e *Engine) UpdateGroup(ctx context.Context, o Origin, id string, pre Precondition, mutate func(g *Group) error) (Group, error) {
-	g, _, err := e.PatchGroup(ctx, o, id, pre, GroupPatch{Mutate: mutate})
-	return g, err
-}
-
-// GroupPatch is a change of a group's attributes and members applied as
-// one intent (a SCIM PATCH that renames a group and changes its members).
-type GroupPatch struct {
-	// Mutate, when set, changes the group's attributes, as UpdateGroup.
+// GroupUpdate is a change of a group: its attributes, its members, or
+// both as one intent (a SCIM PATCH that renames a group and changes its
+// members, an LDAP group sync).
+type GroupUpdate struct {
+	// Mutate, when set, changes a copy of the group's attributes; the
+	// rules are UpdateUser's (the ID, owner and timestamps are the
+	// engine's).
 	Mutate func(g *Group) error
-	// Add and Remove are user IDs to add and remove (see AddMembers and
-	// RemoveMembers for their validation).
+	// Add and Remove are user IDs to add and remove. Every id added must
+	// be a live user of the tenant; ids of deleted users are accepted as
+	// removals that change nothing; any unknown id is a *MembersError and
+	// nothing at all is applied. Their cost does not depend on the group's
+	// size.
 	Add, Remove []string
 	// ReplaceMembers makes the members exactly Members (Add and Remove are
-	// then ignored). A replace that would remove many members is held
-	// (see Config.HoldMemberDrops).
+	// then ignored): a SCIM replace of members, an LDAP group sync. Its
+	// cost is the group's size. A replace that would remove many members
+	// is held as a plan instead (*HeldError; see Config.HoldMemberDrops
+	// and Engine.Plans).
 	ReplaceMembers bool
 	Members        []string
 
-	// confirmed applies a held replace (ConfirmMembersPlan).
+	// confirmed applies a held replace (ConfirmPlan).
 	confirmed bool
 }
 
-// PatchGroup applies p to group id in one transaction: all of it, or
-// nothing (an unknown member id or a displayName conflict refuses the
-// whole patch). It returns the group and the membership change.
-func (e *Engine) PatchGroup(ctx context.Context, o Origin, id string, pre Precondition, p GroupPatch) (Group, MembershipChange, error) {
+// UpdateGroup changes group id in one transaction: all of u, or nothing
+// (an unknown member id or a displayName conflict refuses the whole
+// update). It returns the group as stored and the membership change: the
+// user IDs that joined (group.members_added) and left
+// (group.members_removed); a change of attributes is group.updated. A
+// membership change bumps the group's version, so its ETag protects a
+// replace of members.
+func (e *Engine) UpdateGroup(ctx context.Context, o Origin, id string, pre Precondition, p GroupUpdate) (Group, MembershipChange, error) {
 	s, err := e.scope(ctx, o)
 	if err != nil {
 		return Group{}, MembershipChange{}, err
@@ -394,36 +397,11 @@ func (e *Engine) ListGroups(ctx context.Context, o Origin, q Query) ([]Group, in
 	return groups, total, nil
 }
 
-// AddMembers adds users to group id and returns those that were not
-// members yet (group.members_added lists them; nothing new, no event).
-// Every id must be a live user of the tenant, else *MembersError and
-// nothing is added. The cost does not depend on the group's size.
-func (e *Engine) AddMembers(ctx context.Context, o Origin, groupID string, userIDs []string) ([]string, error) {
-	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{Add: userIDs})
-	return mc.Added, err
-}
-
-// RemoveMembers removes users from group id and returns those that were
-// members (group.members_removed). Ids of deleted users are accepted as
-// no-ops; unknown ids are a *MembersError and nothing is removed.
-func (e *Engine) RemoveMembers(ctx context.Context, o Origin, groupID string, userIDs []string) ([]string, error) {
-	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{Remove: userIDs})
-	return mc.Removed, err
-}
-
 // MembershipChange is the outcome of a membership update: the user IDs
 // that joined and left.
 type MembershipChange struct {
 	Added   []string
 	Removed []string
-}
-
-// ChangeMembers adds and removes members of group id in one transaction
-// (a SCIM PATCH with several operations). Validation is AddMembers' and
-// RemoveMembers'; nothing is applied if any id is unknown.
-func (e *Engine) ChangeMembers(ctx context.Context, o Origin, groupID string, add, remove []string) (MembershipChange, error) {
-	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{Add: add, Remove: remove})
-	return mc, err
 }
 
 // applyMembers removes and adds members of g and, when the membership
@@ -500,15 +478,6 @@ func (e *Engine) touchGroup(ctx context.Context, tx Store, g Group, pinned bool)
 	}
 	stored.ExternalID = ext
 	return stored, nil
-}
-
-// ReplaceMembers makes the group's members exactly userIDs (a SCIM
-// replace of members, an LDAP group sync). Its cost is the group's size.
-// A replace that would remove many members is held as a plan instead
-// (*HeldError; see Config.HoldMemberDrops and ConfirmMembersPlan).
-func (e *Engine) ReplaceMembers(ctx context.Context, o Origin, groupID string, userIDs []string) (MembershipChange, error) {
-	_, mc, err := e.PatchGroup(ctx, o, groupID, Precondition{}, GroupPatch{ReplaceMembers: true, Members: userIDs})
-	return mc, err
 }
 
 func allMembers(ctx context.Context, st Store, tenantID, groupID string) ([]string, error) {

@@ -62,7 +62,7 @@ func TestGroupVersionFollowsMembers(t *testing.T) {
 				}
 				return cur
 			}
-			if _, err := e.AddMembers(ctx, o, g.ID, ids[1:2]); err != nil {
+			if _, _, err := e.UpdateGroup(ctx, o, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: ids[1:2]}); err != nil {
 				t.Fatal(err)
 			}
 			cur := get()
@@ -70,11 +70,11 @@ func TestGroupVersionFollowsMembers(t *testing.T) {
 				t.Fatalf("after an add: version %d, modified %v; want %d, after %v", cur.Version, cur.Modified, g.Version+1, g.Modified)
 			}
 			// Adding an existing member changes nothing.
-			if _, err := e.AddMembers(ctx, o, g.ID, ids[1:2]); err != nil || get().Version != cur.Version {
+			if _, _, err := e.UpdateGroup(ctx, o, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: ids[1:2]}); err != nil || get().Version != cur.Version {
 				t.Fatalf("adding a member again: %v, version %d, want %d", err, get().Version, cur.Version)
 			}
 			// Pinned at a stale version: refused, nothing applied.
-			_, _, err = e.PatchGroup(ctx, o, g.ID, provision.Precondition{Version: g.Version}, provision.GroupPatch{ReplaceMembers: true, Members: ids[:1]})
+			_, _, err = e.UpdateGroup(ctx, o, g.ID, provision.Precondition{Version: g.Version}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[:1]})
 			if !errors.Is(err, provision.ErrVersionConflict) {
 				t.Fatalf("a replace pinned at a stale version: %v, want ErrVersionConflict", err)
 			}
@@ -82,7 +82,7 @@ func TestGroupVersionFollowsMembers(t *testing.T) {
 				t.Fatalf("%d members after a refused replace, want 2", n)
 			}
 			// Pinned at the current version, renaming and removing: one bump.
-			out, mc, err := e.PatchGroup(ctx, o, g.ID, provision.Precondition{Version: cur.Version}, provision.GroupPatch{
+			out, mc, err := e.UpdateGroup(ctx, o, g.ID, provision.Precondition{Version: cur.Version}, provision.GroupUpdate{
 				Mutate: func(g *provision.Group) error { g.DisplayName = "H"; return nil }, Remove: ids[1:2]})
 			if err != nil || len(mc.Removed) != 1 {
 				t.Fatalf("a pinned rename and remove: %v, %+v", err, mc)
@@ -95,7 +95,9 @@ func TestGroupVersionFollowsMembers(t *testing.T) {
 			var wg sync.WaitGroup
 			errs := make([]error, 20)
 			for i := range 20 {
-				wg.Go(func() { _, errs[i] = e.AddMembers(ctx, o, g.ID, ids[2+i:3+i]) })
+				wg.Go(func() {
+					_, _, errs[i] = e.UpdateGroup(ctx, o, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: ids[2+i : 3+i]})
+				})
 			}
 			wg.Wait()
 			for i, err := range errs {

@@ -107,7 +107,7 @@ func (e *Engine) ConfirmMembersPlan(ctx context.Context, o Origin, planID string
 		return MembershipChange{}, err
 	}
 	as := Origin{TenantID: p.TenantID, ConnectionID: p.ConnectionID, Actor: o.Actor, RequestID: o.RequestID}
-	_, mc, err := e.PatchGroup(ctx, as, p.GroupID, Precondition{}, GroupPatch{ReplaceMembers: true, Members: p.Members, confirmed: true})
+	_, mc, err := e.UpdateGroup(ctx, as, p.GroupID, Precondition{}, GroupUpdate{ReplaceMembers: true, Members: p.Members, confirmed: true})
 	if err != nil {
 		return MembershipChange{}, err
 	}

@@ -136,7 +136,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.ReplaceMembers(ctx, okta, g.ID, nil); !errors.Is(err, provision.ErrHeld) {
+	if _, _, err := e.UpdateGroup(ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: nil}); !errors.Is(err, provision.ErrHeld) {
 		t.Fatalf("ReplaceMembers dropping both = %v, want ErrHeld", err)
 	}
 	if m := collect(t, reader, "idprov.plans.held"); m["kind=members"] != 1 {

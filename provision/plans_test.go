@@ -28,7 +28,7 @@ func TestHeldPlans(t *testing.T) {
 	}
 	var held []string
 	for i, g := range groups {
-		_, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[:10])
+		_, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[:10]})
 		var he *provision.HeldError
 		if !errors.As(err, &he) || he.Removing != 190+i*50 {
 			t.Fatalf("replace of %s = %v", g.DisplayName, err)
@@ -58,7 +58,7 @@ func TestHeldPlans(t *testing.T) {
 		t.Fatalf("page 2 of 2 = %+v of %d, %v", page, total, err)
 	}
 	// A retry of the same replace is the same plan, listed once.
-	if _, err := f.engine.ReplaceMembers(f.ctx, okta, groups[0].ID, ids[:10]); !errors.Is(err, provision.ErrHeld) {
+	if _, _, err := f.engine.UpdateGroup(f.ctx, okta, groups[0].ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[:10]}); !errors.Is(err, provision.ErrHeld) {
 		t.Fatal(err)
 	}
 	if _, total, _ := f.engine.HeldPlans(f.ctx, "acme", provision.Page{}); total != 4 {
@@ -119,7 +119,7 @@ func TestHeldPlansConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		wg.Go(func() {
-			if _, err := f.engine.ReplaceMembers(f.ctx, okta, g.ID, ids[:1]); !errors.Is(err, provision.ErrHeld) {
+			if _, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[:1]}); !errors.Is(err, provision.ErrHeld) {
 				t.Errorf("replace of %s = %v", g.DisplayName, err)
 			}
 		})

@@ -70,7 +70,7 @@ func queryEngines(t *testing.T, users, scanLimit int) (push, fallback *provision
 					members = append(members, id)
 				}
 			}
-			if _, err := e.AddMembers(ctx, okta, grp.ID, members); err != nil {
+			if _, _, err := e.UpdateGroup(ctx, okta, grp.ID, provision.Precondition{}, provision.GroupUpdate{Add: members}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -86,7 +86,7 @@ func TestBadKeysStopAtTheEdge(t *testing.T) {
 		_, notFound["UpdateUser"] = e.UpdateUser(ctx, okta, key, provision.Precondition{}, noop)
 		notFound["DeleteUser"] = e.DeleteUser(ctx, okta, key, provision.Precondition{})
 		_, notFound["GetGroup"] = e.GetGroup(ctx, okta, key)
-		_, notFound["UpdateGroup"] = e.UpdateGroup(ctx, okta, key, provision.Precondition{}, func(*provision.Group) error { return nil })
+		_, _, notFound["UpdateGroup"] = e.UpdateGroup(ctx, okta, key, provision.Precondition{}, provision.GroupUpdate{Mutate: func(*provision.Group) error { return nil }})
 		notFound["DeleteGroup"] = e.DeleteGroup(ctx, okta, key, provision.Precondition{})
 		_, _, notFound["ListMembers"] = e.ListMembers(ctx, okta, key, provision.Page{Limit: 10})
 		_, notFound["GroupsOfUser"] = e.GroupsOfUser(ctx, okta, key)
@@ -100,10 +100,10 @@ func TestBadKeysStopAtTheEdge(t *testing.T) {
 			}
 		}
 		var me *provision.MembersError
-		if _, err := e.AddMembers(ctx, okta, g.ID, []string{u.ID, key}); !errors.As(err, &me) || len(me.Unknown) != 1 {
+		if _, _, err := e.UpdateGroup(ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{u.ID, key}}); !errors.As(err, &me) || len(me.Unknown) != 1 {
 			t.Errorf("AddMembers with %q = %v, want a MembersError naming it", key, err)
 		}
-		if _, err := e.ReplaceMembers(ctx, okta, g.ID, []string{key}); !errors.As(err, &me) {
+		if _, _, err := e.UpdateGroup(ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: []string{key}}); !errors.As(err, &me) {
 			t.Errorf("ReplaceMembers with %q = %v, want a MembersError", key, err)
 		}
 		f, err := filter.Parse(`userName eq "x" or externalId eq "y"`)

@@ -69,7 +69,7 @@ func getBench(b *testing.B) *benchEnv {
 			for _, u := range users[i:min(i+1000, benchUsers)] {
 				ids = append(ids, u.ID)
 			}
-			if _, err := engine.AddMembers(ctx, o, big.ID, ids); err != nil {
+			if _, _, err := engine.UpdateGroup(ctx, o, big.ID, provision.Precondition{}, provision.GroupUpdate{Add: ids}); err != nil {
 				b.Fatal(err)
 			}
 		}

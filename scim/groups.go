@@ -179,7 +179,7 @@ func (gh groupHandler) Replace(r *http.Request, id string, attrs elimity.Resourc
 	for k, v := range ex.attrs {
 		doc[k] = v
 	}
-	g, _, err := h.engine.PatchGroup(r.Context(), st.origin, id, pre, provision.GroupPatch{ReplaceMembers: hasMembers, Members: members, Mutate: func(cur *provision.Group) error {
+	g, _, err := h.engine.UpdateGroup(r.Context(), st.origin, id, pre, provision.GroupUpdate{ReplaceMembers: hasMembers, Members: members, Mutate: func(cur *provision.Group) error {
 		d := deepCopy(doc).(map[string]any)
 		if _, ok := d["externalId"]; !ok && cur.ExternalID != "" {
 			d["externalId"] = cur.ExternalID
@@ -363,7 +363,7 @@ func (gh groupHandler) Patch(r *http.Request, id string, ops []elimity.PatchOper
 	if len(st.customOps) > 0 {
 		other = true
 	}
-	var p provision.GroupPatch
+	var p provision.GroupUpdate
 	switch {
 	case plan.replaced:
 		p.ReplaceMembers = true
@@ -397,7 +397,7 @@ func (gh groupHandler) Patch(r *http.Request, id string, ops []elimity.PatchOper
 	}
 	// Attributes and members change in one transaction: a refused rename
 	// leaves the members as they were.
-	if _, _, err := h.engine.PatchGroup(r.Context(), st.origin, id, pre, p); err != nil {
+	if _, _, err := h.engine.UpdateGroup(r.Context(), st.origin, id, pre, p); err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}
 	return elimity.Resource{}, nil

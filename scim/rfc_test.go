@@ -186,10 +186,10 @@ func TestSecondCreateIs409(t *testing.T) {
 	if err != nil || u.ID != id {
 		t.Fatalf("engine CreateUser of the same user = %s, %v; want %s, no error", u.ID, err, id)
 	}
-	_, err = e.engine.CreateUserStrict(t.Context(), o, provision.User{UserName: "twice@acme.test", ExternalID: "ext-twice", Active: true})
+	_, err = e.engine.CreateUser(t.Context(), o, provision.User{UserName: "twice@acme.test", ExternalID: "ext-twice", Active: true})
 	var ce *provision.ConflictError
 	if !errors.As(err, &ce) || ce.ExistingID != id || !errors.Is(err, provision.ErrAlreadyExists) {
-		t.Fatalf("CreateUserStrict of the same user: %v, want a *ConflictError naming %s", err, id)
+		t.Fatalf("CreateUser of the same user: %v, want a *ConflictError naming %s", err, id)
 	}
 	// In a Bulk request too.
 	bulk := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[{"method":"POST","path":"/Users","bulkId":"b1","data":` + body + `}]}`

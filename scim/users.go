@@ -37,7 +37,7 @@ func (uh userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if serr != nil {
 		return elimity.Resource{}, h.fail(st, serr)
 	}
-	created, err := h.engine.CreateUserStrict(r.Context(), st.origin, u)
+	created, err := h.engine.CreateUser(r.Context(), st.origin, u)
 	if err != nil {
 		return elimity.Resource{}, h.fail(st, err)
 	}

@@ -156,7 +156,7 @@ func BenchmarkAddMember(b *testing.B) {
 						next = 0
 						b.StartTimer()
 					}
-					if _, err := e.AddMembers(ctx, admin, g.ID, []string{extra[next]}); err != nil {
+					if _, _, err := e.UpdateGroup(ctx, admin, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{extra[next]}}); err != nil {
 						b.Fatal(err)
 					}
 					next++

@@ -93,7 +93,7 @@ func TestReplicas(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := engines[i%2].AddMembers(ctx, admin, g.ID, []string{ids[i%users]}); err != nil {
+			if _, _, err := engines[i%2].UpdateGroup(ctx, admin, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{ids[i%users]}}); err != nil {
 				errs <- fmt.Errorf("add member: %w", err)
 			}
 		}()

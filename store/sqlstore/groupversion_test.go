@@ -41,7 +41,9 @@ func TestConcurrentMemberAddsBumpVersion(t *testing.T) {
 			var wg sync.WaitGroup
 			errs := make([]error, n)
 			for i := range ids {
-				wg.Go(func() { _, errs[i] = e.AddMembers(ctx, o, g.ID, []string{ids[i]}) })
+				wg.Go(func() {
+					_, _, errs[i] = e.UpdateGroup(ctx, o, g.ID, provision.Precondition{}, provision.GroupUpdate{Add: []string{ids[i]}})
+				})
 			}
 			wg.Wait()
 			for i, err := range errs {
