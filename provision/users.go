@@ -16,10 +16,16 @@ type Precondition struct {
 }
 
 // CreateUser creates a user of o's tenant owned by o's connection, or
-// returns what an identity provider's retry or rehire should get:
+// does what an identity provider's retry or rehire should get:
 //
-//   - A retried create (same connection, same ExternalID, same userName)
-//     returns the existing user and emits nothing.
+//   - A retried create (the connection already has a live user with the
+//     same ExternalID and userName, and the create would change nothing)
+//     is a *ConflictError (ErrAlreadyExists) whose ExistingID names that
+//     user, and emits nothing. It is what a SCIM POST answers: RFC 7644
+//     section 3.3 requires 409 for a create that conflicts with an
+//     existing resource; Okta and Microsoft Entra ID then look the user
+//     up. A caller that wants the user itself uses ExistingID, or
+//     ProvisionIdentity, which resolves instead of creating.
 //   - A create whose user is already known to the connection (by
 //     ExternalID, or by userName for a user it owns) and deactivated
 //     reactivates and updates it (user.reactivated).
@@ -30,12 +36,6 @@ type Precondition struct {
 //
 // u.ExternalID becomes the connection's Link to the user.
 func (e *Engine) CreateUser(ctx context.Context, o Origin, u User) (User, error) {
-	return e.createUserAs(ctx, o, u, false)
-}
-
-// createUserAs is CreateUser; strict refuses a retried create (see
-// CreateUserStrict).
-func (e *Engine) createUserAs(ctx context.Context, o Origin, u User, strict bool) (User, error) {
 	s, err := e.scope(ctx, o)
 	if err != nil {
 		return User{}, err
@@ -48,7 +48,7 @@ func (e *Engine) createUserAs(ctx context.Context, o Origin, u User, strict bool
 		var err error
 		n := len(rec.changes)
 		out, err = e.createUser(ctx, s, tx, rec, u)
-		if err == nil && strict && len(rec.changes) == n {
+		if err == nil && len(rec.changes) == n {
 			// Nothing changed: the user already was what u says.
 			return &ConflictError{Field: "userName", Value: u.UserName, ExistingID: out.ID, Owner: out.Owner}
 		}
