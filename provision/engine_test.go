@@ -257,15 +257,16 @@ func TestNoOpChangesNothing(t *testing.T) {
 	}
 }
 
-func TestRetriedCreateReturnsExisting(t *testing.T) {
+func TestRetriedCreateNamesExisting(t *testing.T) {
 	f := newFixture(t)
 	u := f.create(okta, ada())
 	seq := f.lastSeq("acme")
 	again := ada()
 	again.UserName = "ADA@acme.test" // userName compares case-insensitively
-	u2 := f.create(okta, again)
-	if u2.ID != u.ID || u2.Version != u.Version {
-		t.Fatalf("retried create = %+v, want the existing user", u2)
+	_, err := f.engine.CreateUser(f.ctx, okta, again)
+	var retried *provision.ConflictError
+	if !errors.As(err, &retried) || retried.ExistingID != u.ID || !errors.Is(err, provision.ErrAlreadyExists) {
+		t.Fatalf("retried create = %v, want a *ConflictError naming %s", err, u.ID)
 	}
 	if f.lastSeq("acme") != seq {
 		t.Fatal("a retried create emitted events")
@@ -273,7 +274,7 @@ func TestRetriedCreateReturnsExisting(t *testing.T) {
 	// Without an externalId, a second create is a conflict (RFC 7644 409).
 	plain := provision.User{UserName: "bob@acme.test", Active: true}
 	f.create(okta, plain)
-	_, err := f.engine.CreateUser(f.ctx, okta, plain)
+	_, err = f.engine.CreateUser(f.ctx, okta, plain)
 	var ce *provision.ConflictError
 	if !errors.As(err, &ce) || ce.Field != "userName" || !errors.Is(err, provision.ErrAlreadyExists) {
 		t.Fatalf("duplicate create = %v, want a userName ConflictError", err)
