@@ -16,16 +16,16 @@ import (
 // fastOpts are consumer options with millisecond backoffs, for tests.
 var fastOpts = provision.ConsumeOptions{MinBackoff: 5 * time.Millisecond, MaxBackoff: 40 * time.Millisecond}
 
-// startConsumer runs ConsumeWith in the background until the test ends.
+// startConsumer runs Consume in the background until the test ends.
 func startConsumer(t *testing.T, e *provision.Engine, name string, opts provision.ConsumeOptions, fn provision.ConsumeFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.ConsumeWith(ctx, name, fn, opts) }()
+	go func() { done <- e.Consume(ctx, name, fn, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("ConsumeWith = %v", err)
+			t.Errorf("Consume = %v", err)
 		}
 	})
 }
@@ -190,7 +190,7 @@ func TestConsumeRestartKeepsTheStoredBackoff(t *testing.T) {
 	for range 3 { // three quick restarts of a crashing process
 		ctx, cancel := context.WithCancel(f.ctx)
 		done := make(chan error, 1)
-		go func() { done <- f.engine.ConsumeWith(ctx, "webhook", failing, opts) }()
+		go func() { done <- f.engine.Consume(ctx, "webhook", failing, opts) }()
 		time.Sleep(50 * time.Millisecond)
 		cancel()
 		<-done

@@ -172,7 +172,7 @@ func (e *Engine) Events(ctx context.Context, tenantID string, after int64, limit
 // bound each attempt with its own timeout.
 type ConsumeFunc func(ctx context.Context, ev Event) error
 
-// ConsumeOptions tune ConsumeWith. The zero value gives the defaults.
+// ConsumeOptions tune Consume. The zero value gives the defaults.
 type ConsumeOptions struct {
 	// Parallelism is how many tenants are delivered at the same time, so
 	// a slow or failing tenant does not hold up the others. Each tenant's
@@ -363,18 +363,13 @@ func (e *Engine) ResumeConsumer(ctx context.Context, name, tenantID string) erro
 // Consume delivers every tenant's events to fn, in Seq order per tenant,
 // after the cursor stored for name, and advances that cursor after each
 // event fn accepts. It runs until ctx ends and then returns ctx's error.
-// It is ConsumeWith with the default ConsumeOptions.
+// opts, at most one, tunes the delivery; none is the defaults of
+// ConsumeOptions.
 //
 // With an EventLog the delivery is durable: at least once, resuming after a
 // crash or a restart where the last accepted event was, and the Locker lets
 // one replica at a time consume a tenant for name. Without an EventLog
 // Consume gets only the events committed while it runs, best-effort.
-func (e *Engine) Consume(ctx context.Context, name string, fn ConsumeFunc) error {
-	return e.ConsumeWith(ctx, name, fn, ConsumeOptions{})
-}
-
-// ConsumeWith is Consume with options.
-//
 // Tenants are delivered in parallel (up to opts.Parallelism at a time),
 // each in Seq order. A tenant's events are read in batches while holding
 // the Locker lock "consumer:"+name of the tenant, so across replicas one
@@ -400,7 +395,14 @@ func (e *Engine) Consume(ctx context.Context, name string, fn ConsumeFunc) error
 // a missed notification costs at most that delay). A poll asks an
 // EventBacklog Store for the tenants behind in one query; without one it
 // reads every tenant's cursor and log.
-func (e *Engine) ConsumeWith(ctx context.Context, name string, fn ConsumeFunc, opts ConsumeOptions) error {
+func (e *Engine) Consume(ctx context.Context, name string, fn ConsumeFunc, options ...ConsumeOptions) error {
+	if len(options) > 1 {
+		return errors.New("provision: Consume takes at most one ConsumeOptions")
+	}
+	var opts ConsumeOptions
+	if len(options) == 1 {
+		opts = options[0]
+	}
 	if name == "" {
 		return errors.New("provision: Consume needs a consumer name")
 	}
@@ -417,7 +419,7 @@ func (e *Engine) ConsumeWith(ctx context.Context, name string, fn ConsumeFunc, o
 	return c.run(ctx)
 }
 
-// consumer is one running ConsumeWith. Its scheduling state is owned by
+// consumer is one running Consume. Its scheduling state is owned by
 // run's goroutine; drains run on up to Parallelism other goroutines.
 type consumer struct {
 	e    *Engine

@@ -88,7 +88,7 @@ func TestMetrics(t *testing.T) {
 	got := make(chan provision.Event, 10)
 	done := make(chan error, 1)
 	go func() {
-		done <- e.ConsumeWith(ctx, "hooks", func(ctx context.Context, ev provision.Event) error {
+		done <- e.Consume(ctx, "hooks", func(ctx context.Context, ev provision.Event) error {
 			if !failed {
 				failed = true
 				return errors.New("endpoint down")

@@ -79,7 +79,7 @@ type Config struct {
 
 // Webhook delivers each tenant's events, in order, as signed JSON POSTs
 // to the tenant's Endpoint. It is a durable consumer of the engine
-// (provision.Engine.ConsumeWith): at least once, in Seq order per tenant,
+// (provision.Engine.Consume): at least once, in Seq order per tenant,
 // one replica at a time per tenant, resuming after a restart where the
 // last acknowledged event was. Safe for concurrent use.
 type Webhook struct {
@@ -225,7 +225,7 @@ func (w *Webhook) tenants() []string {
 // on every replica: the engine's Locker lets one at a time deliver a
 // tenant.
 func (w *Webhook) Run(ctx context.Context) error {
-	return w.engine.ConsumeWith(ctx, w.name, w.Deliver, w.opts)
+	return w.engine.Consume(ctx, w.name, w.Deliver, w.opts)
 }
 
 // Status returns the tenant's delivery state: cursor, backlog and, while

@@ -154,7 +154,7 @@ func TestSoak(t *testing.T) {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				_ = e.ConsumeWith(ctx, name, log.handler(r, name), provision.ConsumeOptions{Parallelism: 2, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+				_ = e.Consume(ctx, name, log.handler(r, name), provision.ConsumeOptions{Parallelism: 2, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 			}()
 		}
 		return r
