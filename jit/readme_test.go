@@ -72,7 +72,7 @@ func TestReadmeSnippet(t *testing.T) {
 	})
 	// SCIM: the customer's Okta or Entra ID provisions into it; the token picks tenant and directory.
 	tokens, err := scim.NewTokenSet(scim.Directory{TenantID: "acme", ConnectionID: "okta", TokenHashes: hashes})
-	scimHandler, err := scim.NewHandler(scim.Config{Engine: engine, Authenticator: tokens})
+	scimHandler, err := scim.New(scim.Config{Engine: engine, Authenticator: tokens})
 	mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", scimHandler))
 	// SSO: from your SAML callback (saml.MapAssertion), or let saml.New serve the whole flow.
 	jp, err := jit.New(jit.Config{Engine: engine, Connections: []jit.Settings{{TenantID: "acme", ConnectionID: "sso", Update: true}}})

@@ -31,8 +31,8 @@ func accessFixture(t *testing.T) (*fixture, provision.Group) {
 		{ID: "finance", Filter: `department eq "Finance"`, Roles: []string{"finance"}},
 		{ID: "approvers", Filter: `department eq "Finance" and title sw "Head"`, Roles: []string{"approver", "finance"}},
 	}
-	f.engine.RemoveTenant("acme")
-	if err := f.engine.SetTenant(tn); err != nil {
+	provision.RemoveTenant(f.engine, "acme")
+	if err := provision.SetTenant(f.engine, tn); err != nil {
 		t.Fatal(err)
 	}
 	return f, g

@@ -20,7 +20,7 @@
 // Tenants and their connections are data: registered in the Store's
 // Registry (PutTenant, PutConnection, DeleteConnection) and followed by
 // every engine sharing the Store, or declared by the host's configuration
-// (Config.Tenants, SetTenant). One Connection carries the matching rules
+// (Config.Tenants). One Connection carries the matching rules
 // and the protocol settings its adapter reads (SCIM token hashes, SAML
 // metadata, LDAP URL and bind, JIT switches), with its secrets sealed by
 // Config.SecretKeys.

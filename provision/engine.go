@@ -18,7 +18,8 @@ import (
 type Config struct {
 	// Store persists users, groups, members and links. Required.
 	Store Store
-	// Tenants are declared up front; more can be set with SetTenant.
+	// Tenants are declared up front, as configuration; tenants that change
+	// at run time are registered (PutTenant).
 	Tenants []Tenant
 	// Logger receives the engine's diagnostics. Nil discards them.
 	Logger *slog.Logger
@@ -65,7 +66,7 @@ type Config struct {
 	// registry write that carries a secret fails with ErrNoSecretKey.
 	SecretKeys []SecretKey
 	// FollowInterval bounds how long a change another engine made to the
-	// Registry takes to reach this one when nothing calls RegistryChanged:
+	// Registry takes to reach this one when no RegistryWatcher tells it:
 	// the engine reads the registry's revision feed at most this often,
 	// and only while it serves requests. Default 500ms.
 	FollowInterval time.Duration
@@ -216,17 +217,16 @@ func NewEngine(cfg Config) (*Engine, error) {
 		e.log.Warn("provision: the store has no Locker: locks are local to this process")
 	}
 	for _, t := range cfg.Tenants {
-		if err := e.SetTenant(t); err != nil {
+		if err := e.setTenant(t); err != nil {
 			return nil, err
 		}
 	}
 	return e, nil
 }
 
-// SetTenant declares t, or replaces the tenant with the same ID. It
-// records nothing; UpdateTenant also puts the connections it adds and
-// removes in the event log.
-func (e *Engine) SetTenant(t Tenant) error {
+// setTenant declares t (Config.Tenants), or replaces the tenant with the
+// same ID. It records nothing.
+func (e *Engine) setTenant(t Tenant) error {
 	if err := validateTenant(t); err != nil {
 		return err
 	}
@@ -260,7 +260,7 @@ func (e *Engine) SetTenant(t Tenant) error {
 	}
 	if old, ok := e.tenants[t.ID]; ok {
 		if !slices.EqualFunc(old.AccessRules, t.AccessRules, sameRule) {
-			e.log.Warn("provision: SetTenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
+			e.log.Warn("provision: a declared tenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
 		}
 		t.AccessRules, t.access = old.AccessRules, old.access
 	} else {
@@ -302,28 +302,15 @@ func (e *Engine) unindexLocked(id string) {
 	}
 }
 
-// RemoveTenant forgets the declared tenant: every later call for it fails
+// removeTenant forgets the declared tenant: every later call for it fails
 // with ErrUnknownTenant (unless it is registered). Its data stays in the
 // Store.
-func (e *Engine) RemoveTenant(id string) {
+func (e *Engine) removeTenant(id string) {
 	e.mu.Lock()
 	e.unindexLocked(id)
 	delete(e.tenants, id)
 	e.tenantSet++
 	e.mu.Unlock()
-}
-
-// Tenants returns the declared tenants, ordered by ID (ListTenants lists
-// the registered ones).
-func (e *Engine) Tenants() []Tenant {
-	e.mu.RLock()
-	out := make([]Tenant, 0, len(e.tenants))
-	for _, t := range e.tenants {
-		out = append(out, *t)
-	}
-	e.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Tenant) int { return compareStrings(a.ID, b.ID) })
-	return out
 }
 
 func compareStrings(a, b string) int {

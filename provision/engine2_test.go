@@ -87,7 +87,7 @@ func TestValidation(t *testing.T) {
 		{ID: "x", Connections: []provision.Connection{{ID: "a", Kind: provision.KindSAML, Match: []provision.MatchRule{provision.MatchPairedExternalID}}}},
 		{ID: "x", Connections: []provision.Connection{{ID: "a", Kind: provision.KindSAML, PairedWith: "nope"}}},
 	} {
-		if err := f.engine.SetTenant(tn); !errors.Is(err, provision.ErrInvalid) {
+		if err := provision.SetTenant(f.engine, tn); !errors.Is(err, provision.ErrInvalid) {
 			t.Errorf("SetTenant(%+v) = %v, want ErrInvalid", tn, err)
 		}
 	}
@@ -377,7 +377,7 @@ func TestRehirePolicy(t *testing.T) {
 			f := newFixture(t)
 			tn := tenants()[0]
 			tn.RelinkOnRehire = relink
-			if err := f.engine.SetTenant(tn); err != nil {
+			if err := provision.SetTenant(f.engine, tn); err != nil {
 				t.Fatal(err)
 			}
 			u := f.create(okta, ada())
@@ -405,35 +405,6 @@ func TestRehirePolicy(t *testing.T) {
 				t.Fatalf("new link = %+v, %v", l, err)
 			}
 		})
-	}
-}
-
-func TestUpdateTenantRecordsConnections(t *testing.T) {
-	f := newFixture(t)
-	tn := tenants()[0]
-	tn.Connections = append(tn.Connections[:1:1], provision.Connection{ID: "onelogin", Kind: provision.KindSCIM}) // entra, sso, ldap go
-	if err := f.engine.UpdateTenant(f.ctx, tn, "alice@host"); err != nil {
-		t.Fatal(err)
-	}
-	evs := f.expectEvents("acme", 0, provision.ConnectionActivated, provision.ConnectionDeleted, provision.ConnectionDeleted, provision.ConnectionDeleted)
-	if evs[0].ConnectionID != "onelogin" || evs[0].Connection.Kind != provision.KindSCIM || evs[0].Actor != "alice@host" {
-		t.Fatalf("activated = %+v", evs[0])
-	}
-	var gone []string
-	for _, ev := range evs[1:] {
-		gone = append(gone, ev.ConnectionID)
-	}
-	if !slices.Equal(gone, []string{"entra", "sso", "ldap"}) {
-		t.Fatalf("deleted = %v", gone)
-	}
-	// A removed connection can no longer write.
-	if _, err := f.engine.CreateUser(f.ctx, entra, provision.User{UserName: "x", Active: true}); !errors.Is(err, provision.ErrForbidden) {
-		t.Fatalf("write from a removed connection = %v", err)
-	}
-	// The same declaration again records nothing.
-	seq := f.lastSeq("acme")
-	if err := f.engine.UpdateTenant(f.ctx, tn, "alice@host"); err != nil || f.lastSeq("acme") != seq {
-		t.Fatalf("an unchanged tenant recorded events: %v", err)
 	}
 }
 

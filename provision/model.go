@@ -11,8 +11,8 @@ import (
 const APIConnection = "api"
 
 // Tenant is one customer company of the host application. A tenant is
-// either declared by the host's configuration (Config.Tenants,
-// Engine.SetTenant) or registered as data in the Store's Registry
+// either declared by the host's configuration (Config.Tenants) or
+// registered as data in the Store's Registry
 // (Engine.PutTenant, PutConnection), which every engine sharing the Store
 // follows.
 type Tenant struct {

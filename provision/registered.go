@@ -16,7 +16,7 @@ import (
 var ErrNoRegistry = errors.New("provision: the store has no Registry: tenants are declared configuration only")
 
 // ErrDeclared is the error of a registry write to a tenant that the host
-// declared (Config.Tenants, SetTenant): a declared tenant is changed by
+// declared (Config.Tenants): a declared tenant is changed by
 // the host's configuration, never through the registry.
 var ErrDeclared = errors.New("provision: the tenant is declared by the host's configuration")
 
@@ -38,7 +38,7 @@ func (e *DomainError) Is(target error) bool { return target == ErrAlreadyExists 
 
 // registry is the engine's view of the Store's Registry: a cache of the
 // registered tenants read so far, refreshed from the revision feed at
-// most every followEvery (and at once when RegistryChanged is called).
+// most every followEvery (and at once when FollowRegistry hears a notification).
 type registry struct {
 	store       Registry
 	sealer      *sealer
@@ -398,12 +398,12 @@ func (r *registry) forget(id string, rev int64) {
 	r.mu.Unlock()
 }
 
-// RegistryChanged tells the engine that the registry changed (a
+// registryChanged tells the engine that the registry changed (a
 // PostgreSQL NOTIFY on the store's registry channel, say): it reads the
 // revision feed at once instead of at its next check, so that every
 // engine sees a change within milliseconds. Without calls to it, an
 // engine sees another's change within Config.FollowInterval.
-func (e *Engine) RegistryChanged(ctx context.Context) error {
+func (e *Engine) registryChanged(ctx context.Context) error {
 	if e.reg == nil {
 		return nil
 	}

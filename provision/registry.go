@@ -28,7 +28,7 @@ import (
 // connection.* events the engine records commit with them.
 //
 // Without it, tenants are only the host's declared configuration
-// (Config.Tenants, SetTenant), and the engine's registry calls (PutTenant,
+// (Config.Tenants), and the engine's registry calls (PutTenant,
 // PutConnection, ...) fail with ErrNoRegistry.
 type Registry interface {
 	// GetTenantRecord returns the live record of the tenant, ErrNotFound

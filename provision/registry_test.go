@@ -343,7 +343,7 @@ func TestRegistryFollowedByAnotherEngine(t *testing.T) {
 	if err := a.DeleteConnection(ctx, "globex", "okta", "admin"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.RegistryChanged(ctx); err != nil {
+	if err := provision.RegistryChanged(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := b.ConnectionByToken(ctx, provision.HashToken("okta-token")); !errors.Is(err, provision.ErrNotFound) {
@@ -366,14 +366,14 @@ func TestRegistryFollowedByAnotherEngine(t *testing.T) {
 	if _, err := a.PutTenant(ctx, provision.Tenant{ID: "initech", VerifiedDomains: []string{"initech.example"}}, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	_ = b.RegistryChanged(ctx)
+	_ = provision.RegistryChanged(ctx, b)
 	if got := recv(t, seen); got != "initech:0:false" {
 		t.Fatalf("after a create: %s", got)
 	}
 	if err := a.DeleteTenant(ctx, "initech", "admin"); err != nil {
 		t.Fatal(err)
 	}
-	_ = b.RegistryChanged(ctx)
+	_ = provision.RegistryChanged(ctx, b)
 	if got := recv(t, seen); got != "initech:0:true" {
 		t.Fatalf("after a delete: %s", got)
 	}

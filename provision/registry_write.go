@@ -27,7 +27,7 @@ import (
 // verified domain another tenant holds is a *DomainError (ErrAlreadyExists)
 // and nothing changes. It returns the tenant as registered. Every engine
 // sharing the Store serves the change within Config.FollowInterval (at
-// once where RegistryChanged is wired to a notification).
+// once where FollowRegistry hears a notification).
 func (e *Engine) PutTenant(ctx context.Context, t Tenant, actor string) (Tenant, error) {
 	return e.modifyRegistered(ctx, t.ID, actor, t.Version, true, func(cur *Tenant) error {
 		next := cloneTenant(&t)
@@ -161,9 +161,8 @@ func (e *Engine) ListTenants(ctx context.Context, p Page) ([]Tenant, int, error)
 // a deleted tenant, whose ID alone is given), until ctx ends. It is how a
 // host keeps per-connection work in step with the registry: an LDAP
 // syncer per LDAP connection, started, changed and stopped as connections
-// are. It reads the revision feed every Config.FollowInterval, at once
-// after RegistryChanged, and at once when a Store that is a
-// RegistryWatcher (sqlstore on PostgreSQL with Config.Listen) hears a
+// are. It reads the revision feed every Config.FollowInterval, and at once
+// when a Store that is a RegistryWatcher (sqlstore on PostgreSQL with Config.Listen) hears a
 // write commit on any replica; what it reads also refreshes the engine's
 // cache, so every request sees the change. An error from fn stops it and
 // is returned.

@@ -45,7 +45,7 @@ func getBench(b *testing.B) *benchEnv {
 			b.Fatal(err)
 		}
 		tokens, _ := scim.NewTokenSet(scim.Directory{TenantID: "acme", ConnectionID: "okta", TokenHashes: []scim.TokenHash{scim.HashToken(acmeOkta)}})
-		h, err := scim.NewHandler(scim.Config{Engine: engine, Authenticator: tokens})
+		h, err := scim.New(scim.Config{Engine: engine, Authenticator: tokens})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -109,7 +109,7 @@ func newEnvStore(t testing.TB, st provision.Store, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	cfg.Engine = e.engine
-	h, err := scim.NewHandler(cfg)
+	h, err := scim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,9 @@ import (
 	"github.com/idprov/idprov/store/memstore"
 )
 
-// ExampleNewHandler mounts the SCIM handler for one Okta directory of
+// ExampleNew mounts the SCIM handler for one Okta directory of
 // tenant acme and provisions a user the way Okta does.
-func ExampleNewHandler() {
+func ExampleNew() {
 	engine, err := provision.NewEngine(provision.Config{
 		Store: memstore.New(),
 		Tenants: []provision.Tenant{{
@@ -36,7 +36,7 @@ func ExampleNewHandler() {
 	if err != nil {
 		panic(err)
 	}
-	h, err := scim.NewHandler(scim.Config{
+	h, err := scim.New(scim.Config{
 		Engine:        engine,
 		Authenticator: tokens,
 		SetPassword: func(ctx context.Context, o provision.Origin, userID, password string) error {

@@ -134,16 +134,6 @@ type Handler struct {
 	userSchema, groupSchema, enterpriseSchema schema.Schema
 }
 
-// NewHandler validates cfg and returns the SCIM handler, as New does, as
-// an http.Handler.
-func NewHandler(cfg Config) (http.Handler, error) {
-	h, err := New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return h, nil
-}
-
 // New validates cfg and returns the SCIM handler. It builds one
 // elimity-com/scim Server for this handler only, with no process-wide
 // settings, so handlers with different configurations live side by side.

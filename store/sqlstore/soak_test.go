@@ -145,7 +145,7 @@ func TestSoak(t *testing.T) {
 		must(t, st.Migrate(context.Background()))
 		e, err := provision.NewEngine(provision.Config{Store: st, Tenants: decl, PollInterval: 500 * time.Millisecond})
 		must(t, err)
-		h, err := scim.NewHandler(scim.Config{Engine: e, Authenticator: tokens})
+		h, err := scim.New(scim.Config{Engine: e, Authenticator: tokens})
 		must(t, err)
 		r.srv = httptest.NewServer(h)
 		ctx, cancel := context.WithCancel(context.Background())

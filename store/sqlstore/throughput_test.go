@@ -83,7 +83,7 @@ func BenchmarkThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := scim.NewHandler(scim.Config{Engine: e, Authenticator: tokens})
+	h, err := scim.New(scim.Config{Engine: e, Authenticator: tokens})
 	if err != nil {
 		b.Fatal(err)
 	}
