@@ -5,13 +5,13 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/idprov/idprov/jit"
+	"github.com/idprov/idprov/provision"
 )
 
 // go test -run '^$' -bench Provision -benchmem ./jit/
 func BenchmarkProvisionReturning(b *testing.B) {
 	ctx := context.Background()
-	f := newFixture(b, jit.Settings{Create: true, Update: true})
+	f := newFixture(b, provision.JITSettings{Create: true, Update: true})
 	id := identity("00u1", "jane@acme.example", "Jane")
 	if _, err := f.p.Provision(ctx, samlConn, id); err != nil {
 		b.Fatal(err)
@@ -26,7 +26,7 @@ func BenchmarkProvisionReturning(b *testing.B) {
 
 func BenchmarkProvisionNew(b *testing.B) {
 	ctx := context.Background()
-	f := newFixture(b, jit.Settings{Create: true, Update: true})
+	f := newFixture(b, provision.JITSettings{Create: true, Update: true})
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

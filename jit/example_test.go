@@ -15,13 +15,12 @@ func ExampleProvisioner_Provision() {
 	engine, _ := provision.NewEngine(provision.Config{
 		Store: memstore.New(),
 		Tenants: []provision.Tenant{{ID: "acme", Connections: []provision.Connection{
-			{ID: "okta-saml", Kind: provision.KindSAML},
+			{ID: "okta-saml", Kind: provision.KindSAML, JIT: &provision.JITSettings{
+				Create: true, Update: true, AllowedEmailDomains: []string{"acme.example"},
+			}},
 		}}},
 	})
-	p, _ := jit.New(jit.Config{Engine: engine, Connections: []jit.Settings{{
-		TenantID: "acme", ConnectionID: "okta-saml", Create: true, Update: true,
-		AllowedEmailDomains: []string{"acme.example"},
-	}}})
+	p, _ := jit.New(jit.Config{Engine: engine})
 	conn := jit.Connection{TenantID: "acme", ID: "okta-saml"}
 	login := provision.Identity{
 		ExternalID: "00u1", // the IdP's stable subject

@@ -3,10 +3,10 @@
 // package saml maps a SAML assertion to a provision.Identity and calls it,
 // and a host with its own SAML or OpenID Connect code can call it too.
 //
-// A Provisioner knows the just-in-time switches of each login connection
-// (create users, update them on every login, the allowed e-mail domains,
-// whether the login may assign roles) and hands the identity to the
-// provision.Engine, which resolves it in one transaction: through the
+// A Provisioner reads the just-in-time switches of each login connection
+// from the engine (provision.Connection.JIT: create users, update them on
+// every login, the allowed e-mail domains, whether the login may assign
+// roles) and hands the identity to the provision.Engine, which resolves it in one transaction: through the
 // connection's Link (keyed on the stable subject, never on e-mail), else by
 // the connection's match rules on first contact (provision.Connection.Match:
 // a paired SCIM directory's externalId, the userName, or an e-mail address
@@ -18,14 +18,10 @@
 // logged and handed to the engine's audit hook (provision.Config.Audit)
 // with its reason.
 //
-//	p, err := jit.New(jit.Config{
-//		Engine: engine,
-//		Connections: []jit.Settings{{
-//			TenantID: "acme", ConnectionID: "okta-saml",
-//			Create: true, Update: true,
-//			AllowedEmailDomains: []string{"acme.example"},
-//		}},
-//	})
+//	// acme's connection: {ID: "okta-saml", Kind: provision.KindSAML,
+//	//	JIT: &provision.JITSettings{Create: true, Update: true,
+//	//		AllowedEmailDomains: []string{"acme.example"}}}
+//	p, err := jit.New(jit.Config{Engine: engine})
 //	...
 //	user, err := p.Provision(ctx, jit.Connection{TenantID: "acme", ID: "okta-saml"}, identity)
 //	if errors.Is(err, jit.ErrDeprovisioned) {
@@ -39,9 +35,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
-	"sync"
 
 	"github.com/idprov/idprov/provision"
 )
@@ -106,42 +100,16 @@ type Connection struct {
 	ID       string
 }
 
-// Settings are the just-in-time switches of one login connection, for a
-// host that declares them to the Provisioner (SetConnection). A
-// connection that carries provision.JITSettings (a registered one) needs
-// none: the Provisioner reads them from the engine. The first-contact
-// match rule is the engine's: provision.Connection.Match and PairedWith
-// of the same connection.
-type Settings struct {
-	// TenantID and ConnectionID name the connection. The engine must know
-	// it (provision.Tenant.Connections). Required.
-	TenantID     string
-	ConnectionID string
-	// Create lets a login create a user when no Link and no match rule
-	// found one. When a SCIM directory manages the tenant, leave it off:
-	// the directory creates, and logins only link and update.
-	Create bool
-	// Update writes the login's attributes to the user on every login (a
-	// user another connection owns, such as a SCIM directory, is resolved
-	// but never written).
-	Update bool
-	// AllowedEmailDomains, when not empty, refuses every login (new or
-	// returning user) whose primary e-mail address is missing or outside
-	// these domains (compared case-insensitively, exact domain).
-	AllowedEmailDomains []string
-	// Roles lets the login's roles become the user's direct roles
-	// (provision.Role Source "direct"). Off: the login's roles are dropped
-	// and an update leaves the user's roles as they are.
-	Roles bool
+// settings are a login connection's just-in-time switches, normalized.
+type settings struct {
+	Create, Update, Roles bool
+	AllowedEmailDomains   []string
 }
 
 // Config configures a Provisioner.
 type Config struct {
 	// Engine applies the identities. Required.
 	Engine *provision.Engine
-	// Connections are the login connections' settings. More can be set
-	// with SetConnection.
-	Connections []Settings
 	// Logger receives refusals and failures. Nil discards them (the
 	// engine's Audit hook still gets every refusal).
 	Logger *slog.Logger
@@ -152,9 +120,6 @@ type Config struct {
 type Provisioner struct {
 	engine *provision.Engine
 	log    *slog.Logger
-
-	mu    sync.RWMutex
-	conns map[Connection]Settings
 }
 
 // New validates cfg and returns a Provisioner.
@@ -162,75 +127,29 @@ func New(cfg Config) (*Provisioner, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("jit: Config.Engine is required")
 	}
-	p := &Provisioner{engine: cfg.Engine, log: cfg.Logger, conns: map[Connection]Settings{}}
+	p := &Provisioner{engine: cfg.Engine, log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	for _, s := range cfg.Connections {
-		if err := p.SetConnection(s); err != nil {
-			return nil, err
-		}
 	}
 	return p, nil
 }
 
-// SetConnection declares the settings of a connection, or replaces them.
-func (p *Provisioner) SetConnection(s Settings) error {
-	if s.TenantID == "" || s.ConnectionID == "" {
-		return errors.New("jit: Settings.TenantID and ConnectionID are required")
-	}
-	for i, d := range s.AllowedEmailDomains {
-		d = strings.TrimPrefix(strings.TrimSpace(d), "@")
-		if d == "" || strings.ContainsAny(d, "@ ") {
-			return fmt.Errorf("jit: connection %q: invalid allowed e-mail domain %q", s.ConnectionID, s.AllowedEmailDomains[i])
-		}
-	}
-	s.AllowedEmailDomains = slices.Clone(s.AllowedEmailDomains)
-	for i, d := range s.AllowedEmailDomains {
-		s.AllowedEmailDomains[i] = strings.TrimPrefix(strings.TrimSpace(d), "@")
-	}
-	p.mu.Lock()
-	p.conns[Connection{TenantID: s.TenantID, ID: s.ConnectionID}] = s
-	p.mu.Unlock()
-	return nil
-}
-
-// RemoveConnection forgets a connection's settings: its logins are
-// refused from then on.
-func (p *Provisioner) RemoveConnection(c Connection) {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-}
-
-// Settings returns the settings declared for connection c with
-// SetConnection (not those the engine's connection carries).
-func (p *Provisioner) Settings(c Connection) (Settings, bool) {
-	p.mu.RLock()
-	s, ok := p.conns[c]
-	p.mu.RUnlock()
-	return s, ok
-}
-
-// settings returns c's settings: those declared with SetConnection, else
-// the JIT settings of the engine's connection (a registered SAML
-// connection carries them; one without JITSettings only links and
-// matches: it neither creates nor updates).
-func (p *Provisioner) settings(ctx context.Context, c Connection) (Settings, bool, error) {
-	if s, ok := p.Settings(c); ok {
-		return s, true, nil
-	}
+// settings returns the JIT settings of the engine's connection c (declared
+// or registered). A SAML connection without JITSettings only links and
+// matches: it neither creates nor updates; a connection of another kind
+// without them is no login connection.
+func (p *Provisioner) settings(ctx context.Context, c Connection) (settings, bool, error) {
 	pc, err := p.engine.Connection(ctx, c.TenantID, c.ID)
 	if errors.Is(err, provision.ErrNotFound) || errors.Is(err, provision.ErrUnknownTenant) {
-		return Settings{}, false, nil
+		return settings{}, false, nil
 	}
 	if err != nil {
-		return Settings{}, false, err
+		return settings{}, false, err
 	}
 	if pc.JIT == nil && pc.Kind != provision.KindSAML {
-		return Settings{}, false, nil
+		return settings{}, false, nil
 	}
-	s := Settings{TenantID: c.TenantID, ConnectionID: c.ID}
+	var s settings
 	if j := pc.JIT; j != nil {
 		s.Create, s.Update, s.Roles = j.Create, j.Update, j.Roles
 		for _, d := range j.AllowedEmailDomains {

@@ -20,23 +20,30 @@ var (
 )
 
 type fixture struct {
+	store    provision.Store
 	engine   *provision.Engine
 	p        *jit.Provisioner
 	mu       sync.Mutex
 	refusals []provision.Refusal
 }
 
-func newFixture(t testing.TB, s jit.Settings) *fixture {
+func newFixture(t testing.TB, s provision.JITSettings) *fixture {
+	return newFixtureOn(t, memstore.New(), s)
+}
+
+// newFixtureOn is newFixture on st: a second fixture on the same store is
+// the same tenant with other JIT settings.
+func newFixtureOn(t testing.TB, st provision.Store, s provision.JITSettings) *fixture {
 	t.Helper()
-	f := &fixture{}
+	f := &fixture{store: st}
 	e, err := provision.NewEngine(provision.Config{
-		Store: memstore.New(),
+		Store: st,
 		Tenants: []provision.Tenant{{
 			ID:              tenant,
 			VerifiedDomains: []string{"acme.example"},
 			Connections: []provision.Connection{
 				{ID: "okta-scim", Kind: provision.KindSCIM},
-				{ID: "okta-saml", Kind: provision.KindSAML, Match: []provision.MatchRule{provision.MatchPairedExternalID, provision.MatchEmail}, PairedWith: "okta-scim"},
+				{ID: "okta-saml", Kind: provision.KindSAML, Match: []provision.MatchRule{provision.MatchPairedExternalID, provision.MatchEmail}, PairedWith: "okta-scim", JIT: &s},
 			},
 		}},
 		Audit: func(_ context.Context, r provision.Refusal) {
@@ -48,8 +55,7 @@ func newFixture(t testing.TB, s jit.Settings) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.TenantID, s.ConnectionID = tenant, "okta-saml"
-	p, err := jit.New(jit.Config{Engine: e, Connections: []jit.Settings{s}})
+	p, err := jit.New(jit.Config{Engine: e})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,21 +113,23 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []jit.Settings{
-		{ConnectionID: "c"},
-		{TenantID: "t"},
-		{TenantID: "t", ConnectionID: "c", AllowedEmailDomains: []string{"a@b"}},
-		{TenantID: "t", ConnectionID: "c", AllowedEmailDomains: []string{" "}},
+	_ = e
+	// A connection's JIT settings are checked where they are declared.
+	for _, s := range []provision.JITSettings{
+		{AllowedEmailDomains: []string{"a@b"}},
+		{AllowedEmailDomains: []string{" "}},
 	} {
-		if _, err := jit.New(jit.Config{Engine: e, Connections: []jit.Settings{s}}); err == nil {
-			t.Errorf("New(%+v): no error", s)
+		_, err := provision.NewEngine(provision.Config{Store: memstore.New(), Tenants: []provision.Tenant{{ID: "t",
+			Connections: []provision.Connection{{ID: "c", Kind: provision.KindSAML, JIT: &s}}}}})
+		if !errors.Is(err, provision.ErrInvalid) {
+			t.Errorf("NewEngine with JIT %+v: %v, want ErrInvalid", s, err)
 		}
 	}
 }
 
 func TestCreateThenResolve(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, jit.Settings{Create: true, Update: true})
+	f := newFixture(t, provision.JITSettings{Create: true, Update: true})
 	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +167,7 @@ func TestCreateThenResolve(t *testing.T) {
 
 func TestUpdateOff(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, jit.Settings{Create: true})
+	f := newFixture(t, provision.JITSettings{Create: true})
 	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +183,7 @@ func TestUpdateOff(t *testing.T) {
 
 func TestRoles(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, jit.Settings{Create: true, Update: true, Roles: true})
+	f := newFixture(t, provision.JITSettings{Create: true, Update: true, Roles: true})
 	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
@@ -184,11 +192,7 @@ func TestRoles(t *testing.T) {
 		t.Fatalf("roles = %+v, want admin (direct)", u.Roles)
 	}
 	// Roles switched off: a login no longer changes them.
-	s, _ := f.p.Settings(samlConn)
-	s.Roles = false
-	if err := f.p.SetConnection(s); err != nil {
-		t.Fatal(err)
-	}
+	f = newFixtureOn(t, f.store, provision.JITSettings{Create: true, Update: true})
 	id := identity("00u1", "jane@acme.example", "Jane")
 	id.User.Roles = []provision.Role{{Value: "owner"}}
 	u, err = f.p.Provision(ctx, samlConn, id)
@@ -221,23 +225,23 @@ func TestRefusals(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name     string
-		settings jit.Settings
+		settings provision.JITSettings
 		setup    setup
 		conn     jit.Connection
 		id       provision.Identity
 		want     error
 	}{
-		{name: "creation off", settings: jit.Settings{Update: true}, want: jit.ErrNoAccount},
-		{name: "email outside allowed domains", settings: jit.Settings{Create: true, AllowedEmailDomains: []string{"acme.example"}},
+		{name: "creation off", settings: provision.JITSettings{Update: true}, want: jit.ErrNoAccount},
+		{name: "email outside allowed domains", settings: provision.JITSettings{Create: true, AllowedEmailDomains: []string{"acme.example"}},
 			id: identity("00u1", "jane@evil.example", "Jane"), want: jit.ErrEmailDomain},
-		{name: "no email with allowed domains", settings: jit.Settings{Create: true, AllowedEmailDomains: []string{"acme.example"}},
+		{name: "no email with allowed domains", settings: provision.JITSettings{Create: true, AllowedEmailDomains: []string{"acme.example"}},
 			id: provision.Identity{ExternalID: "00u1", User: provision.User{UserName: "jane"}}, want: jit.ErrEmailDomain},
-		{name: "no subject", settings: jit.Settings{Create: true}, id: identity("", "jane@acme.example", "Jane"), want: jit.ErrNoSubject},
-		{name: "unknown connection", settings: jit.Settings{Create: true}, conn: jit.Connection{TenantID: tenant, ID: "other"}, want: jit.ErrUnknownConnection},
-		{name: "invalid identity", settings: jit.Settings{Create: true}, id: provision.Identity{ExternalID: "00u9"}, want: jit.ErrInvalidIdentity},
-		{name: "deactivated", settings: jit.Settings{Create: true, Update: true}, setup: deactivated(false), want: jit.ErrDeprovisioned},
-		{name: "deleted", settings: jit.Settings{Create: true, Update: true}, setup: deactivated(true), want: jit.ErrDeprovisioned},
-		{name: "userName taken", settings: jit.Settings{Create: true}, setup: func(t *testing.T, f *fixture) {
+		{name: "no subject", settings: provision.JITSettings{Create: true}, id: identity("", "jane@acme.example", "Jane"), want: jit.ErrNoSubject},
+		{name: "unknown connection", settings: provision.JITSettings{Create: true}, conn: jit.Connection{TenantID: tenant, ID: "other"}, want: jit.ErrUnknownConnection},
+		{name: "invalid identity", settings: provision.JITSettings{Create: true}, id: provision.Identity{ExternalID: "00u9"}, want: jit.ErrInvalidIdentity},
+		{name: "deactivated", settings: provision.JITSettings{Create: true, Update: true}, setup: deactivated(false), want: jit.ErrDeprovisioned},
+		{name: "deleted", settings: provision.JITSettings{Create: true, Update: true}, setup: deactivated(true), want: jit.ErrDeprovisioned},
+		{name: "userName taken", settings: provision.JITSettings{Create: true}, setup: func(t *testing.T, f *fixture) {
 			if _, err := f.engine.CreateUser(context.Background(), admin, provision.User{UserName: "jane@acme.example", Active: true}); err != nil {
 				t.Fatal(err)
 			}
@@ -287,7 +291,7 @@ func TestRefusals(t *testing.T) {
 
 func TestDeprovisionedNeverReactivated(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, jit.Settings{Create: true, Update: true})
+	f := newFixture(t, provision.JITSettings{Create: true, Update: true})
 	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +315,7 @@ func TestDeprovisionedNeverReactivated(t *testing.T) {
 
 func TestPairedSCIMUser(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, jit.Settings{Update: true}) // the directory creates, logins link
+	f := newFixture(t, provision.JITSettings{Update: true}) // the directory creates, logins link
 	scim, err := f.engine.CreateUser(ctx, scimOrg, provision.User{
 		ExternalID: "00u1", UserName: "jane.doe", Active: true,
 		Name:   provision.Name{GivenName: "Jane", FamilyName: "Doe"},
@@ -340,7 +344,7 @@ func TestPairedSCIMUser(t *testing.T) {
 
 func TestMatchVerifiedEmail(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, jit.Settings{})
+	f := newFixture(t, provision.JITSettings{})
 	ex, err := f.engine.CreateUser(ctx, admin, provision.User{UserName: "jane", Active: true, Emails: []provision.Email{{Value: "jane@acme.example"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +364,7 @@ func TestMatchVerifiedEmail(t *testing.T) {
 
 func TestConcurrentFirstLogins(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, jit.Settings{Create: true, Update: true})
+	f := newFixture(t, provision.JITSettings{Create: true, Update: true})
 	const n = 16
 	ids := make([]string, n)
 	errs := make([]error, n)
@@ -425,13 +429,13 @@ func (staleTx) UserByUserName(context.Context, string, string) (provision.User, 
 func TestLosingFirstLoginResolvesTheWinner(t *testing.T) {
 	ctx := context.Background()
 	mem := memstore.New()
-	tenants := []provision.Tenant{{ID: tenant, Connections: []provision.Connection{{ID: "okta-saml", Kind: provision.KindSAML}}}}
-	settings := []jit.Settings{{TenantID: tenant, ConnectionID: "okta-saml", Create: true, Update: true}}
+	tenants := []provision.Tenant{{ID: tenant, Connections: []provision.Connection{{ID: "okta-saml", Kind: provision.KindSAML,
+		JIT: &provision.JITSettings{Create: true, Update: true}}}}}
 	other, err := provision.NewEngine(provision.Config{Store: mem, Tenants: tenants})
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherP, err := jit.New(jit.Config{Engine: other, Connections: settings})
+	otherP, err := jit.New(jit.Config{Engine: other})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +450,7 @@ func TestLosingFirstLoginResolvesTheWinner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := jit.New(jit.Config{Engine: e, Connections: settings})
+	p, err := jit.New(jit.Config{Engine: e})
 	if err != nil {
 		t.Fatal(err)
 	}

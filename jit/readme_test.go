@@ -57,12 +57,12 @@ func TestReadmeSnippet(t *testing.T) {
 	identity := provision.Identity{ExternalID: "00u1ada", User: provision.User{UserName: "ada@acme.test", Active: true}}
 
 	// readme:begin
-	// Your customers and their connections, from your own config: here acme's Okta provisions
-	// with SCIM and signs in with SAML. PairedWith makes SSO sign in the users SCIM made (the
-	// login's subject is the SCIM externalId); only that directory's users are in reach.
+	// Your customers and their connections, from your own config (or registered at run time with
+	// engine.PutTenant): here acme's Okta provisions with SCIM (hashes: its bearer token's SHA-256)
+	// and signs in with SAML. PairedWith makes SSO sign in the users SCIM made.
 	tenants := []provision.Tenant{{ID: "acme", Connections: []provision.Connection{
-		{ID: "okta", Kind: provision.KindSCIM},
-		{ID: "sso", Kind: provision.KindSAML, PairedWith: "okta"},
+		{ID: "okta", Kind: provision.KindSCIM, SCIM: &provision.SCIMSettings{TokenHashes: hashes}},
+		{ID: "sso", Kind: provision.KindSAML, PairedWith: "okta", JIT: &provision.JITSettings{Update: true}},
 	}}}
 	engine, err := provision.NewEngine(provision.Config{
 		Store:   store, // sqlstore.New(db, ...), memstore.New(), or yours (storetest.Run checks it)
@@ -71,11 +71,10 @@ func TestReadmeSnippet(t *testing.T) {
 		OnChange: func(ctx context.Context, tx provision.Store, c provision.Change) error { return nil },
 	})
 	// SCIM: the customer's Okta or Entra ID provisions into it; the token picks tenant and directory.
-	tokens, err := scim.NewTokenSet(scim.Directory{TenantID: "acme", ConnectionID: "okta", TokenHashes: hashes})
-	scimHandler, err := scim.New(scim.Config{Engine: engine, Authenticator: tokens})
+	scimHandler, err := scim.New(scim.Config{Engine: engine})
 	mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", scimHandler))
 	// SSO: from your SAML callback (saml.MapAssertion), or let saml.New serve the whole flow.
-	jp, err := jit.New(jit.Config{Engine: engine, Connections: []jit.Settings{{TenantID: "acme", ConnectionID: "sso", Update: true}}})
+	jp, err := jit.New(jit.Config{Engine: engine})
 	user, err := jp.Provision(ctx, jit.Connection{TenantID: "acme", ID: "sso"}, identity)
 	// errors.Is(err, jit.ErrDeprovisioned): offboarded; start no session.
 	// Offboarding: end sessions, at least once and in order, resuming after a restart.

@@ -354,6 +354,13 @@ func validateTenant(t Tenant) error {
 				return &ValidationError{Field: "connection.match", Reason: fmt.Sprintf("connection %q has unknown match rule %q", c.ID, m)}
 			}
 		}
+		if c.JIT != nil {
+			for _, d := range c.JIT.AllowedEmailDomains {
+				if !validDomain(normalizeDomain(d)) {
+					return &ValidationError{Field: "connection.jit.allowedEmailDomains", Reason: fmt.Sprintf("connection %q: %q is not a domain name", c.ID, d)}
+				}
+			}
+		}
 	}
 	for _, c := range t.Connections {
 		if c.PairedWith != "" && !seen[c.PairedWith] {

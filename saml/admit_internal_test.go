@@ -23,12 +23,12 @@ func TestACSParseSlots(t *testing.T) {
 	}
 	idp.SSOURL = "https://idp.test/sso"
 	e, err := provision.NewEngine(provision.Config{Store: memstore.New(), Tenants: []provision.Tenant{
-		{ID: "acme", Connections: []provision.Connection{{ID: "saml", Kind: provision.KindSAML}}},
+		{ID: "acme", Connections: []provision.Connection{{ID: "saml", Kind: provision.KindSAML, JIT: &provision.JITSettings{Create: true}}}},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := jit.New(jit.Config{Engine: e, Connections: []jit.Settings{{TenantID: "acme", ConnectionID: "saml", Create: true}}})
+	p, err := jit.New(jit.Config{Engine: e})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestRefusalOf(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, response: func() []byte { return respond(t, idpA, samltest.Response{User: jane}) }, kind: jit.ErrDeprovisioned, userName: "jane@acme.example"},
-		{name: "other domain", opts: options{settings: &jit.Settings{Create: true, AllowedEmailDomains: []string{"acme.example"}}},
+		{name: "other domain", opts: options{settings: &provision.JITSettings{Create: true, AllowedEmailDomains: []string{"acme.example"}}},
 			response: func() []byte { return respond(t, idpA, samltest.Response{User: okta("00u9", "jane@gmail.example")}) }, kind: jit.ErrEmailDomain, userName: "jane@gmail.example"},
 		{name: "forged", response: func() []byte { return respond(t, idpA, samltest.Response{User: jane, SignWith: &otherKey}) }},
 	}

@@ -288,8 +288,8 @@ func New(cfg Config) (*Handler, error) {
 }
 
 // SetConnection adds or replaces the tenant's SAML connection. The engine
-// must know the tenant and the connection (of KindSAML), and the jit
-// Provisioner must have its settings.
+// must know the tenant and the connection (of KindSAML), whose JITSettings
+// say what a login may create and update.
 func (h *Handler) SetConnection(c Connection) error {
 	if c.TenantID == "" || c.ConnectionID == "" {
 		return errors.New("saml: Connection.TenantID and ConnectionID are required")
@@ -312,9 +312,6 @@ func (h *Handler) SetConnection(c Connection) error {
 	}
 	if !known {
 		return fmt.Errorf("saml: tenant %q declares no SAML connection %q", c.TenantID, c.ConnectionID)
-	}
-	if _, ok := h.jit.Settings(jit.Connection{TenantID: c.TenantID, ID: c.ConnectionID}); !ok {
-		return fmt.Errorf("saml: the jit Provisioner has no settings for %s/%s", c.TenantID, c.ConnectionID)
 	}
 	sp := h.newServiceProvider(h.url(c.TenantID, "metadata"), h.url(c.TenantID, "acs"), c.IDPMetadata, c.AllowIDPInitiated, !c.InsecureAllowSHA1)
 	h.mu.Lock()

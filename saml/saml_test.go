@@ -59,7 +59,7 @@ func keys(t testing.TB) {
 type options struct {
 	mapping      saml.Mapping
 	idpInitiated bool
-	settings     *jit.Settings
+	settings     *provision.JITSettings
 	allowSHA1    bool
 	maxBytes     int64
 	errorPage    func(http.ResponseWriter, *http.Request, int)
@@ -77,14 +77,18 @@ func newFixture(t testing.TB, o options) *fixture {
 	t.Helper()
 	keys(t)
 	f := &fixture{}
+	s := provision.JITSettings{Create: true, Update: true, Roles: true}
+	if o.settings != nil {
+		s = *o.settings
+	}
 	e, err := provision.NewEngine(provision.Config{
 		Store: memstore.New(),
 		Tenants: []provision.Tenant{
 			{ID: "acme", VerifiedDomains: []string{"acme.example"}, Connections: []provision.Connection{
 				{ID: "okta-scim", Kind: provision.KindSCIM},
-				{ID: "okta-saml", Kind: provision.KindSAML, Match: []provision.MatchRule{provision.MatchPairedExternalID, provision.MatchEmail}, PairedWith: "okta-scim"},
+				{ID: "okta-saml", Kind: provision.KindSAML, Match: []provision.MatchRule{provision.MatchPairedExternalID, provision.MatchEmail}, PairedWith: "okta-scim", JIT: &s},
 			}},
-			{ID: "globex", Connections: []provision.Connection{{ID: "globex-saml", Kind: provision.KindSAML}}},
+			{ID: "globex", Connections: []provision.Connection{{ID: "globex-saml", Kind: provision.KindSAML, JIT: &provision.JITSettings{Create: true}}}},
 		},
 		Audit: func(_ context.Context, r provision.Refusal) {
 			f.mu.Lock()
@@ -95,12 +99,7 @@ func newFixture(t testing.TB, o options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := jit.Settings{Create: true, Update: true, Roles: true}
-	if o.settings != nil {
-		s = *o.settings
-	}
-	s.TenantID, s.ConnectionID = "acme", "okta-saml"
-	p, err := jit.New(jit.Config{Engine: e, Connections: []jit.Settings{s, {TenantID: "globex", ConnectionID: "globex-saml", Create: true}}})
+	p, err := jit.New(jit.Config{Engine: e})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +273,7 @@ func TestIdPInitiated(t *testing.T) {
 
 func TestSCIMUserFoundOnFirstSSO(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, options{idpInitiated: true, settings: &jit.Settings{Update: true}})
+	f := newFixture(t, options{idpInitiated: true, settings: &provision.JITSettings{Update: true}})
 	scim, err := f.engine.CreateUser(ctx, provision.Origin{TenantID: "acme", ConnectionID: "okta-scim"}, provision.User{
 		ExternalID: "00u1abc", UserName: "jane.doe", Active: true,
 		Emails: []provision.Email{{Value: "jane@acme.example", Primary: true}},
@@ -367,9 +366,9 @@ func TestRefusals(t *testing.T) {
 		{name: "deleted user", setup: loginFirst(func(ctx context.Context, f *fixture, id string) error {
 			return f.engine.DeleteUser(ctx, admin, id, provision.Precondition{})
 		}), response: resp(samltest.Response{})},
-		{name: "email outside allowed domains", opts: options{idpInitiated: true, settings: &jit.Settings{Create: true, AllowedEmailDomains: []string{"acme.example"}}},
+		{name: "email outside allowed domains", opts: options{idpInitiated: true, settings: &provision.JITSettings{Create: true, AllowedEmailDomains: []string{"acme.example"}}},
 			response: resp(samltest.Response{User: okta("00u9", "mallory@evil.example")})},
-		{name: "creation off", opts: options{idpInitiated: true, settings: &jit.Settings{Update: true}}, response: resp(samltest.Response{})},
+		{name: "creation off", opts: options{idpInitiated: true, settings: &provision.JITSettings{Update: true}}, response: resp(samltest.Response{})},
 		{name: "Entra tenant mismatch", opts: options{idpInitiated: true, mapping: func() saml.Mapping { m := saml.EntraIDMapping(); m.EntraTenantID = "tid-acme"; return m }()},
 			response: resp(samltest.Response{User: samltest.User{NameID: "x", Attributes: []samltest.Attribute{
 				{Name: saml.AttrEntraObjectID, Values: []string{"oid-1"}}, {Name: saml.AttrEntraTenantID, Values: []string{"tid-evil"}},

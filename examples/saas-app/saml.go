@@ -112,7 +112,11 @@ func (f *samlFeature) setup(a *app) error {
 		if name == "" {
 			name = "SAML single sign-on"
 		}
-		c := provision.Connection{ID: sc.ID, Kind: provision.KindSAML, Name: name}
+		c := provision.Connection{ID: sc.ID, Kind: provision.KindSAML, Name: name,
+			JIT: &provision.JITSettings{Create: true, Update: true}}
+		if sc.EmailDomain != "" {
+			c.JIT.AllowedEmailDomains = []string{sc.EmailDomain}
+		}
 		paired := sc.PairedWith
 		if paired == "" {
 			for _, other := range t.Connections {
@@ -177,7 +181,6 @@ func (f *samlFeature) start(ctx context.Context, a *app) error {
 		}
 		f.demoIdP = d
 	}
-	var settings []jit.Settings
 	var conns []saml.Connection
 	for _, c := range f.conns {
 		md, err := f.loadMetadata(ctx, a, c.Conf.IDPMetadata)
@@ -187,17 +190,12 @@ func (f *samlFeature) start(ctx context.Context, a *app) error {
 			}
 			return fmt.Errorf("tenant %s: SAML idpMetadata: %w", c.TenantID, err)
 		}
-		s := jit.Settings{TenantID: c.TenantID, ConnectionID: c.Conf.ID, Create: true, Update: true}
-		if c.Conf.EmailDomain != "" {
-			s.AllowedEmailDomains = []string{c.Conf.EmailDomain}
-		}
-		settings = append(settings, s)
 		conns = append(conns, saml.Connection{
 			TenantID: c.TenantID, ConnectionID: c.Conf.ID, IDPMetadata: md,
 			Mapping: saml.Mappings()[c.Conf.Mapping], AllowIDPInitiated: c.Conf.IDPInitiated,
 		})
 	}
-	p, err := jit.New(jit.Config{Engine: a.Engine, Connections: settings, Logger: a.Log})
+	p, err := jit.New(jit.Config{Engine: a.Engine, Logger: a.Log})
 	if err != nil {
 		return err
 	}
