@@ -67,7 +67,7 @@ var (
 )
 
 // RefusedError is a login the Provisioner refused. Nothing was changed,
-// and the refusal was already logged and audited (provision.Engine.Refuse),
+// and the refusal was already logged and audited (provision.Adapter.Refuse),
 // so a caller must not report it again. Reason is for administrators;
 // never show it to the browser.
 type RefusedError struct {

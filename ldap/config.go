@@ -108,7 +108,8 @@ type Config struct {
 	FullInterval time.Duration
 
 	// MaxDeactivations is the number of deactivations one sync may apply
-	// on its own; more are held as a HeldPlan until Confirm. Default 500;
+	// on its own; more are held as a provision.Plan (PlanDeactivations)
+	// until provision.Engine.ConfirmPlan. Default 500;
 	// a negative value removes the limit.
 	MaxDeactivations int
 	// MaxDeactivationShare is the share (0..1) of the connection's users

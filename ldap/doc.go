@@ -122,8 +122,9 @@
 // never counts as "entries gone": nothing is swept. Deactivations beyond
 // Config.MaxDeactivations (500) or Config.MaxDeactivationShare (20 % of the
 // connection's active users) in one sync are not applied: they are held as
-// a HeldPlan with an ID, stored in KV, while creates and updates go on;
-// Confirm applies it, Discard drops it. Cancelling the context stops a
+// a plan of kind provision.PlanDeactivations, among the tenant's other held
+// plans, while creates and updates go on; provision.Engine.ConfirmPlan
+// applies it (waiting for a running sync), DiscardPlan drops it. Cancelling the context stops a
 // sync promptly (the connection is closed).
 //
 // # Disabled users and groups

@@ -60,9 +60,9 @@ func ExampleSyncer_Run() {
 		UserBaseDN: "ou=people,dc=acme,dc=example", GroupBaseDN: "ou=groups,dc=acme,dc=example",
 		OnReport: func(r *ldap.Report, err error) {
 			if r != nil && r.Held != nil {
-				// Show r.Held to an administrator; on approval:
-				//   s.Confirm(ctx, r.Held.ID)
-				log.Printf("%d deactivations held: %s", len(r.Held.Deactivations), r.Held.Reason)
+				// Show the plan to an administrator (engine.Plans, Plan);
+				// on approval: engine.ConfirmPlan(ctx, admin, r.Held.ID)
+				log.Printf("%d deactivations held: %s", r.Held.Size, r.Held.Summary)
 			}
 		},
 	})

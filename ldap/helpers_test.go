@@ -224,3 +224,24 @@ func runUntilEnd(t *testing.T, ctx context.Context, s *Syncer) {
 		}
 	})
 }
+
+// heldPlan returns the connection's held deactivations, with all their
+// changes, as the engine lists them (ErrNotFound when none are held).
+func (e *env) heldPlan() (provision.Plan, error) {
+	plans, _, err := e.eng.Plans(e.ctx, tenant, provision.Page{Limit: 100})
+	if err != nil {
+		return provision.Plan{}, err
+	}
+	for _, p := range plans {
+		if p.Kind == provision.PlanDeactivations && p.ConnectionID == ldapConn {
+			return e.eng.Plan(e.ctx, tenant, p.ID, provision.Page{Limit: 1 << 20})
+		}
+	}
+	return provision.Plan{}, provision.ErrNotFound
+}
+
+// confirm applies a held plan as an administrator.
+func (e *env) confirm(id string) error {
+	_, err := e.eng.ConfirmPlan(e.ctx, provision.Origin{TenantID: tenant, Actor: "admin"}, id)
+	return err
+}

@@ -444,7 +444,7 @@ func (r *run) deleted(ctx context.Context, ids []string) error {
 			continue
 		}
 		if u.Active {
-			r.deact = append(r.deact, Deactivation{UserID: u.ID, ExternalID: id, UserName: u.UserName, Reason: "deleted"})
+			r.deact = append(r.deact, deactivation{UserID: u.ID, ExternalID: id, UserName: u.UserName, Reason: "deleted"})
 		}
 	}
 	return nil

@@ -16,7 +16,8 @@ import (
 //	idprov.ldap.sync.duration  histogram, s: one sync (full or incremental), per
 //	                           tenant, connection, mode and outcome (ok, held, error)
 //
-// Held deactivation plans count in idprov.plans.held (kind "ldap").
+// Held deactivation plans count in the engine's idprov.plans.held (kind
+// "deactivations").
 
 const meterName = "github.com/idprov/idprov/ldap"
 
@@ -50,11 +51,5 @@ func (s *Syncer) observe(ctx context.Context, start time.Time, rep *Report, err 
 		metric.WithDescription("How long one LDAP sync (full or incremental) took."),
 		metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)); e == nil {
 		h.Record(ctx, d.Seconds(), attrs)
-	}
-	if rep != nil && rep.Held != nil {
-		if c, e := mp.Meter("github.com/idprov/idprov/provision").Int64Counter("idprov.plans.held", metric.WithUnit("{plan}"),
-			metric.WithDescription("Changes held as plans awaiting confirmation.")); e == nil {
-			c.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "ldap")))
-		}
 	}
 }

@@ -216,17 +216,17 @@ func TestPushThreshold(t *testing.T) {
 		e.srv.Delete(t, dn)
 	}
 	within(t, 2*time.Second, "held", func() bool {
-		h, err := p.s.Held(e.ctx)
-		return err == nil && len(h.Deactivations) == 3
+		h, err := e.heldPlan()
+		return err == nil && len(h.Changes) == 3
 	})
 	for _, id := range ids[1:] {
 		if u, err := e.lookup(id); err != nil || !u.Active {
 			t.Fatalf("user %s deactivated past the threshold: %+v %v", id, u, err)
 		}
 	}
-	// Confirm ends the persistent search for its lock; Run reopens it.
-	h, _ := p.s.Held(e.ctx)
-	if _, err := p.s.Confirm(e.ctx, h.ID); err != nil {
+	// The engine confirms while the persistent search runs.
+	h, _ := e.heldPlan()
+	if err := e.confirm(h.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range ids[1:4] {

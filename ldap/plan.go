@@ -4,111 +4,90 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/idprov/idprov/provision"
 )
 
-// ErrNoPlan says there is no held plan with the given ID (it was
-// confirmed, discarded, or replaced by a later sync).
-var ErrNoPlan = errors.New("ldap: no such held plan")
-
-// HeldPlan is a set of deactivations that crossed the safety threshold
-// (Config.MaxDeactivations, Config.MaxDeactivationShare): a sync stored it
-// instead of applying it, and went on with its creates and updates. The
-// users stay active until Confirm applies it. A later full sync recomputes
-// it: the same deactivations keep the same ID, different ones replace it,
-// and deactivations back under the threshold are applied and the plan
-// dropped.
-type HeldPlan struct {
-	// ID names the plan for Confirm. It is derived from its content (a
-	// later sync that sees some of its users again removes them and keeps
-	// the ID).
-	ID string
-	// TenantID and ConnectionID name the connection.
-	TenantID     string
-	ConnectionID string
-	// Created is when the plan was first held.
-	Created time.Time
-	// Reason says which threshold was crossed.
-	Reason string
-	// Owned is the number of active users the connection owned when the
-	// plan was made.
-	Owned int
-	// Deactivations are the users it would deactivate.
-	Deactivations []Deactivation
-}
-
-// Deactivation is one user a sync would deactivate.
-type Deactivation struct {
+// deactivation is one user a sync would deactivate.
+type deactivation struct {
 	// UserID is the engine's user; ExternalID its entry's id; UserName
 	// for display.
 	UserID     string
-	ExternalID string `json:",omitempty"`
-	UserName   string `json:",omitempty"`
+	ExternalID string
+	UserName   string
 	// Reason is "gone" (absent from a complete full sync), "deleted" (a
 	// syncrepl delete) or "disabled" (a Disabled rule matched).
 	Reason string
 }
 
-func (s *Syncer) planKey() string { return "ldap/" + s.cfg.ConnectionID + "/plan" }
+// Held deactivations are a provision.Plan of kind PlanDeactivations,
+// kept by the engine with the tenant's other plans (Engine.Plans, Plan,
+// ConfirmPlan, DiscardPlan): a sync that crosses the safety threshold
+// (Config.MaxDeactivations, Config.MaxDeactivationShare) holds them
+// instead of applying them, and goes on with its creates and updates. The
+// users stay active until an administrator confirms the plan. A later full
+// sync recomputes it: the same deactivations keep the same plan ID,
+// different ones replace it, and deactivations back under the threshold
+// are applied and the plan dropped.
 
-// Held returns the connection's held plan, or ErrNoPlan.
-func (s *Syncer) Held(ctx context.Context) (*HeldPlan, error) {
-	b, err := provision.AdapterOf(s.eng).KVGet(ctx, s.cfg.TenantID, s.planKey())
-	if errors.Is(err, provision.ErrNotFound) {
-		return nil, ErrNoPlan
+// held returns the connection's held deactivations, or ErrNotFound.
+func (s *Syncer) held(ctx context.Context) (provision.Plan, error) {
+	p, err := provision.AdapterOf(s.eng).HeldDeactivations(ctx, s.cfg.TenantID, s.cfg.ConnectionID)
+	if err != nil && !errors.Is(err, provision.ErrNotFound) {
+		return p, fmt.Errorf("ldap: read held plan: %w", err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("ldap: read held plan: %w", err)
-	}
-	var p HeldPlan
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("ldap: decode held plan: %w", err)
-	}
-	return &p, nil
+	return p, err
 }
 
-func (s *Syncer) storePlan(ctx context.Context, p *HeldPlan) error {
-	b, err := json.Marshal(p)
+func (s *Syncer) storePlan(ctx context.Context, p *provision.Plan) error {
+	held, err := provision.AdapterOf(s.eng).HoldDeactivations(ctx, *p, s.lockName())
 	if err != nil {
-		return err
-	}
-	if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.planKey(), b, 0); err != nil {
 		return fmt.Errorf("ldap: store held plan: %w", err)
 	}
+	*p = held
 	return nil
 }
 
 func (s *Syncer) dropPlan(ctx context.Context) error {
-	if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.planKey()); err != nil {
+	if err := provision.AdapterOf(s.eng).DropDeactivations(ctx, s.cfg.TenantID, s.cfg.ConnectionID); err != nil {
 		return fmt.Errorf("ldap: drop held plan: %w", err)
 	}
 	return nil
 }
 
 // newPlan builds a plan whose ID is a digest of its deactivations.
-func (s *Syncer) newPlan(ds []Deactivation, owned int, reason string) *HeldPlan {
+func (s *Syncer) newPlan(ds []deactivation, owned int, reason string) *provision.Plan {
 	ds = slices.Clone(ds)
-	slices.SortFunc(ds, func(a, b Deactivation) int { return compare(a.UserID, b.UserID) })
+	slices.SortFunc(ds, func(a, b deactivation) int { return compare(a.UserID, b.UserID) })
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", s.cfg.TenantID, s.cfg.ConnectionID)
+	p := &provision.Plan{
+		Kind:         provision.PlanDeactivations,
+		TenantID:     s.cfg.TenantID,
+		ConnectionID: s.cfg.ConnectionID,
+		Created:      s.cfg.Now().UTC(),
+		Summary:      fmt.Sprintf("Deactivate %d of the %d active users the LDAP directory %s manages: %s", len(ds), owned, s.cfg.ConnectionID, reason),
+		Size:         len(ds),
+		Of:           owned,
+	}
 	for _, d := range ds {
 		fmt.Fprintf(h, "%s\x00", d.UserID)
+		p.Changes = append(p.Changes, provision.PlanChange{Op: "deactivate", UserID: d.UserID, UserName: d.UserName, ExternalID: d.ExternalID, Reason: d.Reason})
 	}
-	return &HeldPlan{
-		ID:            hex.EncodeToString(h.Sum(nil)[:12]),
-		TenantID:      s.cfg.TenantID,
-		ConnectionID:  s.cfg.ConnectionID,
-		Created:       s.cfg.Now().UTC(),
-		Reason:        reason,
-		Owned:         owned,
-		Deactivations: ds,
+	p.ID = hex.EncodeToString(h.Sum(nil)[:12])
+	return p
+}
+
+// heldDeactivations are a held plan's changes, as deactivations.
+func heldDeactivations(p provision.Plan) []deactivation {
+	out := make([]deactivation, 0, len(p.Changes))
+	for _, c := range p.Changes {
+		out = append(out, deactivation{UserID: c.UserID, ExternalID: c.ExternalID, UserName: c.UserName, Reason: c.Reason})
 	}
+	return out
 }
 
 func compare(a, b string) int {
@@ -121,61 +100,9 @@ func compare(a, b string) int {
 	return 0
 }
 
-// Confirm applies the held plan planID: it deactivates its users (those
-// the connection still owns and that are still active) and drops the
-// plan. It waits for a sync running elsewhere to finish (the connection's
-// lock), until ctx ends. A plan that is no longer held is ErrNoPlan.
-func (s *Syncer) Confirm(ctx context.Context, planID string) (*Report, error) {
-	defer s.yield(ctx)()
-	ctx, release, err := s.lockWait(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	defer s.track(ModeConfirm)()
-	p, err := s.Held(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if p.ID != planID {
-		return nil, fmt.Errorf("%w: %q (the held plan is %q)", ErrNoPlan, planID, p.ID)
-	}
-	rep := s.newReport(ModeConfirm, false)
-	if err := s.deactivate(ctx, rep, p.Deactivations); err != nil {
-		return rep, err
-	}
-	if err := s.dropPlan(ctx); err != nil {
-		return rep, err
-	}
-	rep.Duration = s.cfg.Now().Sub(rep.Started)
-	s.log().InfoContext(ctx, "ldap: held plan confirmed", "plan", planID, "deactivated", rep.Deactivated, "skipped", rep.Skipped)
-	return rep, nil
-}
-
-// Discard drops the held plan planID without applying it. The next full
-// sync holds the same deactivations again if their entries are still gone.
-func (s *Syncer) Discard(ctx context.Context, planID string) error {
-	defer s.yield(ctx)()
-	ctx, release, err := s.lockWait(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	p, err := s.Held(ctx)
-	if err != nil {
-		return err
-	}
-	if p.ID != planID {
-		return fmt.Errorf("%w: %q (the held plan is %q)", ErrNoPlan, planID, p.ID)
-	}
-	return s.dropPlan(ctx)
-}
-
 // deactivate applies deactivations, skipping users the connection no
 // longer owns or that are gone.
-func (s *Syncer) deactivate(ctx context.Context, rep *Report, ds []Deactivation) error {
+func (s *Syncer) deactivate(ctx context.Context, rep *Report, ds []deactivation) error {
 	prog := s.tracking(rep)
 	for _, d := range ds {
 		prog.applied()
@@ -216,7 +143,7 @@ func (s *Syncer) deactivate(ctx context.Context, rep *Report, ds []Deactivation)
 // (a full sync), which replaces any held plan. prior is the number of
 // deactivations applied shortly before, which count against the
 // thresholds too (a persistent search's changes arrive one by one).
-func (s *Syncer) settle(ctx context.Context, rep *Report, ds []Deactivation, owned, prior int, full bool) error {
+func (s *Syncer) settle(ctx context.Context, rep *Report, ds []deactivation, owned, prior int, full bool) error {
 	ds = dedupeDeactivations(ds)
 	n := len(ds)
 	var reason string
@@ -233,6 +160,7 @@ func (s *Syncer) settle(ctx context.Context, rep *Report, ds []Deactivation, own
 	if rep.DryRun {
 		if reason != "" {
 			rep.Held = s.newPlan(ds, owned, reason)
+			rep.Held.Changes = nil
 		} else {
 			rep.Deactivated += n
 		}
@@ -240,34 +168,32 @@ func (s *Syncer) settle(ctx context.Context, rep *Report, ds []Deactivation, own
 	}
 	if reason != "" {
 		p := s.newPlan(ds, owned, reason)
-		if old, err := s.Held(ctx); err == nil && old.ID == p.ID {
-			p.Created = old.Created
-		}
 		if !full {
 			// An incremental sync adds to what is held.
-			if old, err := s.Held(ctx); err == nil {
-				p = s.newPlan(append(slices.Clone(old.Deactivations), ds...), owned, reason)
+			if old, err := s.held(ctx); err == nil {
+				p = s.newPlan(dedupeDeactivations(append(heldDeactivations(old), ds...)), owned, reason)
 			}
 		}
 		if err := s.storePlan(ctx, p); err != nil {
 			return err
 		}
+		p.Changes = nil
 		rep.Held = p
-		s.log().WarnContext(ctx, "ldap: deactivations held for confirmation", "tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID, "plan", p.ID, "count", len(p.Deactivations), "reason", reason)
+		s.log().WarnContext(ctx, "ldap: deactivations held for confirmation", "tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID, "plan", p.ID, "count", p.Size, "reason", reason)
 		return nil
 	}
 	if err := s.deactivate(ctx, rep, ds); err != nil {
 		return err
 	}
 	if full {
-		if _, err := s.Held(ctx); err == nil {
+		if _, err := s.held(ctx); err == nil {
 			return s.dropPlan(ctx)
 		}
 	}
 	return nil
 }
 
-func dedupeDeactivations(ds []Deactivation) []Deactivation {
+func dedupeDeactivations(ds []deactivation) []deactivation {
 	seen := make(map[string]bool, len(ds))
 	out := ds[:0:0]
 	for _, d := range ds {
@@ -284,25 +210,27 @@ func (s *Syncer) unhold(ctx context.Context, seen map[string]bool) error {
 	if len(seen) == 0 {
 		return nil
 	}
-	p, err := s.Held(ctx)
-	if errors.Is(err, ErrNoPlan) {
+	p, err := s.held(ctx)
+	if errors.Is(err, provision.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	keep := p.Deactivations[:0]
-	for _, d := range p.Deactivations {
-		if !seen[d.UserID] {
-			keep = append(keep, d)
+	keep := p.Changes[:0]
+	for _, c := range p.Changes {
+		if !seen[c.UserID] {
+			keep = append(keep, c)
 		}
 	}
-	if len(keep) == len(p.Deactivations) {
+	if len(keep) == len(p.Changes) {
 		return nil
 	}
 	if len(keep) == 0 {
 		return s.dropPlan(ctx)
 	}
-	p.Deactivations = keep
-	return s.storePlan(ctx, p)
+	// The plan keeps its ID: the remaining deactivations are those an
+	// administrator was shown, less the users seen again.
+	p.Changes = keep
+	return s.storePlan(ctx, &p)
 }

@@ -69,9 +69,6 @@ func (p *progress) applied()       { p.update(func(p *Progress) { p.Applied++ })
 // returns the func that records its end.
 func (s *Syncer) track(m Mode) func() {
 	p := &progress{p: Progress{Mode: m, Full: m == ModeFull, Phase: PhaseStarting, Started: s.cfg.Now()}}
-	if m == ModeConfirm {
-		p.p.Phase = PhaseApplying
-	}
 	s.prog.Store(p)
 	return func() { s.prog.CompareAndSwap(p, nil) }
 }

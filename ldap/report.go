@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"fmt"
+	"github.com/idprov/idprov/provision"
 	"strings"
 	"time"
 )
@@ -27,8 +28,6 @@ const (
 	// ModePersist applied changes the server pushed over an RFC 4533
 	// refreshAndPersist search (Run with Config.Push).
 	ModePersist Mode = "persist"
-	// ModeConfirm applied a held plan.
-	ModeConfirm Mode = "confirm"
 )
 
 // maxSkips bounds Report.Skips; Report.Skipped counts them all.
@@ -83,10 +82,11 @@ type Report struct {
 	// gone; NotSwept says why it did not.
 	Swept    bool
 	NotSwept string `json:",omitempty"`
-	// Held holds the deactivations that crossed the safety threshold:
-	// nothing of it was applied; Confirm applies it. In a Plan, the plan
-	// that a sync would hold.
-	Held *HeldPlan `json:",omitempty"`
+	// Held is the plan of deactivations that crossed the safety threshold
+	// (without its changes: provision.Engine.Plan pages through them):
+	// nothing of it was applied; provision.Engine.ConfirmPlan applies it.
+	// In a dry run, the plan that a sync would hold.
+	Held *provision.Plan `json:",omitempty"`
 }
 
 // Skip is one entry or change that was not applied, and why.
@@ -135,7 +135,7 @@ func (r *Report) String() string {
 		r.Entries, r.Created, r.Updated, r.Linked, r.Unchanged, r.Deactivated, r.Reactivated, r.Skipped,
 		r.Groups.Created, r.Groups.Updated, r.Groups.Deleted, r.Groups.MembersAdded, r.Groups.MembersRemoved, r.Duration.Round(time.Millisecond))
 	if r.Held != nil {
-		fmt.Fprintf(&b, "; %d deactivations held as plan %s", len(r.Held.Deactivations), r.Held.ID)
+		fmt.Fprintf(&b, "; %d deactivations held as plan %s", r.Held.Size, r.Held.ID)
 	}
 	return b.String()
 }

@@ -11,7 +11,7 @@ import (
 // Run syncs until ctx ends: a round every Config.Interval, each a full
 // sync when the last one is older than Config.FullInterval (or there is
 // none), else an incremental one. A round runs only while this replica
-// holds the connection's lock (Engine.Lock): on the other replicas the
+// holds the connection's lock (provision.Adapter.Lock): on the other replicas the
 // round is skipped, so one replica at a time syncs a connection. A failed
 // round is logged and handed to Config.OnReport; the next round retries.
 // Run returns nil when ctx ends.

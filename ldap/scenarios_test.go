@@ -125,7 +125,7 @@ func TestNestedGroups(t *testing.T) {
 
 // TestHeldPlan: deactivations past the thresholds are held while creates
 // and updates go on, Plan shows them without applying anything, and
-// Confirm applies them.
+// the engine's ConfirmPlan applies them.
 func TestHeldPlan(t *testing.T) {
 	e := newEnv(t, ldaptest.Options{})
 	var dns []string
@@ -146,23 +146,23 @@ func TestHeldPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !plan.DryRun || plan.Created != 1 || plan.Updated != 1 || plan.Held == nil || len(plan.Held.Deactivations) != 3 {
+	if !plan.DryRun || plan.Created != 1 || plan.Updated != 1 || plan.Held == nil || plan.Held.Size != 3 {
 		t.Fatalf("plan: %v held=%+v", plan, plan.Held)
 	}
 	eq(t, "nothing applied by Plan", e.events(provision.UserCreated), 10)
 
 	rep := e.sync(s)
-	if rep.Held == nil || len(rep.Held.Deactivations) != 3 || rep.Deactivated != 0 || rep.Created != 1 || rep.Updated != 1 {
+	if rep.Held == nil || rep.Held.Size != 3 || rep.Deactivated != 0 || rep.Created != 1 || rep.Updated != 1 {
 		t.Fatalf("sync: %v held=%+v", rep, rep.Held)
 	}
 	eq(t, "plan id matches the dry run's", rep.Held.ID, plan.Held.ID)
-	if !strings.Contains(rep.Held.Reason, "20%") {
-		t.Fatalf("reason %q", rep.Held.Reason)
+	if !strings.Contains(rep.Held.Summary, "20%") {
+		t.Fatalf("summary %q", rep.Held.Summary)
 	}
 	eq(t, "deactivated events while held", e.events(provision.UserDeactivated), 0)
-	held, err := s.Held(e.ctx)
-	if err != nil || held.ID != rep.Held.ID {
-		t.Fatalf("Held: %v %v", held, err)
+	held, err := e.heldPlan()
+	if err != nil || held.ID != rep.Held.ID || held.Kind != provision.PlanDeactivations || len(held.Changes) != 3 || held.Changes[0].Op != "deactivate" || held.Changes[0].Reason != "gone" {
+		t.Fatalf("held plan: %+v %v", held, err)
 	}
 	// Syncing again holds the same plan.
 	rep2 := e.sync(s)
@@ -170,16 +170,17 @@ func TestHeldPlan(t *testing.T) {
 	// An incremental sync leaves the plan alone.
 	e.changes(s)
 
-	if _, err := s.Confirm(e.ctx, "nope"); !errors.Is(err, ErrNoPlan) {
-		t.Fatalf("Confirm(wrong id) = %v", err)
+	if err := e.confirm("nope"); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("ConfirmPlan(wrong id) = %v", err)
 	}
-	crep, err := s.Confirm(e.ctx, rep.Held.ID)
-	if err != nil {
+	if _, err := e.eng.ConfirmPlan(e.ctx, provision.Origin{TenantID: tenant, ConnectionID: ldapConn}, rep.Held.ID); !errors.Is(err, provision.ErrForbidden) {
+		t.Fatalf("ConfirmPlan by the connection itself = %v", err)
+	}
+	if err := e.confirm(rep.Held.ID); err != nil {
 		t.Fatal(err)
 	}
-	eq(t, "confirmed deactivations", crep.Deactivated, 3)
 	eq(t, "deactivated events", e.events(provision.UserDeactivated), 3)
-	if _, err := s.Held(e.ctx); !errors.Is(err, ErrNoPlan) {
+	if _, err := e.heldPlan(); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("plan still held: %v", err)
 	}
 	rep = e.sync(s)
@@ -193,25 +194,25 @@ func TestHeldPlan(t *testing.T) {
 	e.srv.Delete(t, dns[3])
 	e.srv.Delete(t, dns[4])
 	rep = e.changes(s2)
-	if rep.Held == nil || !strings.Contains(rep.Held.Reason, "limit of 1") {
+	if rep.Held == nil || !strings.Contains(rep.Held.Summary, "limit of 1") {
 		t.Fatalf("count threshold: %v %+v", rep, rep.Held)
 	}
-	if err := s2.Discard(e.ctx, rep.Held.ID); err != nil {
+	if err := e.eng.DiscardPlan(e.ctx, provision.Origin{TenantID: tenant, Actor: "admin"}, rep.Held.ID); err != nil {
 		t.Fatal(err)
 	}
 	// The next full sync holds them again.
 	rep = e.sync(s2)
-	if rep.Held == nil || len(rep.Held.Deactivations) != 2 {
+	if rep.Held == nil || rep.Held.Size != 2 {
 		t.Fatalf("held again: %v", rep)
 	}
 	// A disabled entry counts too, and one deactivation is never held.
 	s3 := e.syncer(nil)
 	e.srv.Replace(t, dns[6], map[string][]string{"pwdAccountLockedTime": {"000001010000Z"}})
 	rep = e.sync(s3) // 3 of 8 now: held
-	if rep.Held == nil || len(rep.Held.Deactivations) != 3 {
+	if rep.Held == nil || rep.Held.Size != 3 {
 		t.Fatalf("disabled held: %v %+v", rep, rep.Held)
 	}
-	if _, err := s3.Confirm(e.ctx, rep.Held.ID); err != nil {
+	if err := e.confirm(rep.Held.ID); err != nil {
 		t.Fatal(err)
 	}
 	e.srv.Delete(t, dns[7])

@@ -156,7 +156,7 @@ type run struct {
 	prog  *progress // nil for a Plan and a persistent search's batch
 
 	mu      sync.Mutex
-	deact   []Deactivation
+	deact   []deactivation
 	userIDs map[uint64]struct{} // hashes of the users applied in this run
 	enabled map[string]bool     // users seen enabled (to unhold; incremental)
 	touched map[string]bool     // ids of the entries applied (incremental)
@@ -424,13 +424,13 @@ func (r *run) noteStamp(e *goldap.Entry) {
 func (r *run) apply(ctx context.Context, dn string, ident provision.Identity) (string, error) {
 	eng, o := r.s.eng, r.s.origin
 	opts := provision.ProvisionOptions{Create: true, Update: true, SetActive: true, DryRun: r.dry}
-	var held *Deactivation
+	var held *deactivation
 	if !ident.User.Active {
 		dry := opts
 		dry.DryRun = true
 		u, res, err := eng.ProvisionIdentity(ctx, o, ident, dry)
 		if err == nil && res == provision.Deactivated {
-			held = &Deactivation{UserID: u.ID, ExternalID: ident.ExternalID, UserName: u.UserName, Reason: "disabled"}
+			held = &deactivation{UserID: u.ID, ExternalID: ident.ExternalID, UserName: u.UserName, Reason: "disabled"}
 			ident.User.Active = true
 		}
 	}
@@ -493,7 +493,7 @@ func skipReason(err error) (string, bool) {
 		return "the user was deleted or deprovisioned in the application: " + err.Error(), true
 	case errors.Is(err, provision.ErrHeld):
 		// A replace of members that drops many waits for the host's
-		// confirmation (Engine.ConfirmMembersPlan); the sync goes on.
+		// confirmation (Engine.ConfirmPlan); the sync goes on.
 		return err.Error(), true
 	case errors.Is(err, provision.ErrInvalid), errors.Is(err, provision.ErrForbidden), errors.Is(err, provision.ErrNotFound):
 		return err.Error(), true
@@ -551,7 +551,7 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 				continue // its entry is there but could not be applied
 			}
 		}
-		r.deact = append(r.deact, Deactivation{UserID: u.ID, ExternalID: full.ExternalID, UserName: u.UserName, Reason: "gone"})
+		r.deact = append(r.deact, deactivation{UserID: u.ID, ExternalID: full.ExternalID, UserName: u.UserName, Reason: "gone"})
 	}
 	return owned, nil
 }

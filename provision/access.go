@@ -264,23 +264,23 @@ func (e *Engine) storeRoles(ctx context.Context, s scope, tx Store, rec *recorde
 	return nil
 }
 
-// AccessPlan is the preview of a change of a tenant's access rules: per
-// role, who would gain it and who would lose it. Nothing changes until
-// ApplyAccessPlan confirms it.
-type AccessPlan struct {
+// accessPlan is the preview of a change of a tenant's access rules, as
+// stored: per role, who would gain it and who would lose it. Nothing
+// changes until ConfirmPlan applies it.
+type accessPlan struct {
 	ID       string       `json:"id"`
 	TenantID string       `json:"tenantId"`
 	Rules    []AccessRule `json:"rules"`
 	Created  time.Time    `json:"created"`
 	// Roles lists, per role, the user IDs that gain and lose it, sorted
 	// by role.
-	Roles []RoleChange `json:"roles"`
+	Roles []roleChange `json:"roles"`
 	// Users is how many users were evaluated.
 	Users int `json:"users"`
 }
 
-// RoleChange is one role's part of an AccessPlan.
-type RoleChange struct {
+// roleChange is one role's part of an accessPlan.
+type roleChange struct {
 	Role string   `json:"role"`
 	Gain []string `json:"gain,omitempty"`
 	Lose []string `json:"lose,omitempty"`
@@ -293,19 +293,21 @@ const planTTL = 7 * 24 * time.Hour
 
 // PlanAccessRules previews replacing the tenant's access rules with rules:
 // it evaluates every live user under the current and the proposed rules
-// and stores the difference as a plan, which ApplyAccessPlan confirms.
-// Nothing else changes. Its cost is one pass over the tenant's users and
-// one over the members of the groups the rules name.
-func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []AccessRule) (AccessPlan, error) {
+// and holds the difference as a plan of kind PlanAccess (Changes: a
+// "grant-role" or "revoke-role" per user and role), which ConfirmPlan
+// applies. Nothing else changes. Its cost is one pass over the tenant's
+// users and one over the members of the groups the rules name. The plan
+// returned carries its first 100 changes (Plan pages through the rest).
+func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []AccessRule) (Plan, error) {
 	s, err := e.scope(ctx, Origin{TenantID: tenantID})
 	if err != nil {
-		return AccessPlan{}, err
+		return Plan{}, err
 	}
 	next, err := compileRules(rules)
 	if err != nil {
-		return AccessPlan{}, err
+		return Plan{}, err
 	}
-	plan := AccessPlan{TenantID: tenantID, Rules: slices.Clone(rules), Created: e.now().UTC()}
+	plan := accessPlan{TenantID: tenantID, Rules: slices.Clone(rules), Created: e.now().UTC()}
 	gain, lose := map[string][]string{}, map[string][]string{}
 	err = e.eachUserWithGroups(ctx, e.store, s.tenant.ID, s.tenant.access, next, func(u User, groups map[string]bool) error {
 		plan.Users++
@@ -329,7 +331,7 @@ func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []A
 		return nil
 	})
 	if err != nil {
-		return AccessPlan{}, err
+		return Plan{}, err
 	}
 	roles := map[string]bool{}
 	for r := range gain {
@@ -339,18 +341,38 @@ func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []A
 		roles[r] = true
 	}
 	for r := range roles {
-		plan.Roles = append(plan.Roles, RoleChange{Role: r, Gain: gain[r], Lose: lose[r]})
+		plan.Roles = append(plan.Roles, roleChange{Role: r, Gain: gain[r], Lose: lose[r]})
 	}
-	slices.SortFunc(plan.Roles, func(a, b RoleChange) int { return compareStrings(a.Role, b.Role) })
+	slices.SortFunc(plan.Roles, func(a, b roleChange) int { return compareStrings(a.Role, b.Role) })
 	var id [12]byte
 	if _, err := rand.Read(id[:]); err != nil {
-		return AccessPlan{}, err
+		return Plan{}, err
 	}
 	plan.ID = hex.EncodeToString(id[:])
 	if err := e.putPlan(ctx, tenantID, planKeyPrefix+plan.ID, "access plan", plan); err != nil {
-		return AccessPlan{}, err
+		return Plan{}, err
 	}
-	return plan, nil
+	e.metrics.planHeld(ctx, "access")
+	return plan.view().page(Page{Limit: 100}), nil
+}
+
+// view is the plan as Plans and Plan show it, with all its changes.
+func (p *accessPlan) view() Plan {
+	v := Plan{Kind: PlanAccess, ID: p.ID, TenantID: p.TenantID, Created: p.Created, Of: p.Users}
+	grants, revokes := 0, 0
+	for _, rc := range p.Roles {
+		for _, u := range rc.Gain {
+			v.Changes = append(v.Changes, PlanChange{Op: "grant-role", UserID: u, Role: rc.Role})
+			grants++
+		}
+		for _, u := range rc.Lose {
+			v.Changes = append(v.Changes, PlanChange{Op: "revoke-role", UserID: u, Role: rc.Role})
+			revokes++
+		}
+	}
+	v.Size = len(v.Changes)
+	v.Summary = fmt.Sprintf("Replace the access rules with %d rules: grant %d roles and revoke %d, over %d users", len(p.Rules), grants, revokes, p.Users)
+	return v
 }
 
 // roleValues returns the values of the mapped (or, with mapped false, the
@@ -413,33 +435,22 @@ func (e *Engine) eachUserWithGroups(ctx context.Context, st Store, tenantID stri
 	}
 }
 
-// AccessPlan returns a stored plan.
-func (e *Engine) AccessPlan(ctx context.Context, tenantID, planID string) (AccessPlan, error) {
-	var p AccessPlan
-	err := e.getPlan(ctx, tenantID, planKeyPrefix+planID, "access plan", &p)
-	return p, err
-}
-
-// ApplyAccessPlan confirms a plan: the tenant's rules become the plan's,
-// and every user whose roles change is updated in one transaction, as one
-// batch of user.updated events (field "roles"). Users that changed since
-// the plan was made get the roles the new rules give them now. The plan
-// is consumed.
-func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (AccessPlan, error) {
-	plan, err := e.AccessPlan(ctx, o.TenantID, planID)
-	if err != nil {
-		return AccessPlan{}, err
-	}
+// applyAccess confirms an access plan: the tenant's rules become the
+// plan's, and every user whose roles change is updated in one
+// transaction, as one batch of user.updated events (field "roles"). Users
+// that changed since the plan was made get the roles the new rules give
+// them now.
+func (e *Engine) applyAccess(ctx context.Context, o Origin, plan *accessPlan) error {
 	next, err := compileRules(plan.Rules)
 	if err != nil {
-		return AccessPlan{}, err
+		return err
 	}
 	s, err := e.scope(ctx, o)
 	if err != nil {
-		return AccessPlan{}, err
+		return err
 	}
 	if !s.isAdmin() {
-		return AccessPlan{}, fmt.Errorf("%w: access rules change only through admin calls", ErrForbidden)
+		return fmt.Errorf("%w: access rules change only through admin calls", ErrForbidden)
 	}
 	t := *s.tenant
 	t.AccessRules = slices.Clone(plan.Rules)
@@ -463,7 +474,7 @@ func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (
 		})
 	})
 	if err != nil {
-		return AccessPlan{}, err
+		return err
 	}
 	if t.Registered {
 		e.reg.forget(t.ID, rev)
@@ -472,10 +483,7 @@ func (e *Engine) ApplyAccessPlan(ctx context.Context, o Origin, planID string) (
 		e.tenants[t.ID] = &t
 		e.mu.Unlock()
 	}
-	if err := e.dropPlan(ctx, o.TenantID, planKeyPrefix+planID); err != nil {
-		e.log.WarnContext(ctx, "provision: applied access plan not deleted", "plan", planID, "err", err)
-	}
-	return plan, nil
+	return nil
 }
 
 // putPlan stores a held plan as JSON in the tenant's KV for planTTL; what

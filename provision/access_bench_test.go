@@ -71,7 +71,7 @@ func accessBenchSetup(b *testing.B) {
 			accessBench.err = err
 			return
 		}
-		if _, err := e.ApplyAccessPlan(ctx, admin, plan.ID); err != nil {
+		if _, err := e.ConfirmPlan(ctx, admin, plan.ID); err != nil {
 			accessBench.err = err
 			return
 		}

@@ -189,9 +189,20 @@ func TestAccessPlan(t *testing.T) {
 	if f.lastSeq("acme") != seq || f.user(ids[1]).HasRole("owner") {
 		t.Fatal("planning changed something")
 	}
-	byRole := map[string]provision.RoleChange{}
-	for _, rc := range plan.Roles {
-		byRole[rc.Role] = rc
+	plan, err = f.engine.Plan(ctx, "acme", plan.ID, provision.Page{Limit: 1000})
+	if err != nil || plan.Kind != provision.PlanAccess || plan.Size != len(plan.Changes) {
+		t.Fatalf("Plan = %+v, %v", plan, err)
+	}
+	gain, lose := map[string][]string{}, map[string][]string{}
+	for _, c := range plan.Changes {
+		switch c.Op {
+		case "grant-role":
+			gain[c.Role] = append(gain[c.Role], c.UserID)
+		case "revoke-role":
+			lose[c.Role] = append(lose[c.Role], c.UserID)
+		default:
+			t.Fatalf("an access plan's change %+v", c)
+		}
 	}
 	var wantAdmins []string
 	for i, id := range ids {
@@ -201,19 +212,19 @@ func TestAccessPlan(t *testing.T) {
 	}
 	// ids[0] (Operations) and ids[1] (Operations) already are admins
 	// through the group, so they neither gain nor lose admin.
-	gained := slices.Sorted(slices.Values(byRole["admin"].Gain))
+	gained := slices.Sorted(slices.Values(gain["admin"]))
 	if !slices.Equal(gained, slices.Sorted(slices.Values(wantAdmins))) || len(gained) != 298 {
 		t.Fatalf("admin gained by %d users, want exactly the 298 Operations users outside Admins", len(gained))
 	}
-	if len(byRole["admin"].Lose) != 0 || !slices.Equal(byRole["owner"].Gain, ids[:2]) || plan.Users != 500 {
-		t.Fatalf("plan = admin lose %v, owner gain %v, users %d", byRole["admin"].Lose, byRole["owner"].Gain, plan.Users)
+	if len(lose["admin"]) != 0 || !slices.Equal(gain["owner"], ids[:2]) || plan.Of != 500 {
+		t.Fatalf("plan = admin lose %v, owner gain %v, users %d", lose["admin"], gain["owner"], plan.Of)
 	}
 
 	// A connection cannot confirm a plan; an admin call can.
-	if _, err := f.engine.ApplyAccessPlan(ctx, okta, plan.ID); !errors.Is(err, provision.ErrForbidden) {
+	if _, err := f.engine.ConfirmPlan(ctx, okta, plan.ID); !errors.Is(err, provision.ErrForbidden) {
 		t.Fatalf("apply by a connection = %v", err)
 	}
-	if _, err := f.engine.ApplyAccessPlan(ctx, admin, plan.ID); err != nil {
+	if _, err := f.engine.ConfirmPlan(ctx, admin, plan.ID); err != nil {
 		t.Fatal(err)
 	}
 	evs := f.events("acme", seq)
@@ -226,7 +237,7 @@ func TestAccessPlan(t *testing.T) {
 	if u := f.user(ids[3]); len(u.Roles) != 0 {
 		t.Fatalf("after apply, a Sales user has %v", roleList(u))
 	}
-	if _, err := f.engine.ApplyAccessPlan(ctx, admin, plan.ID); !errors.Is(err, provision.ErrNotFound) {
+	if _, err := f.engine.ConfirmPlan(ctx, admin, plan.ID); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("a plan applies twice: %v", err)
 	}
 	// The new rules govern later changes.

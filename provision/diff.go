@@ -43,11 +43,11 @@ func CloneUser(u User) User { return cloneUser(u) }
 // CloneGroup returns a deep copy of g.
 func CloneGroup(g Group) Group { return cloneGroup(g) }
 
-// UserChanges returns the SCIM names of the attributes that differ between
+// userChanges returns the SCIM names of the attributes that differ between
 // a and b, sorted. Identity and bookkeeping fields (ID, TenantID,
 // ExternalID, Owner, Version, timestamps) are not compared. Multi-valued
 // attributes compare as a whole ("emails"); Attributes per key.
-func UserChanges(a, b User) []string {
+func userChanges(a, b User) []string {
 	var f []string
 	add := func(name string, changed bool) {
 		if changed {
@@ -85,9 +85,9 @@ func UserChanges(a, b User) []string {
 	return f
 }
 
-// GroupChanges is UserChanges for groups: "displayName" and Attributes
+// groupChanges is userChanges for groups: "displayName" and Attributes
 // keys.
-func GroupChanges(a, b Group) []string {
+func groupChanges(a, b Group) []string {
 	var f []string
 	if a.DisplayName != b.DisplayName {
 		f = append(f, "displayName")

@@ -45,10 +45,16 @@
 // version conflicts are retried unless the caller pinned a version.
 //
 // A change that crosses a safety threshold (a replace of a group's members
-// that drops many of them, Config.HoldMemberDrops) and a previewed change
-// of access rules (PlanAccessRules) are held as plans: HeldPlans lists a
-// tenant's plans with their full size, ConfirmMembersPlan and
-// ApplyAccessPlan apply one, DiscardPlan drops one.
+// that drops many of them, Config.HoldMemberDrops; an LDAP sync's mass
+// deactivation) and a previewed change of access rules (PlanAccessRules)
+// are held as a Plan: Plans lists a tenant's plans of every kind with their
+// full size, Plan pages through one's changes, ConfirmPlan applies one,
+// DiscardPlan drops one.
+//
+// What only protocol adapters need (per-tenant key-value state, locks
+// across replicas, refusals for the audit trail, the meter provider) is
+// not on the Engine: AdapterOf(engine) returns it, so that `go doc
+// provision Engine` lists what a host calls.
 //
 // # Events
 //

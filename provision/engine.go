@@ -260,7 +260,7 @@ func (e *Engine) setTenant(t Tenant) error {
 	}
 	if old, ok := e.tenants[t.ID]; ok {
 		if !slices.EqualFunc(old.AccessRules, t.AccessRules, sameRule) {
-			e.log.Warn("provision: a declared tenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
+			e.log.Warn("provision: a declared tenant keeps the tenant's access rules; change them with PlanAccessRules and ConfirmPlan", "tenant", t.ID)
 		}
 		t.AccessRules, t.access = old.AccessRules, old.access
 	} else {

@@ -441,12 +441,15 @@ func TestReplaceMembersThatDropsManyIsHeld(t *testing.T) {
 		t.Fatalf("retry = %v, want plan %s", err, he.PlanID)
 	}
 	// Only an admin call confirms; it applies as the directory.
-	if _, err := f.engine.ConfirmMembersPlan(f.ctx, okta, he.PlanID); !errors.Is(err, provision.ErrForbidden) {
+	if _, err := f.engine.ConfirmPlan(f.ctx, okta, he.PlanID); !errors.Is(err, provision.ErrForbidden) {
 		t.Fatalf("confirm by the directory = %v", err)
 	}
-	mc, err := f.engine.ConfirmMembersPlan(f.ctx, provision.Origin{TenantID: "acme", Actor: "admin@acme"}, he.PlanID)
-	if err != nil || len(mc.Removed) != 150 {
-		t.Fatalf("confirm = %d removed, %v", len(mc.Removed), err)
+	p, err := f.engine.ConfirmPlan(f.ctx, provision.Origin{TenantID: "acme", Actor: "admin@acme"}, he.PlanID)
+	if err != nil || p.Kind != provision.PlanMembers || p.Size != 150 {
+		t.Fatalf("confirm = %+v, %v; want 150 removals", p, err)
+	}
+	if _, n, _ := f.engine.ListMembers(f.ctx, okta, g.ID, provision.Page{}); n != 50 {
+		t.Fatalf("after confirming, %d members, want 50", n)
 	}
 	evs := f.expectEvents("acme", seq, provision.GroupMembersRemoved)
 	if evs[0].ConnectionID != "okta" || evs[0].Actor != "admin@acme" {
@@ -456,7 +459,7 @@ func TestReplaceMembersThatDropsManyIsHeld(t *testing.T) {
 	if _, _, err := f.engine.UpdateGroup(f.ctx, okta, g.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: ids[150:]}); err != nil {
 		t.Fatalf("retry after confirmation = %v", err)
 	}
-	if _, err := f.engine.ConfirmMembersPlan(f.ctx, admin, he.PlanID); !errors.Is(err, provision.ErrNotFound) {
+	if _, err := f.engine.ConfirmPlan(f.ctx, admin, he.PlanID); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("a plan confirmed twice: %v", err)
 	}
 	// The limit is configurable, and a negative Count never holds.

@@ -207,7 +207,7 @@ func (e *Engine) UpdateGroup(ctx context.Context, o Origin, id string, pre Preco
 				}
 			}
 			if !p.confirmed && e.memberDrops.holds(len(drop), len(cur)) {
-				return e.newMembersPlan(s, id, want, len(drop), len(cur))
+				return e.newMembersPlan(s, id, want, cur, drop)
 			}
 			out, err = e.applyMembers(ctx, s, tx, rec, g, stored, pre.Version != 0, want, drop, &mc)
 			return err
@@ -223,7 +223,7 @@ func (e *Engine) UpdateGroup(ctx context.Context, o Origin, id string, pre Preco
 		}
 		return nil
 	})
-	var held *MembersPlan
+	var held *membersPlan
 	if errors.As(err, &held) {
 		return Group{}, MembershipChange{}, e.holdMembersPlan(ctx, held)
 	}
@@ -271,7 +271,7 @@ func (e *Engine) updateGroupTx(ctx context.Context, s scope, tx Store, rec *reco
 	if err := validateGroup(next); err != nil {
 		return Group{}, err
 	}
-	fields := GroupChanges(cur, next)
+	fields := groupChanges(cur, next)
 	if owner != cur.Owner {
 		fields = append(fields, "owner")
 	}

@@ -44,40 +44,53 @@ func (e *HeldError) Error() string {
 // Is reports whether target is ErrHeld.
 func (e *HeldError) Is(target error) bool { return target == ErrHeld }
 
-// MembersPlan is a held replace of a group's members.
-type MembersPlan struct {
+// membersPlan is a held replace of a group's members, as stored.
+type membersPlan struct {
 	ID           string    `json:"id"`
 	TenantID     string    `json:"tenantId"`
 	GroupID      string    `json:"groupId"`
 	ConnectionID string    `json:"connectionId"`
 	Members      []string  `json:"members"`
+	Removed      []string  `json:"removed,omitempty"`
+	Added        []string  `json:"added,omitempty"`
 	Removing     int       `json:"removing"`
 	Of           int       `json:"of"`
 	Created      time.Time `json:"created"`
 }
 
 // Error makes a plan travel out of the transaction that found it.
-func (p *MembersPlan) Error() string { return "provision: members plan " + p.ID }
+func (p *membersPlan) Error() string { return "provision: members plan " + p.ID }
 
 const membersPlanPrefix = "members-plan/"
 
-// newMembersPlan describes a held replace. Its ID derives from the group
-// and the member set, so the identity provider's retry of the same
-// replace finds the same plan.
-func (e *Engine) newMembersPlan(s scope, groupID string, want []string, removing, of int) *MembersPlan {
+// newMembersPlan describes a held replace of cur by want. Its ID derives
+// from the group and the member set, so the identity provider's retry of
+// the same replace finds the same plan.
+func (e *Engine) newMembersPlan(s scope, groupID string, want, cur, drop []string) *membersPlan {
 	sorted := slices.Sorted(slices.Values(want))
 	h := sha256.New()
 	for _, part := range append([]string{s.tenant.ID, groupID}, sorted...) {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}
-	return &MembersPlan{
+	had := make(map[string]bool, len(cur))
+	for _, m := range cur {
+		had[m] = true
+	}
+	var added []string
+	for _, m := range sorted {
+		if !had[m] {
+			added = append(added, m)
+		}
+	}
+	return &membersPlan{
 		ID: hex.EncodeToString(h.Sum(nil))[:24], TenantID: s.tenant.ID, GroupID: groupID,
-		ConnectionID: s.conn.ID, Members: sorted, Removing: removing, Of: of, Created: e.now().UTC(),
+		ConnectionID: s.conn.ID, Members: sorted, Removed: slices.Sorted(slices.Values(drop)), Added: added,
+		Removing: len(drop), Of: len(cur), Created: e.now().UTC(),
 	}
 }
 
-func (e *Engine) holdMembersPlan(ctx context.Context, p *MembersPlan) error {
+func (e *Engine) holdMembersPlan(ctx context.Context, p *membersPlan) error {
 	if err := e.putPlan(ctx, p.TenantID, membersPlanPrefix+p.ID, "members plan", p); err != nil {
 		return err
 	}
@@ -86,33 +99,27 @@ func (e *Engine) holdMembersPlan(ctx context.Context, p *MembersPlan) error {
 	return &HeldError{PlanID: p.ID, Removing: p.Removing, Members: p.Of}
 }
 
-// MembersPlan returns a held replace of a group's members.
-func (e *Engine) MembersPlan(ctx context.Context, tenantID, planID string) (MembersPlan, error) {
-	var p MembersPlan
-	err := e.getPlan(ctx, tenantID, membersPlanPrefix+planID, "members plan", &p)
-	return p, err
+// view is the plan as Plans and Plan show it, with all its changes.
+func (p *membersPlan) view() Plan {
+	v := Plan{Kind: PlanMembers, ID: p.ID, TenantID: p.TenantID, ConnectionID: p.ConnectionID, Created: p.Created,
+		Summary: fmt.Sprintf("Replace the members of group %s: remove %d of its %d members, add %d", p.GroupID, p.Removing, p.Of, len(p.Added)),
+		Of:      p.Of}
+	for _, id := range p.Removed {
+		v.Changes = append(v.Changes, PlanChange{Op: "remove-member", UserID: id, GroupID: p.GroupID})
+	}
+	for _, id := range p.Added {
+		v.Changes = append(v.Changes, PlanChange{Op: "add-member", UserID: id, GroupID: p.GroupID})
+	}
+	v.Size = len(v.Changes)
+	return v
 }
 
-// ConfirmMembersPlan applies a held replace of a group's members, as the
-// connection that asked for it (the events name it; Actor names who
-// confirmed), and consumes the plan. Only an admin call (o without a
-// ConnectionID) confirms. The members are validated again: an id that is
-// no longer a live user refuses the plan.
-func (e *Engine) ConfirmMembersPlan(ctx context.Context, o Origin, planID string) (MembershipChange, error) {
-	if o.connection() != APIConnection {
-		return MembershipChange{}, fmt.Errorf("%w: held plans are confirmed only through admin calls", ErrForbidden)
-	}
-	p, err := e.MembersPlan(ctx, o.TenantID, planID)
-	if err != nil {
-		return MembershipChange{}, err
-	}
+// confirmMembers applies a held replace of a group's members, as the
+// connection that asked for it (the events name it; o.Actor names who
+// confirmed). The members are validated again: an id that is no longer a
+// live user refuses the plan.
+func (e *Engine) confirmMembers(ctx context.Context, o Origin, p *membersPlan) error {
 	as := Origin{TenantID: p.TenantID, ConnectionID: p.ConnectionID, Actor: o.Actor, RequestID: o.RequestID}
-	_, mc, err := e.UpdateGroup(ctx, as, p.GroupID, Precondition{}, GroupUpdate{ReplaceMembers: true, Members: p.Members, confirmed: true})
-	if err != nil {
-		return MembershipChange{}, err
-	}
-	if err := e.dropPlan(ctx, o.TenantID, membersPlanPrefix+planID); err != nil {
-		e.log.WarnContext(ctx, "provision: applied members plan not deleted", "plan", planID, "err", err)
-	}
-	return mc, nil
+	_, _, err := e.UpdateGroup(ctx, as, p.GroupID, Precondition{}, GroupUpdate{ReplaceMembers: true, Members: p.Members, confirmed: true})
+	return err
 }

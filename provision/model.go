@@ -40,7 +40,7 @@ type Tenant struct {
 	RelinkOnRehire bool
 	// AccessRules map groups and attributes to the host's roles (see
 	// AccessRule). They are taken when the tenant is first declared;
-	// later changes go through PlanAccessRules and ApplyAccessPlan, so
+	// later changes go through PlanAccessRules and ConfirmPlan, so
 	// that no rule change lands without a preview.
 	AccessRules []AccessRule
 	// Webhook, when set, is where the host delivers the tenant's events

@@ -15,27 +15,71 @@ type PlanKind string
 
 // The kinds of plans the engine holds.
 const (
-	// PlanMembers is a held replace of a group's members (MembersPlan).
+	// PlanMembers is a held replace of a group's members that would remove
+	// many of them (Config.HoldMemberDrops): "remove-member" and
+	// "add-member" changes.
 	PlanMembers PlanKind = "members"
 	// PlanAccess is a previewed change of the tenant's access rules
-	// (AccessPlan).
+	// (PlanAccessRules): "grant-role" and "revoke-role" changes.
 	PlanAccess PlanKind = "access"
+	// PlanDeactivations is a set of deactivations a sync adapter held
+	// because it crossed its safety threshold (an LDAP directory that
+	// suddenly lists far fewer users): "deactivate" changes.
+	PlanDeactivations PlanKind = "deactivations"
 )
 
-// HeldPlan is one plan of a tenant that waits for an administrator to
-// confirm or discard it. Exactly one of Members and Access is set.
-type HeldPlan struct {
-	Kind         PlanKind
-	ID           string
-	TenantID     string
-	ConnectionID string // who asked: a members plan's directory; "" for access plans
-	Created      time.Time
-	// Size is how many changes the plan makes, in full: the members a
-	// replace removes; the roles an access plan grants and takes away.
-	// Of is what it is out of: the group's members; the users evaluated.
-	Size, Of int
-	Members  *MembersPlan
-	Access   *AccessPlan
+// Plan is a change the engine holds until an administrator confirms it
+// (ConfirmPlan) or discards it (DiscardPlan). Every kind of held change is
+// one: a replace of members that would remove many, a preview of access
+// rules, an LDAP sync's mass deactivation.
+type Plan struct {
+	Kind     PlanKind `json:"kind"`
+	ID       string   `json:"id"`
+	TenantID string   `json:"tenantId"`
+	// ConnectionID is who asked: the directory whose replace or sync was
+	// held; "" for an access plan (an administrator's preview).
+	ConnectionID string    `json:"connectionId,omitempty"`
+	Created      time.Time `json:"created"`
+	// Summary says in one line what the plan would do and, for a held
+	// change, why it was held.
+	Summary string `json:"summary"`
+	// Size is how many changes the plan makes in all; Of is what they are
+	// out of: the group's members, the users evaluated, the connection's
+	// active users.
+	Size int `json:"size"`
+	Of   int `json:"of"`
+	// Changes are the plan's changes: the page Plan was asked for (Plans
+	// lists plans without them).
+	Changes []PlanChange `json:"changes,omitempty"`
+}
+
+// PlanChange is one change of a plan.
+type PlanChange struct {
+	// Op is what would happen: "remove-member", "add-member",
+	// "grant-role", "revoke-role" or "deactivate".
+	Op     string `json:"op"`
+	UserID string `json:"userId"`
+	// UserName and ExternalID, when the plan knows them, are for display.
+	UserName   string `json:"userName,omitempty"`
+	ExternalID string `json:"externalId,omitempty"`
+	// GroupID is the group of a member change; Role the role of a role
+	// change.
+	GroupID string `json:"groupId,omitempty"`
+	Role    string `json:"role,omitempty"`
+	// Reason says why, where a kind has several (an LDAP entry "gone",
+	// "deleted" or "disabled").
+	Reason string `json:"reason,omitempty"`
+}
+
+// page returns p with only the changes of pg (a zero Limit: none).
+func (p Plan) page(pg Page) Plan {
+	lo := min(max(pg.Offset, 0), len(p.Changes))
+	hi := min(lo+max(pg.Limit, 0), len(p.Changes))
+	p.Changes = slices.Clone(p.Changes[lo:hi])
+	if len(p.Changes) == 0 {
+		p.Changes = nil
+	}
+	return p
 }
 
 // planIndexKey is the tenant's KV entry that lists its held plans' keys
@@ -47,11 +91,9 @@ type planRef struct {
 	Created time.Time `json:"created"`
 }
 
-// HeldPlans lists the tenant's held plans (members replaces and access-rule
-// plans), oldest first, the page asked for, and how many there are in all.
-// Plans kept elsewhere (an LDAP syncer's held deactivations: ldap.Syncer's
-// Held) are not among them; a host lists those next to these.
-func (e *Engine) HeldPlans(ctx context.Context, tenantID string, page Page) ([]HeldPlan, int, error) {
+// Plans lists the tenant's held plans of every kind, oldest first, without
+// their changes: the page asked for, and how many there are in all.
+func (e *Engine) Plans(ctx context.Context, tenantID string, page Page) ([]Plan, int, error) {
 	if _, err := e.lookupTenant(ctx, tenantID); err != nil {
 		return nil, 0, err
 	}
@@ -59,16 +101,16 @@ func (e *Engine) HeldPlans(ctx context.Context, tenantID string, page Page) ([]H
 	if err != nil {
 		return nil, 0, err
 	}
-	var all []HeldPlan
+	var all []Plan
 	for _, r := range refs {
-		p, err := e.heldPlan(ctx, tenantID, r.Key)
+		p, err := e.storedPlan(ctx, tenantID, r.Key)
 		if errors.Is(err, ErrNotFound) {
 			continue // expired, or consumed by another replica
 		}
 		if err != nil {
 			return nil, 0, err
 		}
-		all = append(all, p)
+		all = append(all, p.view().page(Page{}))
 	}
 	total := len(all)
 	lo := min(max(page.Offset, 0), total)
@@ -76,55 +118,149 @@ func (e *Engine) HeldPlans(ctx context.Context, tenantID string, page Page) ([]H
 	return all[lo:hi], total, nil
 }
 
+// Plan returns the tenant's held plan planID with the page of its changes
+// asked for (Size says how many there are in all). A plan that was
+// confirmed, discarded, replaced or expired is ErrNotFound.
+func (e *Engine) Plan(ctx context.Context, tenantID, planID string, changes Page) (Plan, error) {
+	if err := checkKey("plan id", planID); err != nil {
+		return Plan{}, err
+	}
+	if _, err := e.lookupTenant(ctx, tenantID); err != nil {
+		return Plan{}, err
+	}
+	_, p, err := e.findPlan(ctx, tenantID, planID)
+	if err != nil {
+		return Plan{}, err
+	}
+	return p.view().page(changes), nil
+}
+
+// ConfirmPlan applies the held plan planID and consumes it, and returns it
+// (without its changes). Only an admin call (o without a ConnectionID)
+// confirms; o.Actor names who did in the events.
+//
+//   - A members plan replaces the group's members as the directory that
+//     asked for it (the events name it). The members are validated again:
+//     an id that is no longer a live user refuses the plan.
+//   - An access plan makes the plan's rules the tenant's and updates every
+//     user whose roles change, in one transaction (user.updated, field
+//     "roles"); users that changed since get what the rules give them now.
+//   - A deactivations plan deactivates its users as the connection, those
+//     it still owns and that are still active, after waiting a few seconds
+//     for the connection's running sync to end (a push session, which
+//     never ends, is not waited for).
+func (e *Engine) ConfirmPlan(ctx context.Context, o Origin, planID string) (Plan, error) {
+	if o.connection() != APIConnection {
+		return Plan{}, fmt.Errorf("%w: held plans are confirmed only through admin calls", ErrForbidden)
+	}
+	if err := checkKey("plan id", planID); err != nil {
+		return Plan{}, err
+	}
+	key, p, err := e.findPlan(ctx, o.TenantID, planID)
+	if err != nil {
+		return Plan{}, err
+	}
+	switch {
+	case p.members != nil:
+		err = e.confirmMembers(ctx, o, p.members)
+	case p.access != nil:
+		err = e.applyAccess(ctx, o, p.access)
+	case p.deactivations != nil:
+		err = e.confirmDeactivations(ctx, o, p.deactivations)
+	}
+	if err != nil {
+		return Plan{}, err
+	}
+	if err := e.dropPlan(ctx, o.TenantID, key); err != nil {
+		e.log.WarnContext(ctx, "provision: applied plan not deleted", "plan", planID, "err", err)
+	}
+	e.log.InfoContext(ctx, "provision: held plan confirmed", "tenant", o.TenantID, "plan", planID, "kind", string(p.view().Kind), "actor", o.Actor)
+	return p.view().page(Page{}), nil
+}
+
 // DiscardPlan drops a held plan without applying it. Only an admin call
 // (o without a ConnectionID) discards. An identity provider that retries a
-// discarded members replace is held again.
-func (e *Engine) DiscardPlan(ctx context.Context, o Origin, kind PlanKind, planID string) error {
+// discarded replace of members is held again; the next full sync holds
+// the same deactivations again if their entries are still gone.
+func (e *Engine) DiscardPlan(ctx context.Context, o Origin, planID string) error {
 	if o.connection() != APIConnection {
 		return fmt.Errorf("%w: held plans are discarded only through admin calls", ErrForbidden)
 	}
-	key, err := planKey(kind, planID)
-	if err != nil {
+	if err := checkKey("plan id", planID); err != nil {
 		return err
 	}
-	if _, err := e.heldPlan(ctx, o.TenantID, key); err != nil {
+	key, _, err := e.findPlan(ctx, o.TenantID, planID)
+	if err != nil {
 		return err
 	}
 	return e.dropPlan(ctx, o.TenantID, key)
 }
 
-func planKey(kind PlanKind, id string) (string, error) {
-	switch kind {
-	case PlanMembers:
-		return membersPlanPrefix + id, nil
-	case PlanAccess:
-		return planKeyPrefix + id, nil
-	}
-	return "", &ValidationError{Field: "plan.kind", Reason: fmt.Sprintf("unknown plan kind %q", kind)}
+// anyPlan is a stored plan of one of the kinds.
+type anyPlan struct {
+	members       *membersPlan
+	access        *accessPlan
+	deactivations *deactivationPlan
 }
 
-// heldPlan reads the plan stored under key.
-func (e *Engine) heldPlan(ctx context.Context, tenantID, key string) (HeldPlan, error) {
+func (p anyPlan) view() Plan {
+	switch {
+	case p.members != nil:
+		return p.members.view()
+	case p.access != nil:
+		return p.access.view()
+	default:
+		return p.deactivations.Plan
+	}
+}
+
+// findPlan finds the plan planID among the tenant's and returns its key.
+func (e *Engine) findPlan(ctx context.Context, tenantID, planID string) (string, anyPlan, error) {
+	refs, err := e.planIndex(ctx, tenantID)
+	if err != nil {
+		return "", anyPlan{}, err
+	}
+	for _, r := range refs {
+		if !strings.HasPrefix(r.Key, deactivationPlanPrefix) && !strings.HasSuffix(r.Key, "/"+planID) {
+			continue
+		}
+		p, err := e.storedPlan(ctx, tenantID, r.Key)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", anyPlan{}, err
+		}
+		if p.view().ID == planID {
+			return r.Key, p, nil
+		}
+	}
+	return "", anyPlan{}, fmt.Errorf("provision: plan %q: %w", planID, ErrNotFound)
+}
+
+// storedPlan reads the plan stored under key.
+func (e *Engine) storedPlan(ctx context.Context, tenantID, key string) (anyPlan, error) {
 	switch {
 	case strings.HasPrefix(key, membersPlanPrefix):
-		var p MembersPlan
+		var p membersPlan
 		if err := e.getPlan(ctx, tenantID, key, "members plan", &p); err != nil {
-			return HeldPlan{}, err
+			return anyPlan{}, err
 		}
-		return HeldPlan{Kind: PlanMembers, ID: p.ID, TenantID: p.TenantID, ConnectionID: p.ConnectionID,
-			Created: p.Created, Size: p.Removing, Of: p.Of, Members: &p}, nil
+		return anyPlan{members: &p}, nil
 	case strings.HasPrefix(key, planKeyPrefix):
-		var p AccessPlan
+		var p accessPlan
 		if err := e.getPlan(ctx, tenantID, key, "access plan", &p); err != nil {
-			return HeldPlan{}, err
+			return anyPlan{}, err
 		}
-		n := 0
-		for _, rc := range p.Roles {
-			n += len(rc.Gain) + len(rc.Lose)
+		return anyPlan{access: &p}, nil
+	case strings.HasPrefix(key, deactivationPlanPrefix):
+		var p deactivationPlan
+		if err := e.getPlan(ctx, tenantID, key, "deactivations plan", &p); err != nil {
+			return anyPlan{}, err
 		}
-		return HeldPlan{Kind: PlanAccess, ID: p.ID, TenantID: p.TenantID, Created: p.Created, Size: n, Of: p.Users, Access: &p}, nil
+		return anyPlan{deactivations: &p}, nil
 	}
-	return HeldPlan{}, fmt.Errorf("provision: plan %q: %w", key, ErrNotFound)
+	return anyPlan{}, fmt.Errorf("provision: plan %q: %w", key, ErrNotFound)
 }
 
 func (e *Engine) planIndex(ctx context.Context, tenantID string) ([]planRef, error) {

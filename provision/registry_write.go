@@ -19,7 +19,7 @@ import (
 //
 // A nil t.Connections keeps the registered connections (a change of name
 // or domains only). Access rules are taken when the tenant is created;
-// later they change through PlanAccessRules and ApplyAccessPlan, so that
+// later they change through PlanAccessRules and ConfirmPlan, so that
 // no rule change lands without a preview.
 //
 // t.Version 0 replaces whatever is registered (or creates); a non-zero
@@ -36,7 +36,7 @@ func (e *Engine) PutTenant(ctx context.Context, t Tenant, actor string) (Tenant,
 		}
 		if cur.Version != 0 && !slices.EqualFunc(cur.AccessRules, next.AccessRules, sameRule) {
 			if t.AccessRules != nil {
-				e.log.WarnContext(ctx, "provision: PutTenant keeps the tenant's access rules; change them with PlanAccessRules and ApplyAccessPlan", "tenant", t.ID)
+				e.log.WarnContext(ctx, "provision: PutTenant keeps the tenant's access rules; change them with PlanAccessRules and ConfirmPlan", "tenant", t.ID)
 			}
 			next.AccessRules = cur.AccessRules
 		}

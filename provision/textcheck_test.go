@@ -92,8 +92,7 @@ func TestBadKeysStopAtTheEdge(t *testing.T) {
 		_, notFound["GroupsOfUser"] = e.GroupsOfUser(ctx, okta, key)
 		_, notFound["UserByExternalID"] = e.UserByExternalID(ctx, okta, key)
 		_, notFound["GroupByExternalID"] = e.GroupByExternalID(ctx, okta, key)
-		_, notFound["MembersPlan"] = e.MembersPlan(ctx, "acme", key)
-		_, notFound["AccessPlan"] = e.AccessPlan(ctx, "acme", key)
+		_, notFound["Plan"] = e.Plan(ctx, "acme", key, provision.Page{})
 		for op, err := range notFound {
 			if !errors.Is(err, provision.ErrNotFound) {
 				t.Errorf("%s(%q) = %v, want ErrNotFound", op, key, err)

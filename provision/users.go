@@ -391,7 +391,7 @@ func (e *Engine) writeUser(ctx context.Context, s scope, tx Store, rec *recorder
 	if err := validateUser(next); err != nil {
 		return User{}, err
 	}
-	fields := UserChanges(cur, next)
+	fields := userChanges(cur, next)
 	if owner != cur.Owner {
 		fields = append(fields, "owner")
 	}

@@ -44,7 +44,7 @@ func TestAccessMappingOverSCIM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.engine.ApplyAccessPlan(ctx, provision.Origin{TenantID: "acme"}, plan.ID); err != nil {
+	if _, err := e.engine.ConfirmPlan(ctx, provision.Origin{TenantID: "acme"}, plan.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -115,7 +115,7 @@ func TestHeldMemberReplace(t *testing.T) {
 	id := r.str("detail")
 	id = id[strings.Index(id, "(plan ")+6:]
 	id = id[:strings.Index(id, ")")]
-	if _, err := e.engine.ConfirmMembersPlan(context.Background(), provision.Origin{TenantID: "acme", Actor: "admin"}, id); err != nil {
+	if _, err := e.engine.ConfirmPlan(context.Background(), provision.Origin{TenantID: "acme", Actor: "admin"}, id); err != nil {
 		t.Fatal(err)
 	}
 	e.must(e.do(acmeOkta, "PATCH", "/Groups/"+gid, replace), 204, "retry after confirmation")

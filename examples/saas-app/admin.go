@@ -207,8 +207,9 @@ type connView struct {
 	Token  string
 	// LoginURL is a SAML connection's sign-in link.
 	LoginURL string
-	// Held is an LDAP connection's held plan.
-	Held *ldap.HeldPlan
+	// Held is an LDAP connection's held deactivations (with their first
+	// changes).
+	Held *provision.Plan
 	// Report is an LDAP connection's last report; Syncing the progress
 	// of its running sync.
 	Report  string
@@ -414,10 +415,17 @@ func (s *adminServer) ldapConn(ctx context.Context, cv *connView, tenantID strin
 			cv.Health = "first sync pending"
 		}
 		cv.Syncing = src.syncing()
-		if held, err := src.Syncer.Held(ctx); err == nil && held != nil {
-			cv.Held = held
-			cv.Status = "warn"
-			cv.Health += fmt.Sprintf("; %d deactivations held for confirmation", len(held.Deactivations))
+		if plans, _, err := s.a.Engine.Plans(ctx, tenantID, provision.Page{Limit: 100}); err == nil {
+			for _, p := range plans {
+				if p.Kind != provision.PlanDeactivations || p.ConnectionID != cv.ID {
+					continue
+				}
+				if held, err := s.a.Engine.Plan(ctx, tenantID, p.ID, provision.Page{Limit: 20}); err == nil {
+					cv.Held = &held
+					cv.Status = "warn"
+					cv.Health += fmt.Sprintf("; %d deactivations held for confirmation", held.Size)
+				}
+			}
 		}
 	}
 }
@@ -775,15 +783,14 @@ func (s *adminServer) ldapAction(w http.ResponseWriter, r *http.Request) {
 	plan := r.FormValue("plan")
 	switch r.PathValue("action") {
 	case "confirm":
-		rep, err := src.Syncer.Confirm(ctx, plan)
+		p, err := s.a.Engine.ConfirmPlan(ctx, admin(t.ID), plan)
 		if err == nil {
-			src.record(rep, nil)
-			s.back(w, r, t.ID, fmt.Sprintf("Held plan %s confirmed: %d users deactivated.", plan, rep.Deactivated), nil)
+			s.back(w, r, t.ID, fmt.Sprintf("Held plan %s confirmed: %d users deactivated.", plan, p.Size), nil)
 			return
 		}
 		s.back(w, r, t.ID, "", err)
 	case "discard":
-		err := src.Syncer.Discard(ctx, plan)
+		err := s.a.Engine.DiscardPlan(ctx, admin(t.ID), plan)
 		s.back(w, r, t.ID, "Held plan "+plan+" discarded (a later full sync may hold it again).", err)
 	case "sync":
 		// In the background: the tenant page follows it.
@@ -818,7 +825,7 @@ func (s *adminServer) userAction(w http.ResponseWriter, r *http.Request) {
 }
 
 type planData struct {
-	Plan  provision.AccessPlan
+	Plan  provision.Plan
 	Rules string
 	Roles []planRole
 }
@@ -843,6 +850,11 @@ func (s *adminServer) accessPreview(w http.ResponseWriter, r *http.Request) {
 		s.back(w, r, t.ID, "", err)
 		return
 	}
+	plan, err = s.a.Engine.Plan(r.Context(), t.ID, plan.ID, provision.Page{Limit: plan.Size})
+	if err != nil {
+		s.back(w, r, t.ID, "", err)
+		return
+	}
 	d := planData{Plan: plan, Rules: r.FormValue("rules")}
 	names := func(ids []string) []string {
 		var out []string
@@ -859,8 +871,22 @@ func (s *adminServer) accessPreview(w http.ResponseWriter, r *http.Request) {
 		}
 		return out
 	}
-	for _, rc := range plan.Roles {
-		d.Roles = append(d.Roles, planRole{Role: rc.Role, Gain: names(rc.Gain), Lose: names(rc.Lose)})
+	gain, lose, seen := map[string][]string{}, map[string][]string{}, map[string]bool{}
+	var roles []string // in the plan's order: sorted by role
+	for _, c := range plan.Changes {
+		if !seen[c.Role] {
+			seen[c.Role] = true
+			roles = append(roles, c.Role)
+		}
+		switch c.Op {
+		case "grant-role":
+			gain[c.Role] = append(gain[c.Role], c.UserID)
+		case "revoke-role":
+			lose[c.Role] = append(lose[c.Role], c.UserID)
+		}
+	}
+	for _, role := range roles {
+		d.Roles = append(d.Roles, planRole{Role: role, Gain: names(gain[role]), Lose: names(lose[role])})
 	}
 	tv := tenantView{ID: t.ID, Name: t.Name}
 	s.render(w, http.StatusOK, page{View: "plan", Title: "Access rules: preview", T: &tv, Data: d})
@@ -871,10 +897,6 @@ func (s *adminServer) accessApply(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	plan, err := s.a.Engine.ApplyAccessPlan(r.Context(), admin(t.ID), r.FormValue("plan"))
-	n := 0
-	for _, rc := range plan.Roles {
-		n += len(rc.Gain) + len(rc.Lose)
-	}
-	s.back(w, r, t.ID, fmt.Sprintf("Access rules applied: %d role changes.", n), err)
+	plan, err := s.a.Engine.ConfirmPlan(r.Context(), admin(t.ID), r.FormValue("plan"))
+	s.back(w, r, t.ID, fmt.Sprintf("Access rules applied: %d role changes.", plan.Size), err)
 }

@@ -201,7 +201,7 @@ func (f *ldapFeature) startSource(ctx context.Context, a *app, src *ldapSource) 
 				// The Syncer logged it, with the tenant and connection:
 				// one line per failed round.
 			case r.Held != nil:
-				log.Warn("ldap sync: deactivations held until confirmed (on the admin page, or ldap.Syncer.Confirm)", "plan", r.Held.ID, "count", len(r.Held.Deactivations), "reason", r.Held.Reason)
+				log.Warn("ldap sync: deactivations held until confirmed (on the admin page, or Engine.ConfirmPlan)", "plan", r.Held.ID, "count", r.Held.Size, "summary", r.Held.Summary)
 			default:
 				log.Info(r.String())
 			}

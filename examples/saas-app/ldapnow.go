@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-
-	"github.com/idprov/idprov/ldap"
 )
 
 // The admin page's "Sync now" runs in the background: the request returns
@@ -49,10 +47,7 @@ func (s *ldapSource) requestSync() bool {
 func (s *ldapSource) syncing() string {
 	if p, ok := s.Syncer.Progress(); ok {
 		kind := "incremental sync"
-		switch {
-		case p.Mode == ldap.ModeConfirm:
-			return fmt.Sprintf("syncing: confirming a held plan, %d users done", p.Applied)
-		case p.Full:
+		if p.Full {
 			kind = "full sync"
 		}
 		return fmt.Sprintf("syncing: %d entries read, %.0f/s (%s, %s, %d applied)", p.Entries+p.GroupEntries, p.Rate, kind, p.Phase, p.Applied)

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/idprov/idprov/ldap"
 	"github.com/idprov/idprov/provision"
 )
 
@@ -20,8 +19,9 @@ import (
 // change), in one list with its full size, paged, with a page per plan
 // that lists everything it would do, and confirm and discard buttons.
 //
-// The engine lists its own plans (Engine.HeldPlans); an LDAP syncer keeps
-// its plan itself (ldap.Syncer.Held), and this file merges it in.
+// The engine lists every kind (Engine.Plans), pages through a plan's
+// changes (Engine.Plan), and confirms or discards it (ConfirmPlan,
+// DiscardPlan); this file only puts them in an IT admin's words.
 
 // adminPlan is one held plan in an IT admin's words.
 type adminPlan struct {
@@ -36,10 +36,7 @@ type adminPlan struct {
 	// Confirm and Discard label the buttons.
 	Confirm, Discard string
 
-	members *provision.MembersPlan
-	access  *provision.AccessPlan
-	ldap    *ldap.HeldPlan
-	src     *ldapSource
+	plan provision.Plan
 }
 
 // planItem is one thing a plan would do, on its page.
@@ -84,30 +81,49 @@ func people(n int) string {
 	return count(n) + " people"
 }
 
+// adminKind is the kind of a plan in the admin page's URLs.
+func adminKind(k provision.PlanKind) string {
+	if k == provision.PlanDeactivations {
+		return "ldap"
+	}
+	return string(k)
+}
+
 // heldPlans returns every held plan of the tenant, oldest first.
 func (s *adminServer) heldPlans(ctx context.Context, t provision.Tenant) ([]adminPlan, error) {
 	e := s.a.Engine
-	_, total, err := e.HeldPlans(ctx, t.ID, provision.Page{})
+	_, total, err := e.Plans(ctx, t.ID, provision.Page{})
 	if err != nil {
 		return nil, err
 	}
-	plans, _, err := e.HeldPlans(ctx, t.ID, provision.Page{Limit: total})
+	plans, _, err := e.Plans(ctx, t.ID, provision.Page{Limit: total})
 	if err != nil {
 		return nil, err
 	}
 	var out []adminPlan
 	for _, p := range plans {
-		ap := adminPlan{Kind: string(p.Kind), ID: p.ID, TenantID: t.ID, ConnectionID: p.ConnectionID, Created: p.Created, Size: p.Size,
-			members: p.Members, access: p.Access}
+		ap := adminPlan{Kind: adminKind(p.Kind), ID: p.ID, TenantID: t.ID, ConnectionID: p.ConnectionID, Created: p.Created, Size: p.Size, plan: p}
 		switch p.Kind {
 		case provision.PlanMembers:
-			name := p.Members.GroupID
-			if g, err := e.GetGroup(ctx, admin(t.ID), p.Members.GroupID); err == nil {
+			// The plan's changes say which group and how many leave.
+			full, err := e.Plan(ctx, t.ID, p.ID, provision.Page{Limit: p.Size})
+			if err != nil {
+				continue // confirmed or discarded meanwhile
+			}
+			removing, group := 0, ""
+			for _, c := range full.Changes {
+				group = c.GroupID
+				if c.Op == "remove-member" {
+					removing++
+				}
+			}
+			name := group
+			if g, err := e.GetGroup(ctx, admin(t.ID), group); err == nil {
 				name = g.DisplayName
 			}
-			ap.Title = fmt.Sprintf("Remove %s of the %s in group %q", count(p.Size), people(p.Of), name)
-			kept := "a list of " + people(len(p.Members.Members))
-			if len(p.Members.Members) == 0 {
+			ap.Title = fmt.Sprintf("Remove %s of the %s in group %q", count(removing), people(p.Of), name)
+			kept := "a list of " + people(p.Of-removing+p.Size-removing)
+			if p.Of-removing+p.Size-removing == 0 {
 				kept = "an empty list"
 			}
 			ap.Why = fmt.Sprintf("The identity provider of directory %s asked to replace the group's members with %s. Removing this many people at once is held until you confirm it; it was told so (HTTP 409) and its retry succeeds once you confirm. Nothing has changed yet.",
@@ -117,26 +133,12 @@ func (s *adminServer) heldPlans(ctx context.Context, t provision.Tenant) ([]admi
 			ap.Title = fmt.Sprintf("Change the access rules: %s role changes for the %s evaluated", count(p.Size), people(p.Of))
 			ap.Why = "A preview of new access rules. Nothing has changed yet: the rules and roles change when you apply it."
 			ap.Confirm, ap.Discard = "Apply these rules", "Discard the preview"
+		case provision.PlanDeactivations:
+			ap.Title = fmt.Sprintf("Deactivate %s of the %s the LDAP directory %s manages", count(p.Size), people(p.Of), p.ConnectionID)
+			ap.Why = "The directory's last sync found these people gone or disabled. Deactivating this many at once is held until you confirm it; the sync's other changes were made. Nothing has changed for these people yet."
+			ap.Confirm, ap.Discard = "Deactivate them", "Keep them active"
 		}
 		out = append(out, ap)
-	}
-	if f := s.a.admin.ldap; f != nil {
-		for _, src := range f.allSources() {
-			if src.TenantID != t.ID || src.Syncer == nil {
-				continue
-			}
-			h, err := src.Syncer.Held(ctx)
-			if errors.Is(err, ldap.ErrNoPlan) || h == nil {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, adminPlan{Kind: "ldap", ID: h.ID, TenantID: t.ID, ConnectionID: src.Conf.ID, Created: h.Created, Size: len(h.Deactivations),
-				Title:   fmt.Sprintf("Deactivate %s of the %s the LDAP directory %s manages", count(len(h.Deactivations)), people(h.Owned), src.Conf.ID),
-				Why:     "The directory's last sync found these people gone or disabled. Deactivating this many at once is held until you confirm it; the sync's other changes were made. Nothing has changed for these people yet.",
-				Confirm: "Deactivate them", Discard: "Keep them active", ldap: h, src: src})
-		}
 	}
 	slices.SortStableFunc(out, func(a, b adminPlan) int { return a.Created.Compare(b.Created) })
 	return out, nil
@@ -208,71 +210,44 @@ func (s *adminServer) planPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, err)
 		return
 	}
-	items, err := s.planItems(ctx, t.ID, p)
-	if err != nil {
-		s.fail(w, r, http.StatusInternalServerError, err)
-		return
-	}
 	d := planPageData{Plan: p}
 	var lo, hi int
-	lo, hi, d.Offset, d.Next, d.Prev = pageOf(r, len(items))
-	d.Items = items[lo:hi]
+	lo, hi, d.Offset, d.Next, d.Prev = pageOf(r, p.Size)
+	full, err := s.a.Engine.Plan(ctx, t.ID, p.ID, provision.Page{Offset: lo, Limit: hi - lo})
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, err)
+		return
+	}
+	why := map[string]string{"gone": "no longer in the directory", "deleted": "deleted in the directory", "disabled": "disabled in the directory"}
 	o := admin(t.ID)
-	for i := range d.Items { // names for the page shown only
-		if it := &d.Items[i]; it.Who == "" {
+	for _, c := range full.Changes {
+		it := planItem{UserID: c.UserID, Who: c.UserName}
+		switch c.Op {
+		case "remove-member":
+			it.What = "removed from the group"
+		case "add-member":
+			it.What = "added to the group"
+		case "grant-role":
+			it.What = "gets role " + c.Role
+		case "revoke-role":
+			it.What = "loses role " + c.Role
+		case "deactivate":
+			w := why[c.Reason]
+			if w == "" {
+				w = c.Reason
+			}
+			it.What = "deactivated: " + w
+		}
+		if it.Who == "" { // names for the page shown only
 			it.Who = it.UserID
 			if u, err := s.a.Engine.GetUser(ctx, o, it.UserID); err == nil {
 				it.Who = u.UserName
 			}
 		}
+		d.Items = append(d.Items, it)
 	}
 	tv := tenantView{ID: t.ID, Name: t.Name}
 	s.render(w, http.StatusOK, page{View: "heldplan", Title: p.Title, T: &tv, Data: d})
-}
-
-// planItems lists everything p would do, in full.
-func (s *adminServer) planItems(ctx context.Context, tenantID string, p adminPlan) ([]planItem, error) {
-	var items []planItem
-	switch {
-	case p.members != nil:
-		o := admin(tenantID)
-		_, n, err := s.a.Engine.ListMembers(ctx, o, p.members.GroupID, provision.Page{})
-		if err != nil {
-			return nil, err
-		}
-		ids, _, err := s.a.Engine.ListMembers(ctx, o, p.members.GroupID, provision.Page{Limit: n})
-		if err != nil {
-			return nil, err
-		}
-		keep := map[string]bool{}
-		for _, id := range p.members.Members {
-			keep[id] = true
-		}
-		for _, id := range ids {
-			if !keep[id] {
-				items = append(items, planItem{UserID: id, What: "removed from the group"})
-			}
-		}
-	case p.access != nil:
-		for _, rc := range p.access.Roles {
-			for _, id := range rc.Gain {
-				items = append(items, planItem{UserID: id, What: "gets role " + rc.Role})
-			}
-			for _, id := range rc.Lose {
-				items = append(items, planItem{UserID: id, What: "loses role " + rc.Role})
-			}
-		}
-	case p.ldap != nil:
-		why := map[string]string{"gone": "no longer in the directory", "deleted": "deleted in the directory", "disabled": "disabled in the directory"}
-		for _, d := range p.ldap.Deactivations {
-			w := why[d.Reason]
-			if w == "" {
-				w = d.Reason
-			}
-			items = append(items, planItem{UserID: d.UserID, Who: d.UserName, What: "deactivated: " + w})
-		}
-	}
-	return items, nil
 }
 
 func (s *adminServer) planAction(w http.ResponseWriter, r *http.Request) {
@@ -291,33 +266,23 @@ func (s *adminServer) planAction(w http.ResponseWriter, r *http.Request) {
 	var msg string
 	switch r.PathValue("action") {
 	case "confirm":
-		switch {
-		case p.members != nil:
-			var mc provision.MembershipChange
-			mc, err = s.a.Engine.ConfirmMembersPlan(ctx, o, p.ID)
-			msg = fmt.Sprintf("Done: %s removed from the group.", people(len(mc.Removed)))
-		case p.access != nil:
-			_, err = s.a.Engine.ApplyAccessPlan(ctx, o, p.ID)
+		_, err = s.a.Engine.ConfirmPlan(ctx, o, p.ID)
+		switch p.plan.Kind {
+		case provision.PlanMembers:
+			msg = "Done: the group's members are replaced (" + count(p.Size) + " changes)."
+		case provision.PlanAccess:
 			msg = fmt.Sprintf("Done: the access rules are applied (%s role changes).", count(p.Size))
-		case p.ldap != nil:
-			var rep *ldap.Report
-			rep, err = p.src.Syncer.Confirm(ctx, p.ID)
-			if err == nil {
-				p.src.record(rep, nil)
-				msg = fmt.Sprintf("Done: %s deactivated.", people(rep.Deactivated))
-			}
+		case provision.PlanDeactivations:
+			msg = fmt.Sprintf("Done: %s deactivated.", people(p.Size))
 		}
 	case "discard":
-		switch {
-		case p.ldap != nil:
-			err = p.src.Syncer.Discard(ctx, p.ID)
+		err = s.a.Engine.DiscardPlan(ctx, o, p.ID)
+		msg = "Discarded: nothing was changed."
+		switch p.plan.Kind {
+		case provision.PlanMembers:
+			msg += " If the identity provider sends the same replace again, it is held again."
+		case provision.PlanDeactivations:
 			msg = "Discarded: these people stay active. A later full sync may hold them again while the directory still lacks them."
-		default:
-			err = s.a.Engine.DiscardPlan(ctx, o, provision.PlanKind(p.Kind), p.ID)
-			msg = "Discarded: nothing was changed."
-			if p.members != nil {
-				msg += " If the identity provider sends the same replace again, it is held again."
-			}
 		}
 	default:
 		s.fail(w, r, http.StatusNotFound, errors.New("no such action"))
