@@ -5,21 +5,19 @@
 // # Use
 //
 // Declare each customer's SCIM directory as a connection of its tenant to
-// the provision.Engine, give the handler the hashes of the directories'
-// bearer tokens, and mount it under any prefix:
+// the provision.Engine with the hash of its bearer token (declared, or
+// registered with Engine.PutConnection), and mount the handler under any
+// prefix:
 //
+//	token, _ := scim.GenerateToken() // show it once to acme's Okta admin
 //	engine, _ := provision.NewEngine(provision.Config{
 //		Store: memstore.New(),
 //		Tenants: []provision.Tenant{{ID: "acme", Connections: []provision.Connection{
-//			{ID: "okta", Kind: provision.KindSCIM},
+//			{ID: "okta", Kind: provision.KindSCIM, SCIM: &provision.SCIMSettings{
+//				TokenHashes: []provision.TokenHash{scim.HashToken(token)}}},
 //		}}},
 //	})
-//	token, _ := scim.GenerateToken() // show it once to acme's Okta admin
-//	tokens, _ := scim.NewTokenSet(scim.Directory{
-//		TenantID: "acme", ConnectionID: "okta",
-//		TokenHashes: []scim.TokenHash{scim.HashToken(token)},
-//	})
-//	h, _ := scim.New(scim.Config{Engine: engine, Authenticator: tokens})
+//	h, _ := scim.New(scim.Config{Engine: engine})
 //	mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", h))
 //
 // The identity provider's administrator enters the base URL
@@ -28,10 +26,11 @@
 // is made as: one tenant's token never reaches another tenant's data.
 //
 // Tokens are kept only as SHA-256 hashes (HashToken, TokenHash.String and
-// ParseTokenHash for configuration) and never logged. To rotate, Set the
-// directory with the old and the new hash, let the identity provider
-// switch, then Set it with the new hash only. A host that keeps
-// directories in its own database implements Authenticator instead.
+// ParseTokenHash for configuration) and never logged. To rotate, put the
+// connection with the old and the new hash (Engine.PutConnection), let the
+// identity provider switch, then with the new hash only. A host that keeps
+// its directories elsewhere sets Config.Authenticator (a TokenSet, or its
+// own implementation) instead.
 //
 // # What the handler does
 //

@@ -16,29 +16,21 @@ import (
 // ExampleNew mounts the SCIM handler for one Okta directory of
 // tenant acme and provisions a user the way Okta does.
 func ExampleNew() {
+	// The token is shown once to acme's administrator; only its hash is kept.
+	const token = "paste-me-into-okta"
 	engine, err := provision.NewEngine(provision.Config{
 		Store: memstore.New(),
 		Tenants: []provision.Tenant{{
-			ID:          "acme",
-			Connections: []provision.Connection{{ID: "okta", Kind: provision.KindSCIM}},
+			ID: "acme",
+			Connections: []provision.Connection{{ID: "okta", Kind: provision.KindSCIM,
+				SCIM: &provision.SCIMSettings{TokenHashes: []provision.TokenHash{scim.HashToken(token)}}}},
 		}},
 	})
 	if err != nil {
 		panic(err)
 	}
-	// The token is shown once to acme's administrator; only its hash is kept.
-	const token = "paste-me-into-okta"
-	tokens, err := scim.NewTokenSet(scim.Directory{
-		TenantID:     "acme",
-		ConnectionID: "okta",
-		TokenHashes:  []scim.TokenHash{scim.HashToken(token)},
-	})
-	if err != nil {
-		panic(err)
-	}
 	h, err := scim.New(scim.Config{
-		Engine:        engine,
-		Authenticator: tokens,
+		Engine: engine,
 		SetPassword: func(ctx context.Context, o provision.Origin, userID, password string) error {
 			return nil // hand it to the app's own credential store
 		},
