@@ -13,12 +13,12 @@ func BenchmarkProvisionReturning(b *testing.B) {
 	ctx := context.Background()
 	f := newFixture(b, provision.JITSettings{Create: true, Update: true})
 	id := identity("00u1", "jane@acme.example", "Jane")
-	if _, err := f.p.Provision(ctx, samlConn, id); err != nil {
+	if _, err := f.p.Provision(ctx, tenant, "okta-saml", id); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := f.p.Provision(ctx, samlConn, id); err != nil {
+		if _, err := f.p.Provision(ctx, tenant, "okta-saml", id); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -32,7 +32,7 @@ func BenchmarkProvisionNew(b *testing.B) {
 	for b.Loop() {
 		i++
 		n := strconv.Itoa(i)
-		if _, err := f.p.Provision(ctx, samlConn, identity("00u"+n, "user"+n+"@acme.example", "Jane")); err != nil {
+		if _, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u"+n, "user"+n+"@acme.example", "Jane")); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -21,7 +21,7 @@ func ExampleProvisioner_Provision() {
 		}}},
 	})
 	p, _ := jit.New(jit.Config{Engine: engine})
-	conn := jit.Connection{TenantID: "acme", ID: "okta-saml"}
+	tenant, conn := "acme", "okta-saml"
 	login := provision.Identity{
 		ExternalID: "00u1", // the IdP's stable subject
 		User: provision.User{
@@ -30,19 +30,19 @@ func ExampleProvisioner_Provision() {
 		},
 	}
 
-	u, err := p.Provision(ctx, conn, login) // first login: creates Ada
+	u, err := p.Provision(ctx, tenant, conn, login) // first login: creates Ada
 	fmt.Println(u.UserName, u.Active, err)
 
-	again, _ := p.Provision(ctx, conn, login) // next login: the same user
+	again, _ := p.Provision(ctx, tenant, conn, login) // next login: the same user
 	fmt.Println(again.ID == u.ID)
 
 	_, _ = engine.DeactivateUser(ctx, provision.Origin{TenantID: "acme"}, u.ID)
-	_, err = p.Provision(ctx, conn, login) // offboarded: refused, not reactivated
+	_, err = p.Provision(ctx, tenant, conn, login) // offboarded: refused, not reactivated
 	fmt.Println(errors.Is(err, jit.ErrDeprovisioned))
 
 	login.User.Emails[0].Value = "mallory@evil.example"
 	login.ExternalID = "00u2"
-	_, err = p.Provision(ctx, conn, login)
+	_, err = p.Provision(ctx, tenant, conn, login)
 	fmt.Println(errors.Is(err, jit.ErrEmailDomain))
 	// Output:
 	// ada@acme.example true <nil>

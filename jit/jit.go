@@ -23,7 +23,7 @@
 //	//		AllowedEmailDomains: []string{"acme.example"}}}
 //	p, err := jit.New(jit.Config{Engine: engine})
 //	...
-//	user, err := p.Provision(ctx, jit.Connection{TenantID: "acme", ID: "okta-saml"}, identity)
+//	user, err := p.Provision(ctx, "acme", "okta-saml", identity)
 //	if errors.Is(err, jit.ErrDeprovisioned) {
 //		// show "your account is disabled"
 //	}
@@ -93,13 +93,6 @@ func (e *RefusedError) Unwrap() []error {
 	return []error{e.Kind, e.Err}
 }
 
-// Connection names a login connection: a tenant and one of its
-// connections.
-type Connection struct {
-	TenantID string
-	ID       string
-}
-
 // settings are a login connection's just-in-time switches, normalized.
 type settings struct {
 	Create, Update, Roles bool
@@ -138,8 +131,8 @@ func New(cfg Config) (*Provisioner, error) {
 // or registered). A SAML connection without JITSettings only links and
 // matches: it neither creates nor updates; a connection of another kind
 // without them is no login connection.
-func (p *Provisioner) settings(ctx context.Context, c Connection) (settings, bool, error) {
-	pc, err := p.engine.Connection(ctx, c.TenantID, c.ID)
+func (p *Provisioner) settings(ctx context.Context, tenantID, connectionID string) (settings, bool, error) {
+	pc, err := p.engine.Connection(ctx, tenantID, connectionID)
 	if errors.Is(err, provision.ErrNotFound) || errors.Is(err, provision.ErrUnknownTenant) {
 		return settings{}, false, nil
 	}
@@ -159,9 +152,10 @@ func (p *Provisioner) settings(ctx context.Context, c Connection) (settings, boo
 	return s, true, nil
 }
 
-// Provision resolves the person who logged in through connection c to the
-// tenant's user, creating or updating it as c's settings allow, and
-// returns the active user to start a session for.
+// Provision resolves the person who logged in through the tenant's
+// connection connectionID to the tenant's user, creating or updating it as
+// the connection's JITSettings allow, and returns the active user to start
+// a session for.
 //
 // A refusal is a *RefusedError matching one of the sentinels
 // (ErrDeprovisioned, ErrNoAccount, ErrEmailDomain, ErrNoSubject,
@@ -173,20 +167,20 @@ func (p *Provisioner) settings(ctx context.Context, c Connection) (settings, boo
 // Two first logins of the same person at once make one user: the engine's
 // transaction and the store's uniqueness let one create, and the other is
 // retried once and resolves through the Link the first one wrote.
-func (p *Provisioner) Provision(ctx context.Context, c Connection, id provision.Identity) (provision.User, error) {
-	o := provision.Origin{TenantID: c.TenantID, ConnectionID: c.ID, Actor: "jit"}
-	s, ok, err := p.settings(ctx, c)
+func (p *Provisioner) Provision(ctx context.Context, tenantID, connectionID string, id provision.Identity) (provision.User, error) {
+	o := provision.Origin{TenantID: tenantID, ConnectionID: connectionID, Actor: "jit"}
+	s, ok, err := p.settings(ctx, tenantID, connectionID)
 	if err != nil {
-		return provision.User{}, fmt.Errorf("jit: settings of %s/%s: %w", c.TenantID, c.ID, err)
+		return provision.User{}, fmt.Errorf("jit: settings of %s/%s: %w", tenantID, connectionID, err)
 	}
 	if !ok {
 		return provision.User{}, p.refuse(ctx, o, ErrUnknownConnection, "no just-in-time settings for the connection", nil)
 	}
 	if id.ConnectionID == "" {
-		id.ConnectionID = c.ID
+		id.ConnectionID = connectionID
 	}
-	if id.ConnectionID != c.ID {
-		return provision.User{}, p.refuse(ctx, o, ErrInvalidIdentity, fmt.Sprintf("identity of connection %q given for connection %q", id.ConnectionID, c.ID), nil)
+	if id.ConnectionID != connectionID {
+		return provision.User{}, p.refuse(ctx, o, ErrInvalidIdentity, fmt.Sprintf("identity of connection %q given for connection %q", id.ConnectionID, connectionID), nil)
 	}
 	id.ExternalID = strings.TrimSpace(id.ExternalID)
 	if id.ExternalID == "" {
@@ -216,7 +210,7 @@ func (p *Provisioner) Provision(ctx context.Context, c Connection, id provision.
 	if err != nil {
 		return provision.User{}, p.classify(ctx, o, id, err)
 	}
-	p.log.InfoContext(ctx, "jit: login provisioned", "tenant", c.TenantID, "connection", c.ID, "user", u.ID, "result", string(res))
+	p.log.InfoContext(ctx, "jit: login provisioned", "tenant", tenantID, "connection", connectionID, "user", u.ID, "result", string(res))
 	return u, nil
 }
 

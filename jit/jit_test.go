@@ -14,9 +14,8 @@ import (
 const tenant = "acme"
 
 var (
-	samlConn = jit.Connection{TenantID: tenant, ID: "okta-saml"}
-	scimOrg  = provision.Origin{TenantID: tenant, ConnectionID: "okta-scim"}
-	admin    = provision.Origin{TenantID: tenant}
+	scimOrg = provision.Origin{TenantID: tenant, ConnectionID: "okta-scim"}
+	admin   = provision.Origin{TenantID: tenant}
 )
 
 type fixture struct {
@@ -130,7 +129,7 @@ func TestNewValidates(t *testing.T) {
 func TestCreateThenResolve(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, provision.JITSettings{Create: true, Update: true})
-	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+	u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +144,7 @@ func TestCreateThenResolve(t *testing.T) {
 		t.Fatalf("after the first login: %d users, %d events; want 1, 1", users, events)
 	}
 
-	again, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+	again, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +155,7 @@ func TestCreateThenResolve(t *testing.T) {
 		t.Errorf("an unchanged login wrote %d events", events-1)
 	}
 
-	renamed, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Janet"))
+	renamed, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Janet"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,11 +167,11 @@ func TestCreateThenResolve(t *testing.T) {
 func TestUpdateOff(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, provision.JITSettings{Create: true})
-	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+	u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Janet"))
+	again, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Janet"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +183,7 @@ func TestUpdateOff(t *testing.T) {
 func TestRoles(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, provision.JITSettings{Create: true, Update: true, Roles: true})
-	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+	u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +194,7 @@ func TestRoles(t *testing.T) {
 	f = newFixtureOn(t, f.store, provision.JITSettings{Create: true, Update: true})
 	id := identity("00u1", "jane@acme.example", "Jane")
 	id.User.Roles = []provision.Role{{Value: "owner"}}
-	u, err = f.p.Provision(ctx, samlConn, id)
+	u, err = f.p.Provision(ctx, tenant, "okta-saml", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +208,7 @@ func TestRefusals(t *testing.T) {
 	deactivated := func(del bool) setup {
 		return func(t *testing.T, f *fixture) {
 			ctx := context.Background()
-			u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+			u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +226,7 @@ func TestRefusals(t *testing.T) {
 		name     string
 		settings provision.JITSettings
 		setup    setup
-		conn     jit.Connection
+		connID   string
 		id       provision.Identity
 		want     error
 	}{
@@ -237,7 +236,7 @@ func TestRefusals(t *testing.T) {
 		{name: "no email with allowed domains", settings: provision.JITSettings{Create: true, AllowedEmailDomains: []string{"acme.example"}},
 			id: provision.Identity{ExternalID: "00u1", User: provision.User{UserName: "jane"}}, want: jit.ErrEmailDomain},
 		{name: "no subject", settings: provision.JITSettings{Create: true}, id: identity("", "jane@acme.example", "Jane"), want: jit.ErrNoSubject},
-		{name: "unknown connection", settings: provision.JITSettings{Create: true}, conn: jit.Connection{TenantID: tenant, ID: "other"}, want: jit.ErrUnknownConnection},
+		{name: "unknown connection", settings: provision.JITSettings{Create: true}, connID: "other", want: jit.ErrUnknownConnection},
 		{name: "invalid identity", settings: provision.JITSettings{Create: true}, id: provision.Identity{ExternalID: "00u9"}, want: jit.ErrInvalidIdentity},
 		{name: "deactivated", settings: provision.JITSettings{Create: true, Update: true}, setup: deactivated(false), want: jit.ErrDeprovisioned},
 		{name: "deleted", settings: provision.JITSettings{Create: true, Update: true}, setup: deactivated(true), want: jit.ErrDeprovisioned},
@@ -253,15 +252,15 @@ func TestRefusals(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(t, f)
 			}
-			if tc.conn == (jit.Connection{}) {
-				tc.conn = samlConn
+			if tc.connID == "" {
+				tc.connID = "okta-saml"
 			}
 			if tc.id.ExternalID == "" && tc.id.User.UserName == "" && tc.want != jit.ErrNoSubject {
 				tc.id = identity("00u1", "jane@acme.example", "Jane")
 			}
 			users, events := f.counts(t)
 			before, _, _ := provision.AdapterOf(f.engine).Store().ListUsers(ctx, tenant, provision.Page{Limit: 10})
-			_, err := f.p.Provision(ctx, tc.conn, tc.id)
+			_, err := f.p.Provision(ctx, tenant, tc.connID, tc.id)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Provision: %v, want %v", err, tc.want)
 			}
@@ -292,7 +291,7 @@ func TestRefusals(t *testing.T) {
 func TestDeprovisionedNeverReactivated(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, provision.JITSettings{Create: true, Update: true})
-	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+	u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +299,7 @@ func TestDeprovisionedNeverReactivated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Janet")); !errors.Is(err, jit.ErrDeprovisioned) {
+		if _, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Janet")); !errors.Is(err, jit.ErrDeprovisioned) {
 			t.Fatalf("login of a deactivated user: %v", err)
 		}
 	}
@@ -325,7 +324,7 @@ func TestPairedSCIMUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, events := f.counts(t)
-	u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Janet"))
+	u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Janet"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +336,7 @@ func TestPairedSCIMUser(t *testing.T) {
 		t.Fatalf("linking wrote: %d users, %d new events", users, e2-events)
 	}
 	// The link is kept: the next login resolves it directly.
-	if again, err := f.p.Provision(ctx, samlConn, identity("00u1", "other@acme.example", "X")); err != nil || again.ID != scim.ID {
+	if again, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "other@acme.example", "X")); err != nil || again.ID != scim.ID {
 		t.Fatalf("second SSO: %v, %v", again.ID, err)
 	}
 }
@@ -349,7 +348,7 @@ func TestMatchVerifiedEmail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := f.p.Provision(ctx, samlConn, identity("00u7", "jane@acme.example", "Jane"))
+	u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u7", "jane@acme.example", "Jane"))
 	if err != nil || u.ID != ex.ID {
 		t.Fatalf("match by verified e-mail: %v, %v", u.ID, err)
 	}
@@ -357,7 +356,7 @@ func TestMatchVerifiedEmail(t *testing.T) {
 	if _, err := f.engine.CreateUser(ctx, admin, provision.User{UserName: "bob", Active: true, Emails: []provision.Email{{Value: "bob@gmail.example"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.p.Provision(ctx, samlConn, identity("00u8", "bob@gmail.example", "Bob")); !errors.Is(err, jit.ErrNoAccount) {
+	if _, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u8", "bob@gmail.example", "Bob")); !errors.Is(err, jit.ErrNoAccount) {
 		t.Fatalf("match by unverified e-mail: %v", err)
 	}
 }
@@ -375,7 +374,7 @@ func TestConcurrentFirstLogins(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			u, err := f.p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+			u, err := f.p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 			ids[i], errs[i] = u.ID, err
 		}()
 	}
@@ -442,7 +441,7 @@ func TestLosingFirstLoginResolvesTheWinner(t *testing.T) {
 	var winner provision.User
 	st := &staleStore{Store: mem, winner: func() {
 		var err error
-		if winner, err = otherP.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane")); err != nil {
+		if winner, err = otherP.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane")); err != nil {
 			t.Error(err)
 		}
 	}}
@@ -454,7 +453,7 @@ func TestLosingFirstLoginResolvesTheWinner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := p.Provision(ctx, samlConn, identity("00u1", "jane@acme.example", "Jane"))
+	u, err := p.Provision(ctx, tenant, "okta-saml", identity("00u1", "jane@acme.example", "Jane"))
 	if err != nil {
 		t.Fatalf("the losing login: %v", err)
 	}

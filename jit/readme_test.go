@@ -75,7 +75,7 @@ func TestReadmeSnippet(t *testing.T) {
 	mux.Handle("/scim/v2/", http.StripPrefix("/scim/v2", scimHandler))
 	// SSO: from your SAML callback (saml.MapAssertion), or let saml.New serve the whole flow.
 	jp, err := jit.New(jit.Config{Engine: engine})
-	user, err := jp.Provision(ctx, jit.Connection{TenantID: "acme", ID: "sso"}, identity)
+	user, err := jp.Provision(ctx, "acme", "sso", identity)
 	// errors.Is(err, jit.ErrDeprovisioned): offboarded; start no session.
 	// Offboarding: end sessions, at least once and in order, resuming after a restart.
 	go engine.Consume(ctx, "sessions", func(ctx context.Context, ev provision.Event) error {
@@ -111,7 +111,7 @@ func TestReadmeSnippet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, err = jp.Provision(ctx, jit.Connection{TenantID: "acme", ID: "sso"}, identity)
+	user, err = jp.Provision(ctx, "acme", "sso", identity)
 	if err != nil || user.ID != scimUser.ID {
 		t.Fatalf("SSO after SCIM: %s, %v; want the SCIM user %s", user.ID, err, scimUser.ID)
 	}
@@ -126,7 +126,7 @@ func TestReadmeSnippet(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the session consumer never heard of the deactivation")
 	}
-	if _, err := jp.Provision(ctx, jit.Connection{TenantID: "acme", ID: "sso"}, identity); !errors.Is(err, jit.ErrDeprovisioned) {
+	if _, err := jp.Provision(ctx, "acme", "sso", identity); !errors.Is(err, jit.ErrDeprovisioned) {
 		t.Fatalf("SSO after the deactivation: %v, want ErrDeprovisioned", err)
 	}
 }

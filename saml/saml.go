@@ -697,7 +697,7 @@ func (h *Handler) serveACS(w http.ResponseWriter, r *http.Request) {
 		h.finishTest(w, r, c, &id, "")
 		return
 	}
-	user, err := h.jit.Provision(ctx, jit.Connection{TenantID: c.TenantID, ID: c.ConnectionID}, id)
+	user, err := h.jit.Provision(ctx, c.TenantID, c.ConnectionID, id)
 	if err != nil {
 		var re *jit.RefusedError
 		if errors.As(err, &re) {

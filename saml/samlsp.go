@@ -56,7 +56,7 @@ func (s *SessionProvider) CreateSession(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	id.ConnectionID = s.ConnectionID
-	user, err := s.JIT.Provision(ctx, jit.Connection{TenantID: s.TenantID, ID: s.ConnectionID}, id)
+	user, err := s.JIT.Provision(ctx, s.TenantID, s.ConnectionID, id)
 	if err != nil {
 		return err
 	}
