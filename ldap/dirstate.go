@@ -136,7 +136,7 @@ func bucketOf(id string, n int) int {
 // what is held beyond the cache is a pointer per record and one bucket.
 func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n int, only map[int]bool) error {
 	type index struct {
-		users   []*userRec
+		users   []uint32 // records
 		aliases []aliasState
 		groups  []*groupRec
 	}
@@ -157,20 +157,26 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 		idx[b] = &index{} // a bucket emptied by deletes is written empty
 	}
 	c.mu.Lock()
-	for id, u := range c.users {
-		if x := get(id); x != nil {
-			x.users = append(x.users, u)
-		}
-	}
-	for dn, u := range c.byDN {
-		if u.dn == dn || u.dropped {
+	defer c.mu.Unlock()
+	for i := range c.recs {
+		u := &c.recs[i]
+		if u.dropped() {
 			continue
 		}
-		if x := get(u.id); x != nil {
-			x.aliases = append(x.aliases, aliasState{dn: dn, id: u.id})
+		if x := get(c.strs.str(u.idRef())); x != nil {
+			x.users = append(x.users, uint32(i))
 		}
 	}
-	c.mu.Unlock()
+	for dn, i := range c.alias {
+		u := &c.recs[i]
+		if u.dn == dn || u.dropped() {
+			continue
+		}
+		id := c.strs.str(u.idRef())
+		if x := get(id); x != nil {
+			x.aliases = append(x.aliases, aliasState{dn: dn, id: id})
+		}
+	}
 	for id, g := range c.groups {
 		if x := get(id); x != nil {
 			x.groups = append(x.groups, g)
@@ -180,11 +186,12 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 	for b, x := range idx {
 		w.b = append(w.b[:0], stateVersion)
 		w.uvarint(uint64(len(x.users)))
-		for _, u := range x.users {
-			w.str(u.id)
+		for _, i := range x.users {
+			u := &c.recs[i]
+			w.str(c.strs.str(u.idRef()))
 			w.u64(u.dn)
 			w.u64(u.uid)
-			w.str(u.userID)
+			w.str(c.strs.str(u.userID))
 		}
 		w.uvarint(uint64(len(x.aliases)))
 		for _, a := range x.aliases {
@@ -215,7 +222,7 @@ func (s *Syncer) saveState(ctx context.Context, c *dirCache, cur *cursor) error 
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	gen := hex.EncodeToString(b[:])
-	n := 1 + (len(c.users)+len(c.groups))/stateBucketSize
+	n := 1 + (c.live+len(c.groups))/stateBucketSize
 	if err := s.writeBuckets(ctx, c, gen, n, nil); err != nil {
 		return err
 	}
@@ -298,8 +305,10 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 		}
 	}
 	for _, a := range aliases {
-		if u, ok := c.users[a.id]; ok && c.byDN[a.dn] == nil {
-			c.byDN[a.dn] = u
+		if i, ok := c.lookupID(a.id); ok {
+			if _, taken := c.userByDN(a.dn); !taken {
+				c.alias[a.dn] = i
+			}
 		}
 	}
 	c.token, c.buckets, c.dirty = cur.Token, cur.StateBuckets, map[string]bool{}

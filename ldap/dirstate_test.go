@@ -156,10 +156,10 @@ func TestStateDecodeDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := got.members(got.groups["g1"]); !slices.Equal(m, []string{"u1", "u2"}) {
+	if m, _, _ := got.members(got.groups["g1"]); !slices.Equal(m, []string{"u1", "u2"}) {
 		t.Fatalf("members after a round trip: %v", m)
 	}
-	if got.byDN[dnHash("uid=b,ou=people,dc=example,dc=com")] == nil {
+	if _, ok := got.userByDN(dnHash("uid=b,ou=people,dc=example,dc=com")); !ok {
 		t.Fatal("the alias of the renamed user was lost")
 	}
 	key := s.stateKey(cur.StateGen, 0)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,7 +158,7 @@ type run struct {
 
 	mu      sync.Mutex
 	deact   []Deactivation
-	userIDs map[uint64]struct{} // hashes of the users applied in this run
+	userIDs []uint64        // hashes of the users applied in this run (8 bytes a user)
 	enabled map[string]bool     // users seen enabled (to unhold; incremental)
 	touched map[string]bool     // ids of the entries applied (incremental)
 	noID    int
@@ -165,7 +166,7 @@ type run struct {
 }
 
 func (s *Syncer) newRun(rep *Report, cache *dirCache) *run {
-	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, prog: s.tracking(rep), userIDs: map[uint64]struct{}{}, enabled: map[string]bool{}}
+	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, prog: s.tracking(rep), enabled: map[string]bool{}}
 }
 
 // syncFull is Sync and Plan.
@@ -471,7 +472,7 @@ func (r *run) apply(ctx context.Context, dn string, ident provision.Identity) (s
 		r.enabled[u.ID] = true
 	}
 	if u.ID != "" {
-		r.userIDs[dnHash(u.ID)] = struct{}{}
+		r.userIDs = append(r.userIDs, dnHash(u.ID))
 	}
 	return u.ID, nil
 }
@@ -515,12 +516,13 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 	}
 	owned := 0
 	var missing []provision.User
+	slices.Sort(r.userIDs)
 	err := r.s.eng.EachOwnedUser(ctx, r.s.origin, func(u provision.User) error {
 		if !u.Active {
 			return nil
 		}
 		owned++
-		if _, ok := r.userIDs[dnHash(u.ID)]; !ok {
+		if _, ok := slices.BinarySearch(r.userIDs, dnHash(u.ID)); !ok {
 			missing = append(missing, u)
 		}
 		return nil
@@ -545,7 +547,7 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 		}
 		if full.ExternalID != "" {
 			r.cache.mu.Lock()
-			_, seen := r.cache.users[full.ExternalID]
+			seen := r.cache.hasUser(full.ExternalID)
 			r.cache.mu.Unlock()
 			if seen {
 				continue // its entry is there but could not be applied
