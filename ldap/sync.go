@@ -159,8 +159,8 @@ type run struct {
 	mu      sync.Mutex
 	deact   []Deactivation
 	userIDs []uint64        // hashes of the users applied in this run (8 bytes a user)
-	enabled map[string]bool     // users seen enabled (to unhold; incremental)
-	touched map[string]bool     // ids of the entries applied (incremental)
+	enabled map[string]bool // users seen enabled (to unhold; incremental)
+	touched map[string]bool // ids of the entries applied (incremental)
 	noID    int
 	stamp   time.Time // highest modifyTimestamp seen
 }
