@@ -28,7 +28,7 @@ type dirCache struct {
 	token string
 
 	mu    sync.Mutex
-	recs  []userRec // every user record; its index names it
+	recs  recList // every user record; its index names it
 	strs  arena
 	byID  table             // live records by id
 	byDN  table             // records by their current DN
@@ -97,19 +97,55 @@ func uidHash(uid string) uint64 {
 
 func newDirCache() *dirCache {
 	return &dirCache{
-		strs:   arena{b: []byte{0}}, // offset 0 is "no string"
+		strs:   newArena(),
 		alias:  map[uint64]uint32{},
 		groups: map[string]*groupRec{},
 		gByDN:  map[uint64]*groupRec{},
 	}
 }
 
-// arena holds the records' strings back to back, each a header and its
-// bytes: header 0 is a lower-case 8-4-4-4-12 UUID stored as its 16 bytes,
-// any other header is the uvarint of the length plus one. It only grows;
-// strings handed out by str point into it and stay valid (a grown arena
-// leaves the old bytes to the strings that still use them).
-type arena struct{ b []byte }
+// recList holds user records in fixed chunks: growing never copies (a
+// slice grown by append would hold the old and the new array at once).
+type recList struct {
+	chunks [][]userRec
+	n      int
+}
+
+const recChunk = 4096
+
+func (l *recList) len() int { return l.n }
+
+// at returns record i.
+func (l *recList) at(i uint32) *userRec { return &l.chunks[i/recChunk][i%recChunk] }
+
+// add appends r and returns its index.
+func (l *recList) add(r userRec) uint32 {
+	if l.n%recChunk == 0 {
+		l.chunks = append(l.chunks, make([]userRec, 0, recChunk))
+	}
+	last := len(l.chunks) - 1
+	l.chunks[last] = append(l.chunks[last], r)
+	l.n++
+	return uint32(l.n - 1)
+}
+
+// arena holds the records' strings back to back in chunks, each string a
+// header and its bytes: header 0 is a lower-case 8-4-4-4-12 UUID stored
+// as its 16 bytes, any other header is the uvarint of the length plus
+// one. A reference is a chunk number (11 bits) and an offset in the chunk
+// (20 bits); a string longer than a chunk gets a chunk of its own. Chunks
+// are never grown or written again once a string is in them, so strings
+// handed out by str point into them and stay valid.
+type arena struct{ chunks [][]byte }
+
+const (
+	arenaChunkBits = 20
+	arenaChunk     = 1 << arenaChunkBits
+)
+
+func newArena() arena {
+	return arena{chunks: [][]byte{make([]byte, 1, 4096)}} // reference 0 is "no string"
+}
 
 // encodeString appends s's arena encoding to dst.
 func encodeString(dst []byte, s string) []byte {
@@ -149,14 +185,30 @@ func uuidBytes(s string) ([16]byte, bool) {
 
 // add stores an encoded string and returns its reference.
 func (a *arena) add(enc []byte) uint32 {
-	ref := uint32(len(a.b))
-	a.b = append(a.b, enc...)
+	last := len(a.chunks) - 1
+	c := a.chunks[last]
+	if len(c)+len(enc) > cap(c) {
+		if len(c)+len(enc) <= arenaChunk {
+			// Grow the chunk up to its full size while it is small (a
+			// small directory does not pay for a whole chunk); its
+			// strings already handed out keep the old array.
+			nc := make([]byte, len(c), min(arenaChunk, max(2*cap(c), len(c)+len(enc))))
+			copy(nc, c)
+			c = nc
+		} else {
+			c = make([]byte, 0, max(arenaChunk, len(enc)))
+			a.chunks = append(a.chunks, c)
+			last++
+		}
+	}
+	ref := uint32(last)<<arenaChunkBits | uint32(len(c))
+	a.chunks[last] = append(c, enc...)
 	return ref
 }
 
 // raw returns the encoding stored at ref.
 func (a *arena) raw(ref uint32) []byte {
-	b := a.b[ref:]
+	b := a.chunks[ref>>arenaChunkBits][ref&(arenaChunk-1):]
 	if b[0] == 0 {
 		return b[:17]
 	}
@@ -169,7 +221,7 @@ func (a *arena) str(ref uint32) string {
 	if ref == 0 {
 		return ""
 	}
-	b := a.b[ref:]
+	b := a.raw(ref)
 	if b[0] == 0 {
 		var out [36]byte
 		hex.Encode(out[0:8], b[1:5])
@@ -304,16 +356,16 @@ func idKey(buf []byte, id string) ([]byte, uint64) {
 }
 
 func (c *dirCache) idEq(enc []byte) func(uint32) bool {
-	return func(i uint32) bool { return bytes.Equal(c.strs.raw(c.recs[i].idRef()), enc) }
+	return func(i uint32) bool { return bytes.Equal(c.strs.raw(c.recs.at(i).idRef()), enc) }
 }
 
-func (c *dirCache) idHashOf(i uint32) uint64 { return hashBytes(c.strs.raw(c.recs[i].idRef())) }
+func (c *dirCache) idHashOf(i uint32) uint64 { return hashBytes(c.strs.raw(c.recs.at(i).idRef())) }
 
 func (c *dirCache) dnEq(dn uint64) func(uint32) bool {
-	return func(i uint32) bool { return c.recs[i].dn == dn }
+	return func(i uint32) bool { return c.recs.at(i).dn == dn }
 }
 
-func (c *dirCache) dnHashOf(i uint32) uint64 { return c.recs[i].dn }
+func (c *dirCache) dnHashOf(i uint32) uint64 { return c.recs.at(i).dn }
 
 // lookupID returns the live record of id; the caller holds c.mu (or owns
 // the cache alone).
@@ -333,8 +385,8 @@ func (c *dirCache) hasUser(id string) bool {
 // eachUser calls fn with the id of every live user entry; the caller
 // holds c.mu (or owns the cache alone).
 func (c *dirCache) eachUser(fn func(id string)) {
-	for i := range c.recs {
-		if r := &c.recs[i]; !r.dropped() {
+	for i := range c.recs.len() {
+		if r := c.recs.at(uint32(i)); !r.dropped() {
 			fn(c.strs.str(r.idRef()))
 		}
 	}
@@ -344,10 +396,10 @@ func (c *dirCache) eachUser(fn func(id string)) {
 // the entry renamed from it. It may be a dropped record.
 func (c *dirCache) userByDN(dn uint64) (*userRec, bool) {
 	if i, ok := c.byDN.get(dn, c.dnEq(dn)); ok {
-		return &c.recs[i], true
+		return c.recs.at(i), true
 	}
 	if i, ok := c.alias[dn]; ok {
-		return &c.recs[i], true
+		return c.recs.at(i), true
 	}
 	return nil, false
 }
@@ -365,12 +417,11 @@ func (c *dirCache) putUserHashed(id string, dn, uid uint64, userID string) {
 	enc, h := idKey(buf[:], id)
 	i, ok := c.byID.get(h, c.idEq(enc))
 	if !ok {
-		i = uint32(len(c.recs))
-		c.recs = append(c.recs, userRec{id: c.strs.add(enc)})
+		i = c.recs.add(userRec{id: c.strs.add(enc)})
 		c.byID.set(h, i, c.idEq(enc), c.idHashOf)
 		c.live++
 	}
-	r := &c.recs[i]
+	r := c.recs.at(i)
 	// On a rename or move the old DN stays an alias of the entry until
 	// another entry takes it: referential integrity rewrites group members
 	// asynchronously, and a group read before that must still resolve.
@@ -409,7 +460,7 @@ func (c *dirCache) dropUser(id string) {
 	c.byID.remove(h, i, c.idEq(enc))
 	c.live--
 	c.touch(id)
-	r := &c.recs[i]
+	r := c.recs.at(i)
 	r.id |= droppedBit
 	c.byDN.remove(r.dn, i, c.dnEq(r.dn))
 	if j, ok := c.byUID[r.uid]; ok && j == i {
@@ -456,8 +507,8 @@ func (c *dirCache) indexUIDs() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.byUID = make(map[uint64]uint32, c.live)
-	for i := range c.recs {
-		if r := &c.recs[i]; r.uid != 0 && !r.dropped() {
+	for i := range c.recs.len() {
+		if r := c.recs.at(uint32(i)); r.uid != 0 && !r.dropped() {
 			c.byUID[r.uid] = uint32(i)
 		}
 	}
@@ -469,7 +520,7 @@ func (c *dirCache) indexUIDs() {
 func (c *dirCache) members(g *groupRec) ([]string, []uint32, int) {
 	set := map[string]uint32{}
 	add := func(i uint32) {
-		if r := &c.recs[i]; r.userID != 0 && !r.dropped() {
+		if r := c.recs.at(i); r.userID != 0 && !r.dropped() {
 			set[c.strs.str(r.userID)] = i
 		}
 	}
@@ -520,6 +571,33 @@ func (c *dirCache) members(g *groupRec) ([]string, []uint32, int) {
 	return ids, recs, cycles
 }
 
+// appliedUsers returns a test of whether an engine user id is the user
+// of a live record, through a table built for it (4 to 8 bytes a user):
+// the sweep's set of the users a full sync applied.
+func (c *dirCache) appliedUsers() func(userID string) bool {
+	eq := func(enc []byte) func(uint32) bool {
+		return func(i uint32) bool { return bytes.Equal(c.strs.raw(c.recs.at(i).userID), enc) }
+	}
+	hashOf := func(i uint32) uint64 { return hashBytes(c.strs.raw(c.recs.at(i).userID)) }
+	var t table
+	c.mu.Lock()
+	for i := range uint32(c.recs.len()) {
+		if r := c.recs.at(i); r.userID != 0 && !r.dropped() {
+			enc := c.strs.raw(r.userID)
+			t.set(hashBytes(enc), i, eq(enc), hashOf)
+		}
+	}
+	c.mu.Unlock()
+	return func(userID string) bool {
+		var buf [64]byte
+		enc := encodeString(buf[:0], userID)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := t.get(hashBytes(enc), eq(enc))
+		return ok
+	}
+}
+
 // appliedIDs returns the user ids last applied to g, sorted; false when
 // they are not known (never applied, or a member's user id changed since).
 func (c *dirCache) appliedIDs(g *groupRec) ([]string, bool) {
@@ -528,7 +606,7 @@ func (c *dirCache) appliedIDs(g *groupRec) ([]string, bool) {
 	}
 	ids := make([]string, len(g.appliedMembers))
 	for k, i := range g.appliedMembers {
-		ids[k] = c.strs.str(c.recs[i].userID)
+		ids[k] = c.strs.str(c.recs.at(i).userID)
 	}
 	slices.Sort(ids)
 	return ids, hashIDs(ids) == g.applied

@@ -52,7 +52,7 @@ func TestDirCacheModel(t *testing.T) {
 			uh := uidHash(fmt.Sprintf("u%d", k))
 			m, want = byUID[uh]
 			i, got := c.byUID[uh]
-			if got != want || (got && c.strs.str(c.recs[i].idRef()) != m.id) {
+			if got != want || (got && c.strs.str(c.recs.at(i).idRef()) != m.id) {
 				t.Fatalf("step %d: byUID u%d: %v, want %v", step, k, got, want)
 			}
 		}
@@ -117,9 +117,8 @@ func TestDirCacheModel(t *testing.T) {
 // TestArenaStrings: ids in UUID form are stored as 16 bytes and come
 // back in their canonical form; anything else comes back as given.
 func TestArenaStrings(t *testing.T) {
-	var a arena
-	a.b = []byte{0}
-	for _, s := range []string{"", "x", "1c5d7e5e-82ab-1041-930c-ab00fdfbc648", "1C5D7E5E-82AB-1041-930C-AB00FDFBC648", "1c5d7e5e82ab1041930cab00fdfbc648", string(make([]byte, 300))} {
+	a := newArena()
+	for _, s := range []string{"", "x", "1c5d7e5e-82ab-1041-930c-ab00fdfbc648", "1C5D7E5E-82AB-1041-930C-AB00FDFBC648", "1c5d7e5e82ab1041930cab00fdfbc648", string(make([]byte, 300)), string(make([]byte, 3<<20))} {
 		enc := encodeString(nil, s)
 		ref := a.add(enc)
 		if got := a.str(ref); got != s {
@@ -127,6 +126,16 @@ func TestArenaStrings(t *testing.T) {
 		}
 		if len(a.raw(ref)) != len(enc) {
 			t.Errorf("%q: raw is %d bytes, want %d", s, len(a.raw(ref)), len(enc))
+		}
+	}
+	// Enough strings to fill several chunks.
+	refs := make([]uint32, 200000)
+	for i := range refs {
+		refs[i] = a.add(encodeString(nil, fmt.Sprintf("d%d", i)))
+	}
+	for i, ref := range refs {
+		if got := a.str(ref); got != fmt.Sprintf("d%d", i) {
+			t.Fatalf("string %d came back as %q", i, got)
 		}
 	}
 	if n := len(encodeString(nil, "1c5d7e5e-82ab-1041-930c-ab00fdfbc648")); n != 17 {

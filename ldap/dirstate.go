@@ -158,17 +158,17 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := range c.recs {
-		u := &c.recs[i]
+	for i := range uint32(c.recs.len()) {
+		u := c.recs.at(i)
 		if u.dropped() {
 			continue
 		}
 		if x := get(c.strs.str(u.idRef())); x != nil {
-			x.users = append(x.users, uint32(i))
+			x.users = append(x.users, i)
 		}
 	}
 	for dn, i := range c.alias {
-		u := &c.recs[i]
+		u := c.recs.at(i)
 		if u.dn == dn || u.dropped() {
 			continue
 		}
@@ -187,7 +187,7 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 		w.b = append(w.b[:0], stateVersion)
 		w.uvarint(uint64(len(x.users)))
 		for _, i := range x.users {
-			u := &c.recs[i]
+			u := c.recs.at(i)
 			w.str(c.strs.str(u.idRef()))
 			w.u64(u.dn)
 			w.u64(u.uid)

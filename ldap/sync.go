@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,7 +157,6 @@ type run struct {
 
 	mu      sync.Mutex
 	deact   []Deactivation
-	userIDs []uint64        // hashes of the users applied in this run (8 bytes a user)
 	enabled map[string]bool // users seen enabled (to unhold; incremental)
 	touched map[string]bool // ids of the entries applied (incremental)
 	noID    int
@@ -471,9 +469,6 @@ func (r *run) apply(ctx context.Context, dn string, ident provision.Identity) (s
 	} else if u.Active && r.touched != nil {
 		r.enabled[u.ID] = true
 	}
-	if u.ID != "" {
-		r.userIDs = append(r.userIDs, dnHash(u.ID))
-	}
 	return u.ID, nil
 }
 
@@ -516,13 +511,13 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 	}
 	owned := 0
 	var missing []provision.User
-	slices.Sort(r.userIDs)
+	applied := r.cache.appliedUsers() // the users applied in this run
 	err := r.s.eng.EachOwnedUser(ctx, r.s.origin, func(u provision.User) error {
 		if !u.Active {
 			return nil
 		}
 		owned++
-		if _, ok := slices.BinarySearch(r.userIDs, dnHash(u.ID)); !ok {
+		if !applied(u.ID) {
 			missing = append(missing, u)
 		}
 		return nil
