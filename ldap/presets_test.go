@@ -244,3 +244,16 @@ func TestPresetNames(t *testing.T) {
 		t.Fatal("an unknown preset was found")
 	}
 }
+
+// TestSASLExternalConfig: SASL EXTERNAL needs a client certificate and
+// no bind password; NewSyncer says which is missing.
+func TestSASLExternalConfig(t *testing.T) {
+	cfg := Config{Engine: newBenchEngine(t, memstore.New()), TenantID: tenant, ConnectionID: ldapConn, URL: "ldaps://ldap.example:636", UserBaseDN: "dc=example,dc=com", SASLExternal: true}
+	if _, err := NewSyncer(cfg); !errors.Is(err, ErrCertificate) {
+		t.Fatalf("no certificate: %v", err)
+	}
+	cfg.BindDN = "cn=x,dc=example,dc=com"
+	if _, err := NewSyncer(cfg); err == nil || !strings.Contains(err.Error(), "BindDN") {
+		t.Fatalf("with a BindDN: %v", err)
+	}
+}
