@@ -216,6 +216,34 @@ func (a *arena) raw(ref uint32) []byte {
 	return b[:k+int(n)-1]
 }
 
+// appendStr appends the string stored at ref to dst (no allocation
+// beyond dst's).
+func (a *arena) appendStr(dst []byte, ref uint32) []byte {
+	if ref == 0 {
+		return dst
+	}
+	b := a.raw(ref)
+	if b[0] == 0 {
+		var out [36]byte
+		formatUUID(&out, b[1:17])
+		return append(dst, out[:]...)
+	}
+	_, k := binary.Uvarint(b)
+	return append(dst, b[k:]...)
+}
+
+func formatUUID(out *[36]byte, u []byte) {
+	hex.Encode(out[0:8], u[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], u[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], u[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], u[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], u[10:16])
+}
+
 // str returns the string stored at ref ("" for 0).
 func (a *arena) str(ref uint32) string {
 	if ref == 0 {
@@ -224,15 +252,7 @@ func (a *arena) str(ref uint32) string {
 	b := a.raw(ref)
 	if b[0] == 0 {
 		var out [36]byte
-		hex.Encode(out[0:8], b[1:5])
-		out[8] = '-'
-		hex.Encode(out[9:13], b[5:7])
-		out[13] = '-'
-		hex.Encode(out[14:18], b[7:9])
-		out[18] = '-'
-		hex.Encode(out[19:23], b[9:11])
-		out[23] = '-'
-		hex.Encode(out[24:36], b[11:17])
+		formatUUID(&out, b[1:17])
 		return string(out[:])
 	}
 	n, k := binary.Uvarint(b)
@@ -326,8 +346,10 @@ func (t *table) remove(h uint64, rec uint32, eq func(uint32) bool) {
 }
 
 func (t *table) grow(hashOf func(uint32) uint64) {
+	// At most half full after growing: between 37.5% and 75% full, 5
+	// to 11 bytes an entry.
 	size := 64
-	for size*3 < (t.n+1)*4*2 {
+	for size < (t.n+1)*2 {
 		size *= 2
 	}
 	old := t.slots

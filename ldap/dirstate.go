@@ -46,6 +46,7 @@ type stateWriter struct{ b []byte }
 func (w *stateWriter) uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
 func (w *stateWriter) u64(v uint64)     { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 func (w *stateWriter) str(v string)     { w.uvarint(uint64(len(v))); w.b = append(w.b, v...) }
+func (w *stateWriter) bytes(v []byte)   { w.uvarint(uint64(len(v))); w.b = append(w.b, v...) }
 func (w *stateWriter) u64s(vs []uint64) {
 	w.uvarint(uint64(len(vs)))
 	for _, v := range vs {
@@ -124,9 +125,11 @@ func (s *Syncer) stateKey(gen string, bucket int) string {
 	return "ldap/" + s.cfg.ConnectionID + "/state/" + gen + "/" + strconv.Itoa(bucket)
 }
 
-func bucketOf(id string, n int) int {
+func bucketOf(id string, n int) int { return bucketOfBytes([]byte(id), n) }
+
+func bucketOfBytes(id []byte, n int) int {
 	h := fnv.New32a()
-	h.Write([]byte(id))
+	h.Write(id)
 	return int(h.Sum32() % uint32(n))
 }
 
@@ -141,8 +144,8 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 		groups  []*groupRec
 	}
 	idx := map[int]*index{}
-	get := func(id string) *index {
-		b := bucketOf(id, n)
+	get := func(id []byte) *index {
+		b := bucketOfBytes(id, n)
 		if only != nil && !only[b] {
 			return nil
 		}
@@ -158,12 +161,14 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var buf []byte
 	for i := range uint32(c.recs.len()) {
 		u := c.recs.at(i)
 		if u.dropped() {
 			continue
 		}
-		if x := get(c.strs.str(u.idRef())); x != nil {
+		buf = c.strs.appendStr(buf[:0], u.idRef())
+		if x := get(buf); x != nil {
 			x.users = append(x.users, i)
 		}
 	}
@@ -173,12 +178,12 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 			continue
 		}
 		id := c.strs.str(u.idRef())
-		if x := get(id); x != nil {
+		if x := get([]byte(id)); x != nil {
 			x.aliases = append(x.aliases, aliasState{dn: dn, id: id})
 		}
 	}
 	for id, g := range c.groups {
-		if x := get(id); x != nil {
+		if x := get([]byte(id)); x != nil {
 			x.groups = append(x.groups, g)
 		}
 	}
@@ -188,10 +193,12 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 		w.uvarint(uint64(len(x.users)))
 		for _, i := range x.users {
 			u := c.recs.at(i)
-			w.str(c.strs.str(u.idRef()))
+			buf = c.strs.appendStr(buf[:0], u.idRef())
+			w.bytes(buf)
 			w.u64(u.dn)
 			w.u64(u.uid)
-			w.str(c.strs.str(u.userID))
+			buf = c.strs.appendStr(buf[:0], u.userID)
+			w.bytes(buf)
 		}
 		w.uvarint(uint64(len(x.aliases)))
 		for _, a := range x.aliases {
