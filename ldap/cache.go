@@ -148,7 +148,7 @@ func newArena() arena {
 }
 
 // encodeString appends s's arena encoding to dst.
-func encodeString(dst []byte, s string) []byte {
+func encodeString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	if u, ok := uuidBytes(s); ok {
 		dst = append(dst, 0)
 		return append(dst, u[:]...)
@@ -158,29 +158,37 @@ func encodeString(dst []byte, s string) []byte {
 }
 
 // uuidBytes parses the canonical (lower-case, hyphenated) UUID form.
-func uuidBytes(s string) ([16]byte, bool) {
+func uuidBytes[S ~string | ~[]byte](s S) ([16]byte, bool) {
 	var u [16]byte
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return u, false
 	}
-	var h [32]byte
 	n := 0
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
+	for i := 0; i < 36; i += 2 {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i--
 			continue
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
-			h[n] = c
-			n++
-		default:
+		}
+		hi, ok1 := hexVal(s[i])
+		lo, ok2 := hexVal(s[i+1])
+		if !ok1 || !ok2 {
 			return u, false
 		}
-	}
-	if _, err := hex.Decode(u[:], h[:]); err != nil {
-		return u, false
+		u[n] = hi<<4 | lo
+		n++
 	}
 	return u, true
+}
+
+// hexVal is a lower-case hex digit's value.
+func hexVal(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // add stores an encoded string and returns its reference.
@@ -287,7 +295,7 @@ func mix(h uint64) uint64 {
 }
 
 // find returns the slot holding the record for which eq holds, or -1.
-func (t *table) find(h uint64, eq func(uint32) bool) int {
+func (t *table) find(h uint64, k tkey) int {
 	if t.n == 0 {
 		return -1
 	}
@@ -298,7 +306,7 @@ func (t *table) find(h uint64, eq func(uint32) bool) int {
 			return -1
 		case tomb:
 		default:
-			if eq(v - 1) {
+			if k.eq(v - 1) {
 				return int(i)
 			}
 		}
@@ -306,8 +314,8 @@ func (t *table) find(h uint64, eq func(uint32) bool) int {
 }
 
 // get returns the record for which eq holds.
-func (t *table) get(h uint64, eq func(uint32) bool) (uint32, bool) {
-	if i := t.find(h, eq); i >= 0 {
+func (t *table) get(h uint64, k tkey) (uint32, bool) {
+	if i := t.find(h, k); i >= 0 {
 		return t.slots[i] - 1, true
 	}
 	return 0, false
@@ -316,13 +324,13 @@ func (t *table) get(h uint64, eq func(uint32) bool) (uint32, bool) {
 // set makes rec the record of key h (eq tells the key's records),
 // replacing the one there; hashOf gives a record's key hash when the
 // table grows.
-func (t *table) set(h uint64, rec uint32, eq func(uint32) bool, hashOf func(uint32) uint64) {
-	if i := t.find(h, eq); i >= 0 {
+func (t *table) set(h uint64, rec uint32, k tkey) {
+	if i := t.find(h, k); i >= 0 {
 		t.slots[i] = rec + 1
 		return
 	}
 	if (t.used+1)*4 > len(t.slots)*3 {
-		t.grow(hashOf)
+		t.grow(k)
 	}
 	mask := uint64(len(t.slots) - 1)
 	for i := mix(h) & mask; ; i = (i + 1) & mask {
@@ -338,18 +346,27 @@ func (t *table) set(h uint64, rec uint32, eq func(uint32) bool, hashOf func(uint
 }
 
 // remove removes rec as the record of key h, if it is.
-func (t *table) remove(h uint64, rec uint32, eq func(uint32) bool) {
-	if i := t.find(h, eq); i >= 0 && t.slots[i] == rec+1 {
+func (t *table) remove(h uint64, rec uint32, k tkey) {
+	if i := t.find(h, k); i >= 0 && t.slots[i] == rec+1 {
 		t.slots[i] = tomb
 		t.n--
 	}
 }
 
-func (t *table) grow(hashOf func(uint32) uint64) {
-	// At most half full after growing: between 37.5% and 75% full, 5
-	// to 11 bytes an entry.
+// reserve grows the table for n more entries at once.
+func (t *table) reserve(n int, k tkey) {
+	if (t.used+n)*4 > len(t.slots)*3 {
+		t.resize(t.n+n, k)
+	}
+}
+
+func (t *table) grow(k tkey) { t.resize(t.n+1, k) }
+
+// resize makes room for n entries: at most half full, so between 37.5%
+// and 75% full as it fills, 5 to 11 bytes an entry.
+func (t *table) resize(n int, k tkey) {
 	size := 64
-	for size < (t.n+1)*2 {
+	for size < n*2 {
 		size *= 2
 	}
 	old := t.slots
@@ -360,7 +377,7 @@ func (t *table) grow(hashOf func(uint32) uint64) {
 		if v == 0 || v == tomb {
 			continue
 		}
-		for i := mix(hashOf(v-1)) & mask; ; i = (i + 1) & mask {
+		for i := mix(k.hashOf(v-1)) & mask; ; i = (i + 1) & mask {
 			if t.slots[i] == 0 {
 				t.slots[i] = v
 				break
@@ -371,30 +388,61 @@ func (t *table) grow(hashOf func(uint32) uint64) {
 	}
 }
 
-// idKey returns id's encoding (in buf) and hash, for the id table.
-func idKey(buf []byte, id string) ([]byte, uint64) {
+// encodeID returns id's encoding (in buf) and hash, for the id table.
+func encodeID(buf []byte, id string) ([]byte, uint64) {
 	enc := encodeString(buf[:0], id)
 	return enc, hashBytes(enc)
 }
 
-func (c *dirCache) idEq(enc []byte) func(uint32) bool {
-	return func(i uint32) bool { return bytes.Equal(c.strs.raw(c.recs.at(i).idRef()), enc) }
+// tkey is a key of a table: what its records are compared and hashed
+// by (a concrete type, so that a lookup allocates nothing).
+type tkey struct {
+	c    *dirCache
+	kind uint8
+	enc  []byte // the id's or user id's arena encoding
+	dn   uint64
 }
 
-func (c *dirCache) idHashOf(i uint32) uint64 { return hashBytes(c.strs.raw(c.recs.at(i).idRef())) }
+const (
+	keyID     uint8 = iota // records by id
+	keyDN                  // records by current DN hash
+	keyUserID              // records by engine user id
+)
 
-func (c *dirCache) dnEq(dn uint64) func(uint32) bool {
-	return func(i uint32) bool { return c.recs.at(i).dn == dn }
+func (c *dirCache) idKey(enc []byte) tkey     { return tkey{c: c, kind: keyID, enc: enc} }
+func (c *dirCache) dnKey(dn uint64) tkey      { return tkey{c: c, kind: keyDN, dn: dn} }
+func (c *dirCache) userIDKey(enc []byte) tkey { return tkey{c: c, kind: keyUserID, enc: enc} }
+
+func (k tkey) eq(i uint32) bool {
+	r := k.c.recs.at(i)
+	switch k.kind {
+	case keyID:
+		return bytes.Equal(k.c.strs.raw(r.idRef()), k.enc)
+	case keyDN:
+		return r.dn == k.dn
+	default:
+		return r.userID != 0 && bytes.Equal(k.c.strs.raw(r.userID), k.enc)
+	}
 }
 
-func (c *dirCache) dnHashOf(i uint32) uint64 { return c.recs.at(i).dn }
+func (k tkey) hashOf(i uint32) uint64 {
+	r := k.c.recs.at(i)
+	switch k.kind {
+	case keyID:
+		return hashBytes(k.c.strs.raw(r.idRef()))
+	case keyDN:
+		return r.dn
+	default:
+		return hashBytes(k.c.strs.raw(r.userID))
+	}
+}
 
 // lookupID returns the live record of id; the caller holds c.mu (or owns
 // the cache alone).
 func (c *dirCache) lookupID(id string) (uint32, bool) {
 	var buf [64]byte
-	enc, h := idKey(buf[:], id)
-	return c.byID.get(h, c.idEq(enc))
+	enc, h := encodeID(buf[:], id)
+	return c.byID.get(h, c.idKey(enc))
 }
 
 // hasUser reports whether id is a known, live user entry; the caller
@@ -417,7 +465,7 @@ func (c *dirCache) eachUser(fn func(id string)) {
 // userByDN returns the record a DN hash names: the entry at that DN, or
 // the entry renamed from it. It may be a dropped record.
 func (c *dirCache) userByDN(dn uint64) (*userRec, bool) {
-	if i, ok := c.byDN.get(dn, c.dnEq(dn)); ok {
+	if i, ok := c.byDN.get(dn, c.dnKey(dn)); ok {
 		return c.recs.at(i), true
 	}
 	if i, ok := c.alias[dn]; ok {
@@ -432,15 +480,25 @@ func (c *dirCache) putUser(id, dn, uid, userID string) {
 }
 
 func (c *dirCache) putUserHashed(id string, dn, uid uint64, userID string) {
+	var buf, ubuf [64]byte
+	var uenc []byte
+	if userID != "" {
+		uenc = encodeString(ubuf[:0], userID)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.touch(id)
-	var buf [64]byte
-	enc, h := idKey(buf[:], id)
-	i, ok := c.byID.get(h, c.idEq(enc))
+	c.putEncoded(encodeString(buf[:0], id), dn, uid, uenc)
+}
+
+// putEncoded is putUserHashed with the id and the user id (nil: none) in
+// their arena encoding; the caller holds c.mu and has touched the id.
+func (c *dirCache) putEncoded(enc []byte, dn, uid uint64, uenc []byte) {
+	h := hashBytes(enc)
+	i, ok := c.byID.get(h, c.idKey(enc))
 	if !ok {
 		i = c.recs.add(userRec{id: c.strs.add(enc)})
-		c.byID.set(h, i, c.idEq(enc), c.idHashOf)
+		c.byID.set(h, i, c.idKey(enc))
 		c.live++
 	}
 	r := c.recs.at(i)
@@ -448,13 +506,13 @@ func (c *dirCache) putUserHashed(id string, dn, uid uint64, userID string) {
 	// another entry takes it: referential integrity rewrites group members
 	// asynchronously, and a group read before that must still resolve.
 	if r.dn != dn && r.dn != 0 {
-		if j, ok := c.byDN.get(r.dn, c.dnEq(r.dn)); ok && j == i {
-			c.byDN.remove(r.dn, i, c.dnEq(r.dn))
+		if j, ok := c.byDN.get(r.dn, c.dnKey(r.dn)); ok && j == i {
+			c.byDN.remove(r.dn, i, c.dnKey(r.dn))
 			c.alias[r.dn] = i
 		}
 	}
 	r.dn = dn
-	c.byDN.set(dn, i, c.dnEq(dn), c.dnHashOf)
+	c.byDN.set(dn, i, c.dnKey(dn))
 	delete(c.alias, dn)
 	if r.uid != uid {
 		if j, ok := c.byUID[r.uid]; ok && j == i {
@@ -465,26 +523,32 @@ func (c *dirCache) putUserHashed(id string, dn, uid uint64, userID string) {
 	if uid != 0 && c.byUID != nil {
 		c.byUID[uid] = i
 	}
-	if userID != "" && c.strs.str(r.userID) != userID {
-		r.userID = c.strs.add(encodeString(buf[:0], userID))
+	if uenc != nil && (r.userID == 0 || !bytes.Equal(c.strs.raw(r.userID), uenc)) {
+		r.userID = c.strs.add(uenc)
 	}
+}
+
+// reserve sizes the tables for n more records.
+func (c *dirCache) reserve(n int) {
+	c.byID.reserve(n, c.idKey(nil))
+	c.byDN.reserve(n, c.dnKey(0))
 }
 
 func (c *dirCache) dropUser(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var buf [64]byte
-	enc, h := idKey(buf[:], id)
-	i, ok := c.byID.get(h, c.idEq(enc))
+	enc, h := encodeID(buf[:], id)
+	i, ok := c.byID.get(h, c.idKey(enc))
 	if !ok {
 		return
 	}
-	c.byID.remove(h, i, c.idEq(enc))
+	c.byID.remove(h, i, c.idKey(enc))
 	c.live--
 	c.touch(id)
 	r := c.recs.at(i)
 	r.id |= droppedBit
-	c.byDN.remove(r.dn, i, c.dnEq(r.dn))
+	c.byDN.remove(r.dn, i, c.dnKey(r.dn))
 	if j, ok := c.byUID[r.uid]; ok && j == i {
 		delete(c.byUID, r.uid)
 	}
@@ -553,7 +617,7 @@ func (c *dirCache) members(g *groupRec) ([]string, []uint32, int) {
 	walk = func(g *groupRec) {
 		visited[g], onPath[g] = true, true
 		for _, dn := range g.memberDNs {
-			if i, ok := c.byDN.get(dn, c.dnEq(dn)); ok {
+			if i, ok := c.byDN.get(dn, c.dnKey(dn)); ok {
 				add(i)
 				continue
 			}
@@ -597,16 +661,12 @@ func (c *dirCache) members(g *groupRec) ([]string, []uint32, int) {
 // of a live record, through a table built for it (4 to 8 bytes a user):
 // the sweep's set of the users a full sync applied.
 func (c *dirCache) appliedUsers() func(userID string) bool {
-	eq := func(enc []byte) func(uint32) bool {
-		return func(i uint32) bool { return bytes.Equal(c.strs.raw(c.recs.at(i).userID), enc) }
-	}
-	hashOf := func(i uint32) uint64 { return hashBytes(c.strs.raw(c.recs.at(i).userID)) }
 	var t table
 	c.mu.Lock()
 	for i := range uint32(c.recs.len()) {
 		if r := c.recs.at(i); r.userID != 0 && !r.dropped() {
 			enc := c.strs.raw(r.userID)
-			t.set(hashBytes(enc), i, eq(enc), hashOf)
+			t.set(hashBytes(enc), i, c.userIDKey(enc))
 		}
 	}
 	c.mu.Unlock()
@@ -615,7 +675,7 @@ func (c *dirCache) appliedUsers() func(userID string) bool {
 		enc := encodeString(buf[:0], userID)
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		_, ok := t.get(hashBytes(enc), eq(enc))
+		_, ok := t.get(hashBytes(enc), c.userIDKey(enc))
 		return ok
 	}
 }

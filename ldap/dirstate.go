@@ -87,6 +87,18 @@ func (r *stateReader) u64() uint64 {
 	return v
 }
 
+// raw reads a string's bytes without copying them.
+func (r *stateReader) raw() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
 func (r *stateReader) str() string {
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
@@ -278,6 +290,8 @@ func (s *Syncer) dropState(ctx context.Context, gen string, n int) {
 func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) {
 	c := newDirCache()
 	var aliases []aliasState
+	var ienc, ubuf []byte
+	var uenc []byte
 	for b := range cur.StateBuckets {
 		raw, err := s.eng.KVGet(ctx, s.cfg.TenantID, s.stateKey(cur.StateGen, b))
 		if err != nil {
@@ -287,12 +301,22 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 			return nil, fmt.Errorf("ldap: directory state bucket %d: unknown format", b)
 		}
 		r := &stateReader{b: raw[1:]}
-		for range r.count(18) {
-			id, dn, uid, userID := r.str(), r.u64(), r.u64(), r.str()
+		n := r.count(18)
+		if b == 0 {
+			c.reserve(n * cur.StateBuckets) // buckets are about even
+		}
+		c.mu.Lock()
+		for range n {
+			id, dn, uid, userID := r.raw(), r.u64(), r.u64(), r.raw()
 			if r.err == nil {
-				c.putUserHashed(id, dn, uid, userID)
+				ienc, uenc = encodeString(ienc[:0], id), nil
+				if len(userID) > 0 {
+					uenc = encodeString(ubuf[:0], userID)
+				}
+				c.putEncoded(ienc, dn, uid, uenc)
 			}
 		}
+		c.mu.Unlock()
 		for range r.count(9) {
 			a := aliasState{dn: r.u64(), id: r.str()}
 			aliases = append(aliases, a)
