@@ -101,8 +101,12 @@ func (r *run) applyGroup(ctx context.Context, g *groupRec, members []string, ful
 	} else {
 		var mc provision.MembershipChange
 		var err error
-		have, known := r.cache.appliedIDs(g)
-		if full || !known {
+		var have []string
+		known := false
+		if !full {
+			have, known = r.cache.appliedIDs(g)
+		}
+		if !known {
 			// Reconcile with what the engine has (its cost is the
 			// group's size).
 			mc, err = eng.ReplaceMembers(ctx, o, cur.ID, members)
