@@ -83,9 +83,10 @@
 // uid, references to its id and engine id in a byte arena, where a UUID
 // takes 17 bytes), found through open-addressing tables of 4-byte record
 // indexes, and per group its member DN hashes and the records of the
-// members last applied. A full sync of 300,000 users into a store that
-// discards peaks at about twice the resident memory of one of 30,000
-// (TestMeasure).
+// members last applied: about 75 bytes a user. A full sync of 300,000
+// users into a store that discards peaked at 71 MB resident, 33 MB at
+// 30,000, next to 47 and 26 MB for a bare go-ldap read of the same
+// entries (TestMeasure).
 //
 // # Active Directory
 //
