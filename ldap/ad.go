@@ -251,7 +251,7 @@ func (s *Syncer) adIncremental(ctx context.Context, ch *adChanges, cur, next *cu
 	var userIDs, groupIDs []string
 	userBase, groupBase := dnKey(s.cfg.UserBaseDN), dnKey(s.cfg.GroupBaseDN)
 	for id, dn := range changed {
-		_, isUser := cache.users[id]
+		isUser := cache.hasUser(id)
 		_, isGroup := cache.groups[id]
 		if !isUser && !isGroup && !below(dnKey(dn), userBase) && (s.cfg.GroupBaseDN == "" || !below(dnKey(dn), groupBase)) {
 			continue // never in scope, and not there now: another OU's object
@@ -279,7 +279,7 @@ func (s *Syncer) adIncremental(ctx context.Context, ch *adChanges, cur, next *cu
 	// the base, or out of the filter) are gone.
 	cache.mu.Lock()
 	for _, id := range userIDs {
-		if _, known := cache.users[id]; known && !ch.r.touched[id] {
+		if cache.hasUser(id) && !ch.r.touched[id] {
 			gone = append(gone, id)
 		}
 	}

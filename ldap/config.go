@@ -59,6 +59,11 @@ type Config struct {
 	// down-level name (CORP\idprov-sync) here.
 	BindDN       string
 	BindPassword string
+	// SASLExternal binds with SASL EXTERNAL instead of a simple bind: the
+	// server takes the identity of the TLS client certificate (Google
+	// Secure LDAP's certificate mode). It needs a client certificate
+	// (TLSClientCertPEM, or TLSConfig's Certificates) and no BindDN.
+	SASLExternal bool
 
 	// UserBaseDN is where users are searched. Required.
 	UserBaseDN string
@@ -486,6 +491,14 @@ func (c Config) validate() (*config, error) {
 	}
 	if (c.TLSCAPEM != "" || c.TLSClientCertPEM != "") && u.Scheme == "ldap" && !c.StartTLS {
 		return nil, fmt.Errorf("ldap: Config.TLSCAPEM and TLSClientCertPEM need ldaps:// or StartTLS, not plaintext %s", c.URL)
+	}
+	if c.SASLExternal {
+		switch {
+		case c.BindDN != "" || c.BindPassword != "":
+			return nil, errors.New("ldap: Config.SASLExternal binds with the client certificate: leave BindDN and BindPassword empty")
+		case len(v.tls.Certificates) == 0 && v.tls.GetClientCertificate == nil:
+			return nil, fmt.Errorf("%w: Config.SASLExternal needs a TLS client certificate (TLSClientCertPEM and TLSClientKeyPEM)", ErrCertificate)
+		}
 	}
 	if c.BindDN == "" && c.BindPassword != "" {
 		return nil, errors.New("ldap: Config.BindPassword without a BindDN")

@@ -90,6 +90,16 @@ func (s *Syncer) dial(ctx context.Context) (*conn, error) {
 			return nil, fmt.Errorf("ldap: bind as %q: %w", cfg.BindDN, err)
 		}
 	}
+	if cfg.SASLExternal {
+		if err := c.ExternalBind(); err != nil {
+			cn.close()
+			err = bindErr(ctxErr(ctx, dctx, err))
+			if ctx.Err() == nil && !errors.Is(err, ErrBind) && !errors.Is(err, ErrCertificate) && closedErr(err) {
+				err = fmt.Errorf("%w: the server closed the connection after the TLS handshake, at the first request: it refused the client certificate, or wants one (%w)", ErrCertificate, err)
+			}
+			return nil, fmt.Errorf("ldap: SASL EXTERNAL bind with the client certificate: %w", err)
+		}
+	}
 	// No per-request timeout from here on: go-ldap drops a response that
 	// a slow reader does not take within it, which would silently lose
 	// entries. Searches are bounded by their own contexts instead.

@@ -46,6 +46,7 @@ type stateWriter struct{ b []byte }
 func (w *stateWriter) uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
 func (w *stateWriter) u64(v uint64)     { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 func (w *stateWriter) str(v string)     { w.uvarint(uint64(len(v))); w.b = append(w.b, v...) }
+func (w *stateWriter) bytes(v []byte)   { w.uvarint(uint64(len(v))); w.b = append(w.b, v...) }
 func (w *stateWriter) u64s(vs []uint64) {
 	w.uvarint(uint64(len(vs)))
 	for _, v := range vs {
@@ -83,6 +84,18 @@ func (r *stateReader) u64() uint64 {
 	}
 	v := binary.LittleEndian.Uint64(r.b)
 	r.b = r.b[8:]
+	return v
+}
+
+// raw reads a string's bytes without copying them.
+func (r *stateReader) raw() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
 	return v
 }
 
@@ -124,9 +137,11 @@ func (s *Syncer) stateKey(gen string, bucket int) string {
 	return "ldap/" + s.cfg.ConnectionID + "/state/" + gen + "/" + strconv.Itoa(bucket)
 }
 
-func bucketOf(id string, n int) int {
+func bucketOf(id string, n int) int { return bucketOfBytes([]byte(id), n) }
+
+func bucketOfBytes(id []byte, n int) int {
 	h := fnv.New32a()
-	h.Write([]byte(id))
+	h.Write(id)
 	return int(h.Sum32() % uint32(n))
 }
 
@@ -136,13 +151,13 @@ func bucketOf(id string, n int) int {
 // what is held beyond the cache is a pointer per record and one bucket.
 func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n int, only map[int]bool) error {
 	type index struct {
-		users   []*userRec
+		users   []uint32 // records
 		aliases []aliasState
 		groups  []*groupRec
 	}
 	idx := map[int]*index{}
-	get := func(id string) *index {
-		b := bucketOf(id, n)
+	get := func(id []byte) *index {
+		b := bucketOfBytes(id, n)
 		if only != nil && !only[b] {
 			return nil
 		}
@@ -157,22 +172,30 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 		idx[b] = &index{} // a bucket emptied by deletes is written empty
 	}
 	c.mu.Lock()
-	for id, u := range c.users {
-		if x := get(id); x != nil {
-			x.users = append(x.users, u)
-		}
-	}
-	for dn, u := range c.byDN {
-		if u.dn == dn || u.dropped {
+	defer c.mu.Unlock()
+	var buf []byte
+	for i := range uint32(c.recs.len()) {
+		u := c.recs.at(i)
+		if u.dropped() {
 			continue
 		}
-		if x := get(u.id); x != nil {
-			x.aliases = append(x.aliases, aliasState{dn: dn, id: u.id})
+		buf = c.strs.appendStr(buf[:0], u.idRef())
+		if x := get(buf); x != nil {
+			x.users = append(x.users, i)
 		}
 	}
-	c.mu.Unlock()
+	for dn, i := range c.alias {
+		u := c.recs.at(i)
+		if u.dn == dn || u.dropped() {
+			continue
+		}
+		id := c.strs.str(u.idRef())
+		if x := get([]byte(id)); x != nil {
+			x.aliases = append(x.aliases, aliasState{dn: dn, id: id})
+		}
+	}
 	for id, g := range c.groups {
-		if x := get(id); x != nil {
+		if x := get([]byte(id)); x != nil {
 			x.groups = append(x.groups, g)
 		}
 	}
@@ -180,11 +203,14 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 	for b, x := range idx {
 		w.b = append(w.b[:0], stateVersion)
 		w.uvarint(uint64(len(x.users)))
-		for _, u := range x.users {
-			w.str(u.id)
+		for _, i := range x.users {
+			u := c.recs.at(i)
+			buf = c.strs.appendStr(buf[:0], u.idRef())
+			w.bytes(buf)
 			w.u64(u.dn)
 			w.u64(u.uid)
-			w.str(u.userID)
+			buf = c.strs.appendStr(buf[:0], u.userID)
+			w.bytes(buf)
 		}
 		w.uvarint(uint64(len(x.aliases)))
 		for _, a := range x.aliases {
@@ -215,7 +241,7 @@ func (s *Syncer) saveState(ctx context.Context, c *dirCache, cur *cursor) error 
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	gen := hex.EncodeToString(b[:])
-	n := 1 + (len(c.users)+len(c.groups))/stateBucketSize
+	n := 1 + (c.live+len(c.groups))/stateBucketSize
 	if err := s.writeBuckets(ctx, c, gen, n, nil); err != nil {
 		return err
 	}
@@ -264,6 +290,8 @@ func (s *Syncer) dropState(ctx context.Context, gen string, n int) {
 func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) {
 	c := newDirCache()
 	var aliases []aliasState
+	var ienc, ubuf []byte
+	var uenc []byte
 	for b := range cur.StateBuckets {
 		raw, err := provision.AdapterOf(s.eng).KVGet(ctx, s.cfg.TenantID, s.stateKey(cur.StateGen, b))
 		if err != nil {
@@ -273,12 +301,22 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 			return nil, fmt.Errorf("ldap: directory state bucket %d: unknown format", b)
 		}
 		r := &stateReader{b: raw[1:]}
-		for range r.count(18) {
-			id, dn, uid, userID := r.str(), r.u64(), r.u64(), r.str()
+		n := r.count(18)
+		if b == 0 {
+			c.reserve(n * cur.StateBuckets) // buckets are about even
+		}
+		c.mu.Lock()
+		for range n {
+			id, dn, uid, userID := r.raw(), r.u64(), r.u64(), r.raw()
 			if r.err == nil {
-				c.putUserHashed(id, dn, uid, userID)
+				ienc, uenc = encodeString(ienc[:0], id), nil
+				if len(userID) > 0 {
+					uenc = encodeString(ubuf[:0], userID)
+				}
+				c.putEncoded(ienc, dn, uid, uenc)
 			}
 		}
+		c.mu.Unlock()
 		for range r.count(9) {
 			a := aliasState{dn: r.u64(), id: r.str()}
 			aliases = append(aliases, a)
@@ -298,8 +336,10 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 		}
 	}
 	for _, a := range aliases {
-		if u, ok := c.users[a.id]; ok && c.byDN[a.dn] == nil {
-			c.byDN[a.dn] = u
+		if i, ok := c.lookupID(a.id); ok {
+			if _, taken := c.userByDN(a.dn); !taken {
+				c.alias[a.dn] = i
+			}
 		}
 	}
 	c.token, c.buckets, c.dirty = cur.Token, cur.StateBuckets, map[string]bool{}

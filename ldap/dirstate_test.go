@@ -2,14 +2,21 @@ package ldap
 
 import (
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/idprov/idprov/internal/testenv"
 	"github.com/idprov/idprov/ldap/ldaptest"
 	"github.com/idprov/idprov/provision"
 	"github.com/idprov/idprov/store/memstore"
+	"github.com/idprov/idprov/store/sqlstore"
 )
 
 // TestRestartIncremental: a new Syncer on the same store (a restarted
@@ -105,6 +112,66 @@ func BenchmarkStateLoad(b *testing.B) {
 	})
 }
 
+// BenchmarkStateLoadPostgres: the same state of 100,000 users loaded
+// from sqlstore on PostgreSQL (IDPROV_TEST_POSTGRES_DSN): what a
+// restarted Syncer on a real store does before its first incremental
+// sync.
+//
+//	go test ./ldap -run '^$' -bench StateLoadPostgres -benchtime 5x -count 3
+func BenchmarkStateLoadPostgres(b *testing.B) {
+	db, err := sql.Open("pgx", testenv.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var rb [5]byte
+	_, _ = rand.Read(rb[:])
+	prefix := "b" + hex.EncodeToString(rb[:]) + "_"
+	st, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.Postgres, TablePrefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := st.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		rows, err := db.Query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)", prefix)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		var tables []string
+		for rows.Next() {
+			var n string
+			_ = rows.Scan(&n)
+			tables = append(tables, n)
+		}
+		rows.Close()
+		for _, n := range tables {
+			_, _ = db.Exec("DROP TABLE IF EXISTS " + n + " CASCADE")
+		}
+	}()
+	s, err := NewSyncer(Config{Engine: newBenchEngine(b, st), TenantID: tenant, ConnectionID: ldapConn, URL: "ldap://127.0.0.1", InsecurePlaintext: true, UserBaseDN: "ou=people,dc=example,dc=com"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newDirCache()
+	const n = 100000
+	for i := range n {
+		c.putUser(fmt.Sprintf("%08x-82ab-1041-930c-ab00fdfbc648", i), fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=com", i), fmt.Sprintf("user%06d", i), fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i))
+	}
+	var cur cursor
+	if err := s.saveState(ctx, c, &cur); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.loadState(ctx, &cur); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // TestRestartBadState: a stored state that cannot be read (a bucket
 // lost or damaged) makes the restarted Syncer's first sync a full one
 // that says why, never a wrong incremental one.
@@ -157,10 +224,10 @@ func TestStateDecodeDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := got.members(got.groups["g1"]); !slices.Equal(m, []string{"u1", "u2"}) {
+	if m, _, _ := got.members(got.groups["g1"]); !slices.Equal(m, []string{"u1", "u2"}) {
 		t.Fatalf("members after a round trip: %v", m)
 	}
-	if got.byDN[dnHash("uid=b,ou=people,dc=example,dc=com")] == nil {
+	if _, ok := got.userByDN(dnHash("uid=b,ou=people,dc=example,dc=com")); !ok {
 		t.Fatal("the alias of the renamed user was lost")
 	}
 	key := s.stateKey(cur.StateGen, 0)

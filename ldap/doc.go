@@ -1,5 +1,6 @@
 // Package ldap syncs users and groups from an LDAP directory (OpenLDAP, 389
-// Directory Server, Active Directory and Samba AD) into a
+// Directory Server, Active Directory and Samba AD, FreeIPA, and the hosted
+// Google Secure LDAP, JumpCloud and Okta LDAP Interface) into a
 // provision.Engine: the pull side of idprov, next to SCIM's push and SAML's
 // just-in-time.
 //
@@ -77,8 +78,15 @@
 // rewrites the buckets it changed before storing the cursor. A new
 // Syncer (a restarted process, another replica) loads them and continues
 // from the stored cookie; only a state it cannot read runs a full sync.
-// In memory, a sync holds a page of entries and compact per-entry state:
-// ids, and 64-bit hashes of DNs and uids, never entries.
+// In memory, a sync holds a page of entries and compact per-entry state,
+// never entries: a 24-byte record per user (64-bit hashes of its DN and
+// uid, references to its id and engine id in a byte arena, where a UUID
+// takes 17 bytes), found through open-addressing tables of 4-byte record
+// indexes, and per group its member DN hashes and the records of the
+// members last applied: about 75 bytes a user. A full sync of 300,000
+// users into a store that discards peaked at 71 MB resident, 33 MB at
+// 30,000, next to 47 and 26 MB for a bare go-ldap read of the same
+// entries (TestMeasure).
 //
 // # Active Directory
 //
@@ -135,6 +143,30 @@
 // groupOfUniqueNames uniqueMember, posixGroup memberUid) become Engine
 // groups owned by the connection, linked by the group's entryUUID, whose
 // members are user ids; nested groups are flattened, cycles broken.
+//
+// # Hosted directories and presets
+//
+// Presets lists the defaults a host offers for provision.LDAPSettings.Preset
+// (PresetNamed, Preset.Apply): openldap, 389 and ad, and four directories
+// a SaaS reaches over the internet, each with its mapping, the
+// containers of users and groups below the base DN and its TLS demands:
+//
+//   - google (GoogleSecureLDAP): ldaps://ldap.google.com:636 with a TLS
+//     client certificate, bound by SASL EXTERNAL (Config.SASLExternal) or
+//     with generated access credentials; ou=Users and ou=Groups. The
+//     customer's admin adds an LDAP client in the Admin console (Apps >
+//     LDAP) with "Read user information" and "Read group information",
+//     turns it on, and hands over its certificate and key.
+//   - jumpcloud (JumpCloud): ldaps://ldap.jumpcloud.com:636, users and the
+//     LDAP-enabled groups in ou=Users,o=<orgId>,dc=jumpcloud,dc=com; the
+//     admin makes a user an LDAP bind DN and enables LDAP on each group.
+//   - okta (OktaLDAPInterface): ldaps://<org>.ldap.okta.com:636 or
+//     StartTLS on 389, ou=users and ou=groups (groupOfUniqueNames) under
+//     dc=<org>,dc=okta,dc=com; the admin turns on the LDAP Interface and
+//     gives a read-only admin user without MFA to bind as.
+//   - freeipa (FreeIPA): cn=users,cn=accounts and cn=groups,cn=accounts,
+//     ipaUniqueID, nsAccountLock=TRUE disabled; the admin adds a system
+//     account under cn=sysaccounts,cn=etc and hands over the IPA CA.
 //
 // # Guided setup
 //

@@ -26,7 +26,7 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 			return err
 		}
 		g := c.groups[id]
-		members, cycles := c.members(g)
+		members, recs, cycles := c.members(g)
 		r.rep.Groups.Cycles += cycles
 		h := hashIDs(members)
 		if !full && !changed[id] && g.groupID != "" && h == g.applied {
@@ -41,7 +41,7 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 		c.touch(id)
 		c.mu.Unlock()
 		if !r.dry && g.groupID != "" && r.rep.Groups.Skipped == skipped {
-			g.applied, g.appliedMembers = h, members
+			g.applied, g.appliedMembers = h, recs
 		}
 	}
 	if full && len(c.groups) > 0 {
@@ -101,11 +101,16 @@ func (r *run) applyGroup(ctx context.Context, g *groupRec, members []string, ful
 	} else {
 		var mc provision.MembershipChange
 		var err error
-		if full || g.appliedMembers == nil {
+		var have []string
+		known := false
+		if !full {
+			have, known = r.cache.appliedIDs(g)
+		}
+		if !known {
 			// Reconcile with what the engine has (its cost is the
 			// group's size).
 			_, mc, err = eng.UpdateGroup(ctx, o, cur.ID, provision.Precondition{}, provision.GroupUpdate{ReplaceMembers: true, Members: members})
-		} else if add, remove := diffSorted(g.appliedMembers, members); len(add)+len(remove) > 0 {
+		} else if add, remove := diffSorted(have, members); len(add)+len(remove) > 0 {
 			// Only the difference: its cost is the change's size.
 			_, mc, err = eng.UpdateGroup(ctx, o, cur.ID, provision.Precondition{}, provision.GroupUpdate{Add: add, Remove: remove})
 		}

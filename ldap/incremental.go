@@ -303,11 +303,11 @@ func (s *Syncer) incremental(ctx context.Context, cur *cursor) (*Report, error) 
 				rep.NotSwept = "the refresh listed no entries"
 			} else {
 				rep.Swept = true
-				for id := range s.cache.users {
+				s.cache.eachUser(func(id string) {
 					if !ures.present[id] && !r.touched[id] {
 						gone = append(gone, id)
 					}
-				}
+				})
 			}
 		}
 		if len(ures.cookie) > 0 {

@@ -483,12 +483,12 @@ func (s *Syncer) omitted(b *batch, st stream, present map[string]bool) {
 			return
 		}
 		b.r.rep.Swept = true
-		for id := range s.cache.users {
+		s.cache.eachUser(func(id string) {
 			if !present[id] && !b.r.touched[id] {
 				b.gone = append(b.gone, id)
 				b.dirty = true
 			}
-		}
+		})
 		return
 	}
 	if len(present)+len(b.changedGroups) == 0 {

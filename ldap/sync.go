@@ -157,15 +157,14 @@ type run struct {
 
 	mu      sync.Mutex
 	deact   []deactivation
-	userIDs map[uint64]struct{} // hashes of the users applied in this run
-	enabled map[string]bool     // users seen enabled (to unhold; incremental)
-	touched map[string]bool     // ids of the entries applied (incremental)
+	enabled map[string]bool // users seen enabled (to unhold; incremental)
+	touched map[string]bool // ids of the entries applied (incremental)
 	noID    int
 	stamp   time.Time // highest modifyTimestamp seen
 }
 
 func (s *Syncer) newRun(rep *Report, cache *dirCache) *run {
-	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, prog: s.tracking(rep), userIDs: map[uint64]struct{}{}, enabled: map[string]bool{}}
+	return &run{s: s, rep: rep, cache: cache, dry: rep.DryRun, prog: s.tracking(rep), enabled: map[string]bool{}}
 }
 
 // syncFull is Sync and Plan.
@@ -470,9 +469,6 @@ func (r *run) apply(ctx context.Context, dn string, ident provision.Identity) (s
 	} else if u.Active && r.touched != nil {
 		r.enabled[u.ID] = true
 	}
-	if u.ID != "" {
-		r.userIDs[dnHash(u.ID)] = struct{}{}
-	}
 	return u.ID, nil
 }
 
@@ -515,12 +511,13 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 	}
 	owned := 0
 	var missing []provision.User
+	applied := r.cache.appliedUsers() // the users applied in this run
 	err := provision.AdapterOf(r.s.eng).EachOwnedUser(ctx, r.s.origin, func(u provision.User) error {
 		if !u.Active {
 			return nil
 		}
 		owned++
-		if _, ok := r.userIDs[dnHash(u.ID)]; !ok {
+		if !applied(u.ID) {
 			missing = append(missing, u)
 		}
 		return nil
@@ -545,7 +542,7 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 		}
 		if full.ExternalID != "" {
 			r.cache.mu.Lock()
-			_, seen := r.cache.users[full.ExternalID]
+			seen := r.cache.hasUser(full.ExternalID)
 			r.cache.mu.Unlock()
 			if seen {
 				continue // its entry is there but could not be applied

@@ -52,8 +52,15 @@ type Options struct {
 	// ClientCertificates (which implies TLS) makes slapd demand a client
 	// certificate issued by the test CA in every TLS handshake
 	// (TLSVerifyClient demand), as Google Secure LDAP does; the server's
-	// ClientCertPEM and ClientKeyPEM are one.
+	// ClientCertPEM and ClientKeyPEM are one. A SASL EXTERNAL bind with
+	// it is the sync account (SyncDN).
 	ClientCertificates bool
+	// Schema, when set, is more schema in slapd.conf syntax
+	// (attributetype and objectclass definitions), loaded after core,
+	// cosine, inetorgperson and nis: the attributes of a directory
+	// service a test imitates (FreeIPA's ipaUniqueID, Google's
+	// googleUid).
+	Schema string
 	// LDIFFile, when set, is loaded with slapadd (offline, fast) after the
 	// base entries and before slapd starts. Its entries must be under
 	// BaseDN and must not repeat the base entries.
@@ -200,8 +207,16 @@ func start(dir string, opts Options) (*Server, error) {
 		tlsConf = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
 			filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"))
 		if opts.ClientCertificates {
-			tlsConf += "TLSVerifyClient demand\n"
+			tlsConf += "TLSVerifyClient demand\n" + fmt.Sprintf("authz-regexp \"^cn=idprov-sync$\" \"%s\"\n", s.SyncDN)
 		}
+	}
+	schema := ""
+	if opts.Schema != "" {
+		path := filepath.Join(dir, "extra.schema")
+		if err := os.WriteFile(path, []byte(opts.Schema), 0o600); err != nil {
+			return nil, err
+		}
+		schema = "include " + path
 	}
 	sessionLog := ""
 	if opts.SessionLog > 0 {
@@ -211,6 +226,7 @@ func start(dir string, opts Options) (*Server, error) {
 include %[1]s/cosine.schema
 include %[1]s/inetorgperson.schema
 include %[1]s/nis.schema
+%[11]s
 modulepath %[2]s
 moduleload back_mdb
 moduleload syncprov
@@ -248,7 +264,7 @@ overlay refint
 refint_attributes member uniqueMember
 refint_nothing "%[5]s"
 overlay ppolicy
-`, schemaDir, moduleDir, dir, s.BaseDN, s.AdminDN, s.AdminPassword, tlsConf, dataDir, s.SyncDN, sessionLog)
+`, schemaDir, moduleDir, dir, s.BaseDN, s.AdminDN, s.AdminPassword, tlsConf, dataDir, s.SyncDN, sessionLog, schema)
 	confPath := filepath.Join(dir, "slapd.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err

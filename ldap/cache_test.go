@@ -1,0 +1,144 @@
+package ldap
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestDirCacheModel drives the compact cache and a plain map model with
+// the same random puts (new entries, renames back and forth, uid and
+// engine id changes) and drops, ids in UUID form and not, and checks
+// after every step that both resolve every id, DN and uid alike: the
+// open-addressing tables grow, reuse tombs and keep renamed DNs as
+// aliases exactly as a map would.
+func TestDirCacheModel(t *testing.T) {
+	type mrec struct {
+		id, userID string
+		dn, uid    uint64
+		dropped    bool
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	c := newDirCache()
+	c.indexUIDs()
+	users := map[string]*mrec{}
+	byDN := map[uint64]*mrec{}
+	byUID := map[uint64]*mrec{}
+	idOf := func(k int) string {
+		if k%3 == 0 {
+			return fmt.Sprintf("id-%d", k)
+		}
+		return fmt.Sprintf("%08x-82ab-1041-930c-ab00fdfbc648", k)
+	}
+	dnOf := func(k int) string { return fmt.Sprintf("uid=u%d,ou=people,dc=example,dc=com", k) }
+	check := func(step int) {
+		t.Helper()
+		if c.live != len(users) {
+			t.Fatalf("step %d: %d live, want %d", step, c.live, len(users))
+		}
+		for k := range 400 {
+			id := idOf(k)
+			_, want := users[id]
+			if got := c.hasUser(id); got != want {
+				t.Fatalf("step %d: hasUser(%s) = %v, want %v", step, id, got, want)
+			}
+			h := dnHash(dnKey(dnOf(k)))
+			m, want := byDN[h]
+			r, got := c.userByDN(h)
+			if got != want || (got && (c.strs.str(r.idRef()) != m.id || r.dropped() != m.dropped || c.strs.str(r.userID) != m.userID)) {
+				t.Fatalf("step %d: byDN %s: %v %v, want %+v %v", step, dnOf(k), r, got, m, want)
+			}
+			uh := uidHash(fmt.Sprintf("u%d", k))
+			m, want = byUID[uh]
+			i, got := c.byUID[uh]
+			if got != want || (got && c.strs.str(c.recs.at(i).idRef()) != m.id) {
+				t.Fatalf("step %d: byUID u%d: %v, want %v", step, k, got, want)
+			}
+		}
+		var ids []string
+		c.eachUser(func(id string) { ids = append(ids, id) })
+		slices.Sort(ids)
+		var want []string
+		for id := range users {
+			want = append(want, id)
+		}
+		slices.Sort(want)
+		if !slices.Equal(ids, want) {
+			t.Fatalf("step %d: eachUser %v, want %v", step, ids, want)
+		}
+	}
+	for step := range 5000 {
+		k := rng.IntN(200)
+		id := idOf(k)
+		if rng.IntN(5) == 0 {
+			c.dropUser(id)
+			if m, ok := users[id]; ok {
+				delete(users, id)
+				m.dropped = true
+				if byDN[m.dn] == m {
+					delete(byDN, m.dn)
+				}
+				if byUID[m.uid] == m {
+					delete(byUID, m.uid)
+				}
+			}
+		} else {
+			d := k + 200*rng.IntN(2) // renamed to another DN and back
+			u := rng.IntN(400)
+			dn, uid := dnHash(dnKey(dnOf(d))), uidHash(fmt.Sprintf("u%d", u))
+			userID := ""
+			if rng.IntN(4) > 0 {
+				userID = fmt.Sprintf("e%d-%d", k, rng.IntN(2))
+			}
+			c.putUser(id, dnOf(d), fmt.Sprintf("u%d", u), userID)
+			m, ok := users[id]
+			if !ok {
+				m = &mrec{id: id}
+				users[id] = m
+			}
+			m.dn = dn
+			if m.uid != uid {
+				if byUID[m.uid] == m {
+					delete(byUID, m.uid)
+				}
+				m.uid = uid
+			}
+			byDN[dn] = m
+			byUID[uid] = m
+			if userID != "" {
+				m.userID = userID
+			}
+		}
+		check(step)
+	}
+}
+
+// TestArenaStrings: ids in UUID form are stored as 16 bytes and come
+// back in their canonical form; anything else comes back as given.
+func TestArenaStrings(t *testing.T) {
+	a := newArena()
+	for _, s := range []string{"", "x", "1c5d7e5e-82ab-1041-930c-ab00fdfbc648", "1C5D7E5E-82AB-1041-930C-AB00FDFBC648", "1c5d7e5e82ab1041930cab00fdfbc648", string(make([]byte, 300)), string(make([]byte, 3<<20))} {
+		enc := encodeString(nil, s)
+		ref := a.add(enc)
+		if got := a.str(ref); got != s {
+			t.Errorf("%q came back as %q", s, got)
+		}
+		if len(a.raw(ref)) != len(enc) {
+			t.Errorf("%q: raw is %d bytes, want %d", s, len(a.raw(ref)), len(enc))
+		}
+	}
+	// Enough strings to fill several chunks.
+	refs := make([]uint32, 200000)
+	for i := range refs {
+		refs[i] = a.add(encodeString(nil, fmt.Sprintf("d%d", i)))
+	}
+	for i, ref := range refs {
+		if got := a.str(ref); got != fmt.Sprintf("d%d", i) {
+			t.Fatalf("string %d came back as %q", i, got)
+		}
+	}
+	if n := len(encodeString(nil, "1c5d7e5e-82ab-1041-930c-ab00fdfbc648")); n != 17 {
+		t.Errorf("a UUID takes %d bytes", n)
+	}
+}
