@@ -516,11 +516,8 @@ func (h *Handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
 		kept = append(kept, map[string]any{"op": "add", "value": map[string]any{}})
 	}
 	m[opsKey] = kept
-	b, err := json.Marshal(m)
-	if err != nil {
-		return badSyntax("The request body could not be read.")
-	}
-	*body = b
+	// The body is marshaled again only if elimity answers (see serve).
+	st.patchDoc = m
 	return nil
 }
 
