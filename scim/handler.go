@@ -136,8 +136,8 @@ type Handler struct {
 	// userPatch and groupPatch are the schemas PATCH operations are
 	// validated against (see servePatch).
 	userPatch, groupPatch *patchSchemas
-	// noFastPatch lets elimity answer every PATCH (tests compare).
-	noFastPatch bool
+	// noFast lets elimity answer every PATCH and POST (tests compare).
+	noFast bool
 }
 
 // NewHandler validates cfg and returns the SCIM handler, as New does, as
@@ -477,12 +477,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, st *request, met
 			writeError(w, serr, 0)
 			return
 		}
-		if st.patchDoc != nil {
-			if !h.noFastPatch && h.servePatch(w, r, st) {
+		if doc := st.patchDoc; doc != nil || st.resDoc != nil {
+			switch {
+			case h.noFast:
+			case doc != nil && h.servePatch(w, r, st):
+				return
+			case doc == nil && method == http.MethodPost && h.serveCreate(w, r, st):
 				return
 			}
+			if doc == nil {
+				doc = st.resDoc
+			}
 			// elimity answers it, from the prepared body.
-			b, err := json.Marshal(st.patchDoc)
+			b, err := json.Marshal(doc)
 			if err != nil {
 				writeError(w, badSyntax("The request body could not be read."), 0)
 				return
@@ -773,8 +780,9 @@ type request struct {
 	resID string
 	// extras holds what the front took out of a POST or PUT body.
 	extras *extras
-	// patchDoc is a PATCH body as preparePatch left it, decoded.
-	patchDoc map[string]any
+	// patchDoc is a PATCH body as preparePatch left it, decoded; resDoc a
+	// POST or PUT body as prepareResource left it.
+	patchDoc, resDoc map[string]any
 	// customOps are the PATCH operations on attributes elimity does not
 	// know, taken out of the body before elimity validated it.
 	customOps []customOp

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	elimity "github.com/elimity-com/scim"
 	"github.com/elimity-com/scim/optional"
@@ -219,10 +220,10 @@ func TestPatchFastPathAnswersAsElimity(t *testing.T) {
 		}
 		body := strings.ReplaceAll(c.body, "MEMBER", member)
 		fast := do("PATCH", path, body)
-		h.noFastPatch = true
+		h.noFast = true
 		slow := do("PATCH", path, body)
 		slow2 := do("PATCH", path+"?attributes=userName", body)
-		h.noFastPatch = false
+		h.noFast = false
 		fast2 := do("PATCH", path+"?attributes=userName", body)
 		same(body, fast, slow)
 		same(body+" (attributes)", fast2, slow2)
@@ -242,9 +243,100 @@ func TestPatchFastPathAnswersAsElimity(t *testing.T) {
 		{"/Groups/nobody", nil},
 	} {
 		fast := do("PATCH", c.path, patch, c.hdr...)
-		h.noFastPatch = true
+		h.noFast = true
 		slow := do("PATCH", c.path, patch, c.hdr...)
-		h.noFastPatch = false
+		h.noFast = false
 		same(c.path+" "+strings.Join(c.hdr, " "), fast, slow)
+	}
+}
+
+// TestCreateFastPathAnswersAsElimity posts every body twice, by the fast
+// path and through elimity (the first resource deleted in between), and
+// compares the answers byte for byte but for the id; and a duplicate
+// create both ways.
+func TestCreateFastPathAnswersAsElimity(t *testing.T) {
+	tokens, err := NewTokenSet(Directory{TenantID: "acme", ConnectionID: "okta", TokenHashes: []TokenHash{HashToken("tok")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, base := range []string{"", "https://app.example.com/scim/v2/"} {
+		e, err := provision.NewEngine(provision.Config{Store: memstore.New(), Now: func() time.Time { return at }, Tenants: []provision.Tenant{
+			{ID: "acme", Connections: []provision.Connection{{ID: "okta", Kind: provision.KindSCIM}}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := New(Config{Engine: e, Authenticator: tokens, BaseURL: base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		do := func(method, path, body string) *httptest.ResponseRecorder {
+			r := httptest.NewRequest(method, path, strings.NewReader(body))
+			r.Header.Set("Authorization", "Bearer tok")
+			r.Header.Set("X-Request-Id", "req-1")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w
+		}
+		idOf := func(w *httptest.ResponseRecorder) string {
+			var v struct{ ID string }
+			_ = json.Unmarshal(w.Body.Bytes(), &v)
+			return v.ID
+		}
+		member := idOf(do("POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"member@example.com"}`))
+		same := func(what string, a, b *httptest.ResponseRecorder, aid, bid string) {
+			t.Helper()
+			fix := func(s string) string {
+				if bid == "" {
+					return s
+				}
+				return strings.ReplaceAll(s, bid, aid)
+			}
+			if a.Code != b.Code || a.Body.String() != fix(b.Body.String()) {
+				t.Errorf("%s:\n%d %s\nelimity's\n%d %s", what, a.Code, a.Body, b.Code, b.Body)
+			}
+			for _, k := range []string{"Content-Type", "Content-Length", "Etag", "Location", "Retry-After"} {
+				if a.Header().Get(k) != fix(b.Header().Get(k)) {
+					t.Errorf("%s: %s %q, elimity's %q", what, k, a.Header().Get(k), b.Header().Get(k))
+				}
+			}
+		}
+		for _, c := range []struct{ path, body string }{
+			{"/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"s1@example.com","externalId":"x1","emails":[{"value":"s1@example.com","type":"work"}],"active":true}`},
+			{"/Users", `{"userName":"okta@example.com","name":{"givenName":"A","familyName":"B"},"emails":[{"primary":true,"value":"okta@example.com","type":"work"}],"displayName":"A B","locale":"en-US","externalId":"00u1","groups":[],"password":"pw-1","active":true}`},
+			{"/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"externalId":"e1","userName":"entra@example.com","active":"True","displayName":"E","emails":[{"primary":"true","type":"work","value":"entra@example.com"}],"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"employeeNumber":"7","department":"R","manager":"m-1"},"urn:example:custom:2.0:User":{"tag":"blue"}}`},
+			{"/Users", `{"userName":"typo@example.com","adreses":[{"x":1}],"x509Certificates":[{"value":"aGVsbG8="}],"phoneNumbers":[{"value":"+1","type":"mobile"}]}`},
+			{"/Users", `{"userName":"bad@example.com","active":"maybe"}`},
+			{"/Users", `{"userName":"bad2@example.com","emails":"x"}`},
+			{"/Users", `{"userName":"bad3@example.com","x509Certificates":[{"value":"not base64!"}]}`},
+			{"/Users", `{"displayName":"no userName"}`},
+			{"/Users", `{"userName":"dup@example.com","UserName":"dup2@example.com"}`},
+			{"/Users", `{"userName":"bad4@example.com","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"manager":{"value":7}}}`},
+			{"/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"G1","externalId":"g1","members":[{"value":"` + member + `"}]}`},
+			{"/Groups", `{"displayName":"G2","members":[{"value":"nobody"}]}`},
+			{"/Groups", `{"displayName":7}`},
+		} {
+			fast := do("POST", c.path, c.body)
+			fid := idOf(fast)
+			if fast.Code == http.StatusCreated {
+				if d := do("DELETE", c.path+"/"+fid, ""); d.Code != http.StatusNoContent {
+					t.Fatalf("delete: %d %s", d.Code, d.Body)
+				}
+			}
+			h.noFast = true
+			slow := do("POST", c.path, c.body)
+			h.noFast = false
+			same(base+" "+c.body, fast, slow, fid, idOf(slow))
+			if slow.Code == http.StatusCreated {
+				// Once more, now that it exists: the same conflict (or
+				// retried create) both ways.
+				again := do("POST", c.path, c.body)
+				h.noFast = true
+				againSlow := do("POST", c.path, c.body)
+				h.noFast = false
+				same(base+" again "+c.body, again, againSlow, "", "")
+			}
+		}
 	}
 }
