@@ -33,8 +33,18 @@ func newSCIMMetrics(mp metric.MeterProvider) *scimMetrics {
 
 // request records one answered request. A request refused before its
 // directory was known counts with empty tenant and connection.
+// Without a MeterProvider (the instruments disabled) it builds no
+// attribute set.
 func (m *scimMetrics) request(ctx context.Context, tenant, connection, method string, status int, d time.Duration) {
+	reqs, dur := m.requests.Enabled(ctx), m.duration.Enabled(ctx)
+	if !reqs && !dur {
+		return
+	}
 	dir := []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("connection", connection)}
-	m.requests.Add(ctx, 1, metric.WithAttributes(append(dir, attribute.String("method", method), attribute.Int("status", status))...))
-	m.duration.Record(ctx, d.Seconds(), metric.WithAttributes(append(dir, attribute.String("class", strconv.Itoa(status/100)+"xx"))...))
+	if reqs {
+		m.requests.Add(ctx, 1, metric.WithAttributes(append(dir, attribute.String("method", method), attribute.Int("status", status))...))
+	}
+	if dur {
+		m.duration.Record(ctx, d.Seconds(), metric.WithAttributes(append(dir, attribute.String("class", strconv.Itoa(status/100)+"xx"))...))
+	}
 }

@@ -342,11 +342,8 @@ func (h *Handler) prepareResource(st *request, body *[]byte, k kind) *scimError 
 		m["schemas"] = []any{h.coreURN(k)}
 	}
 	st.extras = ex
-	b, err := json.Marshal(m)
-	if err != nil {
-		return badSyntax("The request body could not be read.")
-	}
-	*body = b
+	// The body is marshaled again only if elimity answers (see serve).
+	st.resDoc = m
 	return nil
 }
 
@@ -516,11 +513,8 @@ func (h *Handler) preparePatch(st *request, body *[]byte, k kind) *scimError {
 		kept = append(kept, map[string]any{"op": "add", "value": map[string]any{}})
 	}
 	m[opsKey] = kept
-	b, err := json.Marshal(m)
-	if err != nil {
-		return badSyntax("The request body could not be read.")
-	}
-	*body = b
+	// The body is marshaled again only if elimity answers (see serve).
+	st.patchDoc = m
 	return nil
 }
 
