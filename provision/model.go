@@ -165,7 +165,8 @@ type LDAPSettings struct {
 	BindDN       string `json:"bindDN,omitempty"`
 	BindPassword Secret `json:"bindPassword,omitzero"`
 	BaseDN       string `json:"baseDN"`
-	// Preset names a preset of package ldap (openldap, 389, ad).
+	// Preset names a preset of package ldap (ldap.Presets): openldap, 389,
+	// ad, google, jumpcloud, okta, freeipa.
 	Preset      string `json:"preset,omitempty"`
 	UserFilter  string `json:"userFilter,omitempty"`
 	GroupFilter string `json:"groupFilter,omitempty"`

@@ -45,8 +45,12 @@
 // provision/filter). One elimity-com/scim Server per handler then routes,
 // validates bodies and PATCH operations against the schemas, and answers
 // the discovery endpoints (/ServiceProviderConfig, /ResourceTypes,
-// /Schemas). The resource handlers of this package apply PATCH operations
-// to the user or group and call the engine, which enforces tenancy and
+// /Schemas). A POST of a user or group and a PATCH are validated by the
+// front itself, with elimity's rules against schemas built once, and
+// served without elimity's second decode and validation; a request elimity
+// would refuse still goes to elimity, so every error answer is elimity's.
+// The resource handlers of this package apply PATCH operations to the user
+// or group and call the engine, which enforces tenancy and
 // ownership, computes the change, stores it and records its events.
 //
 // Semantics, as Okta and Entra expect them:

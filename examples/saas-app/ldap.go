@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,15 +132,15 @@ func (f *ldapFeature) setup(a *app) error {
 
 // ldapMapping is a preset's Mapping.
 func ldapMapping(preset string) (ldap.Mapping, error) {
-	switch preset {
-	case "", "openldap":
-		return ldap.OpenLDAP(), nil
-	case "389":
-		return ldap.DirectoryServer389(), nil
-	case "ad":
-		return ldap.ActiveDirectory(), nil
+	p, ok := ldap.PresetNamed(preset)
+	if !ok {
+		var names []string
+		for _, p := range ldap.Presets() {
+			names = append(names, p.Name)
+		}
+		return ldap.Mapping{}, fmt.Errorf("preset %q: want one of %s", preset, strings.Join(names, ", "))
 	}
-	return ldap.Mapping{}, fmt.Errorf("preset %q: want openldap, 389 or ad", preset)
+	return p.Mapping, nil
 }
 
 func (f *ldapFeature) start(ctx context.Context, a *app) error {
