@@ -136,21 +136,7 @@ func BenchmarkStateLoadPostgres(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() {
-		rows, err := db.Query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)", prefix)
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		var tables []string
-		for rows.Next() {
-			var n string
-			_ = rows.Scan(&n)
-			tables = append(tables, n)
-		}
-		rows.Close()
-		for _, n := range tables {
-			_, _ = db.Exec("DROP TABLE IF EXISTS " + n + " CASCADE")
-		}
+		testenv.DropTables(b, db, prefix)
 	}()
 	s, err := NewSyncer(Config{Engine: newBenchEngine(b, st), TenantID: tenant, ConnectionID: ldapConn, URL: "ldap://127.0.0.1", InsecurePlaintext: true, UserBaseDN: "ou=people,dc=example,dc=com"})
 	if err != nil {

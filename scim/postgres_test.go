@@ -34,23 +34,7 @@ func postgresStore(t *testing.T) *sqlstore.Store {
 	prefix := "t" + hex.EncodeToString(b[:]) + "_"
 	st := migratedStore(t, db, sqlstore.Config{Dialect: sqlstore.Postgres, TablePrefix: prefix})
 	t.Cleanup(func() {
-		rows, err := db.Query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)", prefix)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		var tables []string
-		for rows.Next() {
-			var n string
-			_ = rows.Scan(&n)
-			tables = append(tables, n)
-		}
-		rows.Close()
-		for _, n := range tables {
-			if _, err := db.Exec("DROP TABLE IF EXISTS " + n + " CASCADE"); err != nil {
-				t.Error(err)
-			}
-		}
+		testenv.DropTables(t, db, prefix)
 	})
 	return st
 }

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"database/sql"
 	"os"
 	"testing"
 )
@@ -20,4 +21,27 @@ func PostgresDSN(t testing.TB) string {
 		t.Skip("IDPROV_TEST_POSTGRES_DSN is not set; skipping the PostgreSQL tests")
 	}
 	return dsn
+}
+
+// DropTables drops the tables of the current schema whose names start
+// with prefix: what a test that migrated a store under its own table
+// prefix leaves behind on a shared PostgreSQL.
+func DropTables(t testing.TB, db *sql.DB, prefix string) {
+	rows, err := db.Query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)", prefix)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		_ = rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	for _, n := range tables {
+		if _, err := db.Exec("DROP TABLE IF EXISTS " + n + " CASCADE"); err != nil {
+			t.Error(err)
+		}
+	}
 }
