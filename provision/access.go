@@ -353,24 +353,27 @@ func (e *Engine) PlanAccessRules(ctx context.Context, tenantID string, rules []A
 		return Plan{}, err
 	}
 	e.metrics.planHeld(ctx, "access")
-	return plan.view().page(Page{Limit: 100}), nil
+	return plan.view(true).page(Page{Limit: 100}), nil
 }
 
-// view is the plan as Plans and Plan show it, with all its changes.
-func (p *accessPlan) view() Plan {
+// view is the plan as Plans and Plan show it, with all its changes when
+// changes is set (Plans lists it without them).
+func (p *accessPlan) view(changes bool) Plan {
 	v := Plan{Kind: PlanAccess, ID: p.ID, TenantID: p.TenantID, Created: p.Created, Of: p.Users}
 	grants, revokes := 0, 0
 	for _, rc := range p.Roles {
+		grants, revokes = grants+len(rc.Gain), revokes+len(rc.Lose)
+		if !changes {
+			continue
+		}
 		for _, u := range rc.Gain {
 			v.Changes = append(v.Changes, PlanChange{Op: "grant-role", UserID: u, Role: rc.Role})
-			grants++
 		}
 		for _, u := range rc.Lose {
 			v.Changes = append(v.Changes, PlanChange{Op: "revoke-role", UserID: u, Role: rc.Role})
-			revokes++
 		}
 	}
-	v.Size = len(v.Changes)
+	v.Size = grants + revokes
 	v.Summary = fmt.Sprintf("Replace the access rules with %d rules: grant %d roles and revoke %d, over %d users", len(p.Rules), grants, revokes, p.Users)
 	return v
 }

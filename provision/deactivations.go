@@ -100,27 +100,15 @@ func (e *Engine) confirmDeactivations(ctx context.Context, o Origin, p *deactiva
 		// possibly on another replica: past the wait the plan applies
 		// without it, each deactivation checked on its own (still owned
 		// by the connection, still active).
-		deadline := time.Now().Add(confirmLockWait)
-		for {
-			held, release, err := e.lock(ctx, p.TenantID, p.Lock)
-			if errors.Is(err, ErrLocked) && time.Now().Before(deadline) {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(100 * time.Millisecond):
-				}
-				continue
-			}
-			if errors.Is(err, ErrLocked) {
-				e.log.InfoContext(ctx, "provision: held deactivations applied while the connection's sync runs", "tenant", p.TenantID, "connection", p.ConnectionID, "lock", p.Lock)
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("provision: lock %q: %w", p.Lock, err)
-			}
+		held, release, err := e.lockWithin(ctx, p.TenantID, p.Lock, confirmLockWait, 100*time.Millisecond)
+		switch {
+		case errors.Is(err, ErrLocked):
+			e.log.InfoContext(ctx, "provision: held deactivations applied while the connection's sync runs", "tenant", p.TenantID, "connection", p.ConnectionID, "lock", p.Lock)
+		case err != nil:
+			return fmt.Errorf("provision: lock %q: %w", p.Lock, err)
+		default:
 			defer release()
 			ctx = held
-			break
 		}
 	}
 	as := Origin{TenantID: p.TenantID, ConnectionID: p.ConnectionID, Actor: o.Actor, RequestID: o.RequestID}

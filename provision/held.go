@@ -99,18 +99,21 @@ func (e *Engine) holdMembersPlan(ctx context.Context, p *membersPlan) error {
 	return &HeldError{PlanID: p.ID, Removing: p.Removing, Members: p.Of}
 }
 
-// view is the plan as Plans and Plan show it, with all its changes.
-func (p *membersPlan) view() Plan {
+// view is the plan as Plans and Plan show it, with all its changes when
+// changes is set (Plans lists it without them).
+func (p *membersPlan) view(changes bool) Plan {
 	v := Plan{Kind: PlanMembers, ID: p.ID, TenantID: p.TenantID, ConnectionID: p.ConnectionID, Created: p.Created,
 		Summary: fmt.Sprintf("Replace the members of group %s: remove %d of its %d members, add %d", p.GroupID, p.Removing, p.Of, len(p.Added)),
-		Of:      p.Of}
+		Of:      p.Of, Size: len(p.Removed) + len(p.Added)}
+	if !changes {
+		return v
+	}
 	for _, id := range p.Removed {
 		v.Changes = append(v.Changes, PlanChange{Op: "remove-member", UserID: id, GroupID: p.GroupID})
 	}
 	for _, id := range p.Added {
 		v.Changes = append(v.Changes, PlanChange{Op: "add-member", UserID: id, GroupID: p.GroupID})
 	}
-	v.Size = len(v.Changes)
 	return v
 }
 

@@ -110,7 +110,7 @@ func (e *Engine) Plans(ctx context.Context, tenantID string, page Page) ([]Plan,
 		if err != nil {
 			return nil, 0, err
 		}
-		all = append(all, p.view().page(Page{}))
+		all = append(all, p.view(false))
 	}
 	total := len(all)
 	lo := min(max(page.Offset, 0), total)
@@ -132,7 +132,7 @@ func (e *Engine) Plan(ctx context.Context, tenantID, planID string, changes Page
 	if err != nil {
 		return Plan{}, err
 	}
-	return p.view().page(changes), nil
+	return p.view(true).page(changes), nil
 }
 
 // ConfirmPlan applies the held plan planID and consumes it, and returns it
@@ -174,8 +174,9 @@ func (e *Engine) ConfirmPlan(ctx context.Context, o Origin, planID string) (Plan
 	if err := e.dropPlan(ctx, o.TenantID, key); err != nil {
 		e.log.WarnContext(ctx, "provision: applied plan not deleted", "plan", planID, "err", err)
 	}
-	e.log.InfoContext(ctx, "provision: held plan confirmed", "tenant", o.TenantID, "plan", planID, "kind", string(p.view().Kind), "actor", o.Actor)
-	return p.view().page(Page{}), nil
+	v := p.view(false)
+	e.log.InfoContext(ctx, "provision: held plan confirmed", "tenant", o.TenantID, "plan", planID, "kind", string(v.Kind), "actor", o.Actor)
+	return v, nil
 }
 
 // DiscardPlan drops a held plan without applying it. Only an admin call
@@ -203,15 +204,19 @@ type anyPlan struct {
 	deactivations *deactivationPlan
 }
 
-func (p anyPlan) view() Plan {
+// view is the plan with all its changes, or with none.
+func (p anyPlan) view(changes bool) Plan {
 	switch {
 	case p.members != nil:
-		return p.members.view()
+		return p.members.view(changes)
 	case p.access != nil:
-		return p.access.view()
-	default:
-		return p.deactivations.Plan
+		return p.access.view(changes)
 	}
+	v := p.deactivations.Plan
+	if !changes {
+		v.Changes = nil
+	}
+	return v
 }
 
 // findPlan finds the plan planID among the tenant's and returns its key.
@@ -231,7 +236,7 @@ func (e *Engine) findPlan(ctx context.Context, tenantID, planID string) (string,
 		if err != nil {
 			return "", anyPlan{}, err
 		}
-		if p.view().ID == planID {
+		if p.view(false).ID == planID {
 			return r.Key, p, nil
 		}
 	}
@@ -282,23 +287,28 @@ func (e *Engine) planIndex(ctx context.Context, tenantID string) ([]planRef, err
 // "plans" lock (waiting up to 10 s for it), so that two replicas holding
 // plans at once both list theirs. Entries whose plan is gone are pruned.
 func (e *Engine) editPlanIndex(ctx context.Context, tenantID string, edit func([]planRef) []planRef) error {
-	deadline := time.Now().Add(10 * time.Second)
+	held, release, err := e.lockWithin(ctx, tenantID, "plans", 10*time.Second, 5*time.Millisecond)
+	if err != nil {
+		return fmt.Errorf("provision: plan index: %w", err)
+	}
+	defer release()
+	return e.editPlanIndexLocked(held, tenantID, edit)
+}
+
+// lockWithin takes the tenant's lock name, trying again every poll while
+// another holder has it, for up to wait; past it the error is ErrLocked.
+func (e *Engine) lockWithin(ctx context.Context, tenantID, name string, wait, poll time.Duration) (context.Context, func(), error) {
+	deadline := time.Now().Add(wait)
 	for {
-		held, release, err := e.lock(ctx, tenantID, "plans")
-		if errors.Is(err, ErrLocked) && time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-			continue
+		held, release, err := e.lock(ctx, tenantID, name)
+		if !errors.Is(err, ErrLocked) || !time.Now().Before(deadline) {
+			return held, release, err
 		}
-		if err != nil {
-			return fmt.Errorf("provision: plan index: %w", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(poll):
 		}
-		err = e.editPlanIndexLocked(held, tenantID, edit)
-		release()
-		return err
 	}
 }
 

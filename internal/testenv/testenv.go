@@ -40,7 +40,7 @@ func DropTables(t testing.TB, db *sql.DB, prefix string) {
 	}
 	rows.Close()
 	for _, n := range tables {
-		if _, err := db.Exec("DROP TABLE IF EXISTS " + n + " CASCADE"); err != nil {
+		if _, err := db.Exec(`DROP TABLE IF EXISTS "` + n + `" CASCADE`); err != nil {
 			t.Error(err)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,24 +77,7 @@ func dropPostgresTables(t testing.TB, prefix string) {
 		return
 	}
 	defer db.Close()
-	rows, err := db.Query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)", prefix)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if rows.Scan(&n) == nil {
-			names = append(names, `"`+n+`"`)
-		}
-	}
-	rows.Close()
-	if len(names) > 0 {
-		if _, err := db.Exec("DROP TABLE IF EXISTS " + strings.Join(names, ", ") + " CASCADE"); err != nil {
-			t.Error(err)
-		}
-	}
+	testenv.DropTables(t, db, prefix)
 }
 
 func randomPrefix() string {
