@@ -89,6 +89,27 @@ func (e *Engine) createUser(ctx context.Context, s scope, tx Store, rec *recorde
 			return User{}, err
 		}
 	}
+	if rules := s.matchRules(); len(rules) == 1 && rules[0] == MatchUserName {
+		// The one rule is the userName, which the store keeps unique
+		// among live users: insert, and only when the name is taken look
+		// up who has it (one lookup fewer for every new user). A refused
+		// CreateUser changes nothing and leaves tx usable (Store).
+		created, err := e.storeNewUser(ctx, s, tx, u)
+		if err == nil {
+			return e.linkNewUser(ctx, s, tx, rec, created, u.ExternalID)
+		}
+		if !errors.Is(err, ErrAlreadyExists) {
+			return User{}, err
+		}
+		ex, lerr := tx.UserByUserName(ctx, tid, u.UserName)
+		if errors.Is(lerr, ErrNotFound) {
+			return User{}, err
+		}
+		if lerr != nil {
+			return User{}, lerr
+		}
+		return e.claim(ctx, s, tx, rec, ex, u)
+	}
 	ex, found, err := e.firstContact(ctx, s, tx, u)
 	if err != nil {
 		return User{}, err
@@ -131,7 +152,7 @@ func (e *Engine) claim(ctx context.Context, s scope, tx Store, rec *recorder, ex
 	if _, err := s.mayWrite(ex.Owner); err != nil {
 		return User{}, &ConflictError{Field: "userName", Value: u.UserName, ExistingID: ex.ID, Owner: ex.Owner}
 	}
-	return e.writeUser(ctx, s, tx, rec, ex, func(next *User) error {
+	return e.writeUser(ctx, s, tx, rec, ex, nil, func(next *User) error {
 		replaceUserAttrs(next, u)
 		next.ExternalID = u.ExternalID
 		return nil
@@ -141,7 +162,7 @@ func (e *Engine) claim(ctx context.Context, s scope, tx Store, rec *recorder, ex
 // rehire reactivates the connection's own deactivated user with the
 // attributes of a new create.
 func (e *Engine) rehire(ctx context.Context, s scope, tx Store, rec *recorder, ex, u User) (User, error) {
-	return e.writeUser(ctx, s, tx, rec, ex, func(next *User) error {
+	return e.writeUser(ctx, s, tx, rec, ex, nil, func(next *User) error {
 		replaceUserAttrs(next, u)
 		next.Active = true
 		next.ExternalID = u.ExternalID
@@ -160,9 +181,18 @@ func replaceUserAttrs(dst *User, src User) {
 }
 
 func (e *Engine) insertUser(ctx context.Context, s scope, tx Store, rec *recorder, u User) (User, error) {
+	created, err := e.storeNewUser(ctx, s, tx, u)
+	if err != nil {
+		return User{}, err
+	}
+	return e.linkNewUser(ctx, s, tx, rec, created, u.ExternalID)
+}
+
+// storeNewUser stores u as a new user of the connection: the first half
+// of insertUser, which changes nothing when it fails.
+func (e *Engine) storeNewUser(ctx context.Context, s scope, tx Store, u User) (User, error) {
 	now := e.now().UTC()
 	u = cloneUser(u)
-	ext := u.ExternalID
 	u.ID, u.ExternalID = "", ""
 	u.TenantID = s.tenant.ID
 	u.Owner = s.conn.ID
@@ -171,12 +201,14 @@ func (e *Engine) insertUser(ctx context.Context, s scope, tx Store, rec *recorde
 	if err := e.withRoles(ctx, s, tx, &User{}, &u, map[string]bool{}); err != nil {
 		return User{}, err
 	}
-	created, err := tx.CreateUser(ctx, u)
-	if err != nil {
-		return User{}, err
-	}
+	return tx.CreateUser(ctx, u)
+}
+
+// linkNewUser links the user storeNewUser created to the connection's ext
+// and records its creation: the second half of insertUser.
+func (e *Engine) linkNewUser(ctx context.Context, s scope, tx Store, rec *recorder, created User, ext string) (User, error) {
 	if ext != "" {
-		if err := tx.CreateLink(ctx, Link{TenantID: s.tenant.ID, Kind: ResourceUser, ConnectionID: s.conn.ID, ExternalID: ext, ResourceID: created.ID, Created: now}); err != nil {
+		if err := tx.CreateLink(ctx, Link{TenantID: s.tenant.ID, Kind: ResourceUser, ConnectionID: s.conn.ID, ExternalID: ext, ResourceID: created.ID, Created: created.Created}); err != nil {
 			return User{}, err
 		}
 	}
@@ -197,6 +229,11 @@ func (s scope) link(ctx context.Context, st Store, kind ResourceKind, id string)
 	if err != nil {
 		return Link{}, err
 	}
+	return s.linkIn(links)
+}
+
+// linkIn returns the calling connection's link among a resource's links.
+func (s scope) linkIn(links []Link) (Link, error) {
 	for _, l := range links {
 		if l.ConnectionID == s.conn.ID {
 			return l, nil
@@ -300,14 +337,14 @@ func (e *Engine) UpdateUser(ctx context.Context, o Origin, id string, pre Precon
 	}
 	var out User
 	err = e.atomically(ctx, s, pre.Version != 0, func(ctx context.Context, tx Store, rec *recorder) error {
-		cur, err := e.liveUser(ctx, tx, s, id)
+		cur, links, err := e.liveUserLinks(ctx, tx, s, id)
 		if err != nil {
 			return err
 		}
 		if pre.Version != 0 && cur.Version != pre.Version {
 			return fmt.Errorf("%w: user %s is at version %d, not %d", ErrVersionConflict, id, cur.Version, pre.Version)
 		}
-		out, err = e.writeUser(ctx, s, tx, rec, cur, mutate)
+		out, err = e.writeUser(ctx, s, tx, rec, cur, links, mutate)
 		return err
 	})
 	if err != nil {
@@ -357,14 +394,36 @@ func (e *Engine) liveUser(ctx context.Context, st Store, s scope, id string) (Us
 	return u, nil
 }
 
+// liveUserLinks is liveUser with the user's links, read together (one
+// call on a UserLinksGetter).
+func (e *Engine) liveUserLinks(ctx context.Context, st Store, s scope, id string) (User, []Link, error) {
+	if err := checkKey("user", id); err != nil {
+		return User{}, nil, err
+	}
+	u, links, err := userAndLinks(ctx, st, s.tenant.ID, id)
+	if err != nil {
+		return User{}, nil, err
+	}
+	if u.IsDeleted() {
+		return User{}, nil, fmt.Errorf("%w: user %s is deleted", ErrNotFound, id)
+	}
+	return u, links, nil
+}
+
 // writeUser is the one place a user changes: ownership, mutate, validate,
-// diff, store, link, record.
-func (e *Engine) writeUser(ctx context.Context, s scope, tx Store, rec *recorder, cur User, mutate func(*User) error) (User, error) {
+// diff, store, link, record. links are cur's links when the caller read
+// them with it (non-nil, maybe empty), nil to read them here.
+func (e *Engine) writeUser(ctx context.Context, s scope, tx Store, rec *recorder, cur User, links []Link, mutate func(*User) error) (User, error) {
 	adopt, err := s.mayWrite(cur.Owner)
 	if err != nil {
 		return User{}, err
 	}
-	link, err := e.linkOf(ctx, tx, s, cur.ID)
+	var link Link
+	if links != nil {
+		link, err = s.linkIn(links)
+	} else {
+		link, err = e.linkOf(ctx, tx, s, cur.ID)
+	}
 	hasLink := err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return User{}, err
@@ -690,7 +749,7 @@ func (e *Engine) provision(ctx context.Context, s scope, tx Store, rec *recorder
 		return ex, res, nil // another connection manages this user: resolve only
 	}
 	wasActive := ex.Active
-	out, err := e.writeUser(ctx, s, tx, rec, ex, func(next *User) error {
+	out, err := e.writeUser(ctx, s, tx, rec, ex, nil, func(next *User) error {
 		active := next.Active
 		if opts.Update {
 			replaceUserAttrs(next, u)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/idprov/idprov/provision"
 )
@@ -108,4 +109,55 @@ func (s *Store) DeleteLink(ctx context.Context, tenantID string, kind provision.
 		}
 		return nil
 	})
+}
+
+// GetUserLinks implements provision.UserLinksGetter: the user and its
+// links in one statement (the user's row joined with its links), locked
+// like GetUser in a PostgreSQL transaction.
+func (s *Store) GetUserLinks(ctx context.Context, tenantID, id string) (provision.User, []provision.Link, error) {
+	lock := ""
+	if s.forUpdate() != "" {
+		lock = " FOR UPDATE OF u"
+	}
+	rows, err := s.q.QueryContext(ctx, s.r.sql(`SELECT u.doc, l.connection_id, l.external_id, l.created FROM {p}users u
+		LEFT JOIN {p}links l ON l.tenant_id = u.tenant_id AND l.kind = 'user' AND l.resource_id = u.id
+		WHERE u.tenant_id = $1 AND u.id = $2 ORDER BY l.connection_id`+lock), tenantID, id)
+	if err != nil {
+		return provision.User{}, nil, mapErr("get user and links", err)
+	}
+	defer rows.Close()
+	var (
+		doc   []byte
+		found bool
+		links = []provision.Link{}
+	)
+	for rows.Next() {
+		var conn, ext sql.NullString
+		var created time.Time
+		var raw []byte
+		if err := rows.Scan(&raw, &conn, &ext, timeScanner{&created}); err != nil {
+			return provision.User{}, nil, mapErr("get user and links", err)
+		}
+		if !found {
+			doc, found = raw, true
+		}
+		if conn.Valid {
+			links = append(links, provision.Link{TenantID: tenantID, Kind: provision.ResourceUser, ConnectionID: conn.String,
+				ExternalID: ext.String, ResourceID: id, Created: created})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return provision.User{}, nil, mapErr("get user and links", err)
+	}
+	if !found {
+		return provision.User{}, nil, notFound("user", id)
+	}
+	u, err := decodeUser(doc)
+	if err != nil {
+		return provision.User{}, nil, err
+	}
+	if lock != "" {
+		s.lockedUser(u)
+	}
+	return u, links, nil
 }

@@ -63,17 +63,24 @@ func (s *Store) GetUser(ctx context.Context, tenantID, id string) (provision.Use
 
 // lockedEmails is what a transaction knows of a user row it locked: its
 // version and its e-mail keys, so that an update that leaves the e-mails
-// alone does not rewrite them.
+// alone does not rewrite them, and its folded userName while live, so
+// that an update that keeps a live user's userName does not look for
+// another user holding it (none can: the row held it all along).
 type lockedEmails struct {
-	version int64
-	emails  []string
+	version  int64
+	emails   []string
+	liveName string
 }
 
 func (s *Store) lockedUser(u provision.User) {
 	if s.locked == nil {
 		s.locked = map[string]lockedEmails{}
 	}
-	s.locked[u.TenantID+"\x00"+u.ID] = lockedEmails{u.Version, emailKeys(u)}
+	l := lockedEmails{version: u.Version, emails: emailKeys(u)}
+	if u.Deleted.IsZero() {
+		l.liveName = fold(u.UserName)
+	}
+	s.locked[u.TenantID+"\x00"+u.ID] = l
 }
 
 // emailKeys are the user's e-mail rows: folded, sorted, without repeats.
@@ -144,18 +151,36 @@ func (s *Store) CreateUser(ctx context.Context, u provision.User) (provision.Use
 		return provision.User{}, err
 	}
 	err = s.write(ctx, func(q Querier) error {
-		var id string
-		err := q.QueryRowContext(ctx, s.r.sql(`INSERT INTO {p}users
+		args := []any{u.TenantID, u.ID, u.UserName, fold(u.UserName), fold(u.DisplayName), u.Owner, u.Active, u.Version,
+			s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc}
+		insert := `INSERT INTO {p}users
 			(tenant_id, id, user_name, user_name_lower, display_name_lower, owner, active, version, created, modified, deleted, doc)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-			ON CONFLICT DO NOTHING RETURNING id`),
-			u.TenantID, u.ID, u.UserName, fold(u.UserName), fold(u.DisplayName), u.Owner, u.Active, u.Version,
-			s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc).Scan(&id)
+			ON CONFLICT DO NOTHING RETURNING id`
+		emails := emailKeys(u)
+		together := s.r.d == Postgres && len(emails) > 0
+		if together {
+			// One round trip: the e-mail rows are inserted by the same
+			// statement, from the user row it inserted (none when the
+			// insert met a conflict).
+			values := make([]string, len(emails))
+			for i, e := range emails {
+				args = append(args, e)
+				values[i] = fmt.Sprintf("($%d::text)", 13+i)
+			}
+			insert = "WITH u AS (" + insert + "), e AS (INSERT INTO {p}user_emails (tenant_id, user_id, email_lower) SELECT $1, u.id, v.x FROM u, (VALUES " +
+				strings.Join(values, ", ") + ") AS v (x)) SELECT id FROM u"
+		}
+		var id string
+		err := q.QueryRowContext(ctx, s.r.sql(insert), args...).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return s.userConflict(ctx, q, u, true)
 		}
 		if err != nil {
 			return mapErr("create user", err)
+		}
+		if together {
+			return nil
 		}
 		return s.writeEmails(ctx, q, u, false)
 	})
@@ -231,6 +256,10 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 	if err != nil {
 		return provision.User{}, err
 	}
+	// The userName check is needed unless the user is deleted, or it was
+	// live with this userName when this transaction locked it.
+	prev, wasLocked := s.locked[u.TenantID+"\x00"+u.ID]
+	noNameCheck := !u.Deleted.IsZero() || (wasLocked && prev.version == expectedVersion && prev.liveName != "" && prev.liveName == fold(u.UserName))
 	err = s.write(ctx, func(q Querier) error {
 		var id string
 		err := q.QueryRowContext(ctx, s.r.sql(`UPDATE {p}users SET
@@ -241,7 +270,7 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 				WHERE o.tenant_id = $1 AND o.user_name_lower = $4 AND o.deleted IS NULL AND o.id <> $2))
 			RETURNING id`),
 			u.TenantID, u.ID, u.UserName, fold(u.UserName), fold(u.DisplayName), u.Owner, u.Active,
-			u.Version, s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc, expectedVersion, !u.Deleted.IsZero()).Scan(&id)
+			u.Version, s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc, expectedVersion, noNameCheck).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			var v int64
 			err := q.QueryRowContext(ctx, s.r.sql("SELECT version FROM {p}users WHERE tenant_id = $1 AND id = $2"), u.TenantID, u.ID).Scan(&v)
@@ -258,8 +287,7 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 		if err != nil {
 			return mapErr("update user", err)
 		}
-		key := u.TenantID + "\x00" + u.ID
-		if prev, ok := s.locked[key]; ok && prev.version == expectedVersion && slices.Equal(prev.emails, emailKeys(u)) {
+		if wasLocked && prev.version == expectedVersion && slices.Equal(prev.emails, emailKeys(u)) {
 			return nil // the row is locked since it was read: its e-mail rows are these
 		}
 		return s.writeEmails(ctx, q, u, true)

@@ -25,6 +25,7 @@ func implements[C any](st provision.Store) bool {
 var capabilities = []capability{
 	{"EventLog", implements[provision.EventLog], testEventLog},
 	{"GroupVersionBumper", implements[provision.GroupVersionBumper], testGroupVersionBumper},
+	{"UserLinksGetter", implements[provision.UserLinksGetter], testUserLinksGetter},
 	{"EventBacklog", implements[provision.EventBacklog], testEventBacklog},
 	{"KV", implements[provision.KV], testKV},
 	{"Locker", implements[provision.Locker], testLocker},

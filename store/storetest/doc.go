@@ -54,6 +54,10 @@
 //     that implements provision.GroupVersionBumper does it without an
 //     expected version, and concurrent bumps in transactions queue
 //     rather than fail (GroupVersionBumper/Concurrent).
+//   - A store that implements provision.UserLinksGetter answers exactly
+//     what GetUser and LinksOf answer, sees its transaction's writes, and
+//     locks the user inside Atomically as GetUser does
+//     (UserLinksGetter/LocksInTransaction).
 //   - Case-insensitive comparisons are tested with ASCII letters only.
 //   - A Locker's held context is live when TryLock returns, carries ctx's
 //     values, ends with ctx (the lock staying held until release), and
