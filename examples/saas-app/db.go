@@ -43,6 +43,7 @@ func (f *dbFeature) setup(a *app) error {
 			return fmt.Errorf("-db: %w", err)
 		}
 		db.SetMaxOpenConns(20)
+		db.SetMaxIdleConns(20) // not the default 2: no new backend per burst
 		f.db, dialect, a.StoreName = db, sqlstore.Postgres, "postgres"
 	default:
 		if err := checkDBDir(f.dsn); err != nil { // errors.go

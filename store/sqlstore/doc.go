@@ -17,6 +17,7 @@
 //	db, err := sql.Open("pgx", "postgres://app@db.internal/app")
 //	...
 //	db.SetMaxOpenConns(20) // each held Locker lock keeps one connection
+//	db.SetMaxIdleConns(20) // database/sql keeps 2 by default: under load the others close and reopen
 //	st, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.Postgres, TablePrefix: "idprov_"})
 //	...
 //	if err := st.Migrate(ctx); err != nil { ... } // at start-up, on every replica: safe

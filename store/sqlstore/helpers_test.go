@@ -86,6 +86,10 @@ func openPostgresDB(t testing.TB) *sql.DB {
 		t.Fatalf("PostgreSQL at IDPROV_TEST_POSTGRES_DSN: %v", err)
 	}
 	db.SetMaxOpenConns(8) // the test server is shared: stay well under max_connections
+	// Keep them all: database/sql keeps 2 idle connections by default, and
+	// under load the rest are closed and opened again (a new PostgreSQL
+	// backend each time).
+	db.SetMaxIdleConns(8)
 	t.Cleanup(func() { db.Close() })
 	return db
 }

@@ -195,6 +195,8 @@ func BenchmarkThroughput(b *testing.B) {
 	// the latencies; an error stops its client.
 	timed := func(b *testing.B, op func(c int, n int64) error) {
 		var l latencies
+		cpu := startCPU(db)
+		defer func() { cpu.report(b, len(l.d)) }()
 		parallel32(b, func(c int, pb *testing.PB) {
 			for pb.Next() {
 				n := seq.Add(1)

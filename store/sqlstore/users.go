@@ -63,24 +63,17 @@ func (s *Store) GetUser(ctx context.Context, tenantID, id string) (provision.Use
 
 // lockedEmails is what a transaction knows of a user row it locked: its
 // version and its e-mail keys, so that an update that leaves the e-mails
-// alone does not rewrite them, and its folded userName while live, so
-// that an update that keeps a live user's userName does not look for
-// another user holding it (none can: the row held it all along).
+// alone does not rewrite them.
 type lockedEmails struct {
-	version  int64
-	emails   []string
-	liveName string
+	version int64
+	emails  []string
 }
 
 func (s *Store) lockedUser(u provision.User) {
 	if s.locked == nil {
 		s.locked = map[string]lockedEmails{}
 	}
-	l := lockedEmails{version: u.Version, emails: emailKeys(u)}
-	if u.Deleted.IsZero() {
-		l.liveName = fold(u.UserName)
-	}
-	s.locked[u.TenantID+"\x00"+u.ID] = l
+	s.locked[u.TenantID+"\x00"+u.ID] = lockedEmails{u.Version, emailKeys(u)}
 }
 
 // emailKeys are the user's e-mail rows: folded, sorted, without repeats.
@@ -256,10 +249,11 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 	if err != nil {
 		return provision.User{}, err
 	}
-	// The userName check is needed unless the user is deleted, or it was
-	// live with this userName when this transaction locked it.
+	// The userName check runs even when the name did not change: a
+	// parameter that skips it in most executions keeps PostgreSQL from
+	// settling on the statement's generic plan, and planning every
+	// execution cost more (12% of an update's throughput) than the check.
 	prev, wasLocked := s.locked[u.TenantID+"\x00"+u.ID]
-	noNameCheck := !u.Deleted.IsZero() || (wasLocked && prev.version == expectedVersion && prev.liveName != "" && prev.liveName == fold(u.UserName))
 	err = s.write(ctx, func(q Querier) error {
 		var id string
 		err := q.QueryRowContext(ctx, s.r.sql(`UPDATE {p}users SET
@@ -270,7 +264,7 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 				WHERE o.tenant_id = $1 AND o.user_name_lower = $4 AND o.deleted IS NULL AND o.id <> $2))
 			RETURNING id`),
 			u.TenantID, u.ID, u.UserName, fold(u.UserName), fold(u.DisplayName), u.Owner, u.Active,
-			u.Version, s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc, expectedVersion, noNameCheck).Scan(&id)
+			u.Version, s.r.ts(u.Created), s.r.ts(u.Modified), s.r.tsNull(u.Deleted), doc, expectedVersion, !u.Deleted.IsZero()).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			var v int64
 			err := q.QueryRowContext(ctx, s.r.sql("SELECT version FROM {p}users WHERE tenant_id = $1 AND id = $2"), u.TenantID, u.ID).Scan(&v)
