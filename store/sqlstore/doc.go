@@ -82,9 +82,12 @@
 // An idle consumer costs one query per poll whatever the number of
 // tenants: Backlogs (provision.EventBacklog) joins {prefix}event_seq with
 // the consumer's {prefix}cursors and returns only the tenants behind. On
-// PostgreSQL every transaction that appends events notifies the channel
-// {prefix}events with its tenant id at commit (pg_notify, in the same
-// statement that reserves the Seq); with Config.Listen wired to the
+// PostgreSQL the tenant id of every transaction that appends events is
+// notified on the channel {prefix}events once it has committed: the Store
+// gathers the tenants its commits touched and sends them in one statement
+// at most every 5ms, so that committing writers do not queue on
+// PostgreSQL's database-wide notification lock (EventTables.Append, in a
+// host's own transaction, notifies inside it instead); with Config.Listen wired to the
 // host's driver, WatchCommits (provision.CommitWatcher) wakes the
 // consumers of every replica at once, and polling is only the fallback.
 // Notify and Subscribe are the same mechanism for a host's own topics

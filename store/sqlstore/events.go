@@ -33,6 +33,9 @@ type EventTables struct {
 	d      Dialect
 	prefix string
 	sqls   sync.Map
+	// afterCommit is set for a Store's own tables: the Store notifies
+	// after its transactions commit (commitWaker), so Append does not.
+	afterCommit bool
 }
 
 // NewEventTables returns the helper for the event tables of dialect d
@@ -106,7 +109,7 @@ func (t *EventTables) Append(ctx context.Context, q Querier, tenantID string, ev
 	reserve := `INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
 		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq`
 	var err error
-	if t.d == Postgres {
+	if t.d == Postgres && !t.afterCommit {
 		// The same statement notifies every listening session, when (and
 		// only if) the transaction commits; see Store.WatchCommits.
 		var void bool
@@ -185,12 +188,16 @@ func (t *EventTables) appendPostgres(ctx context.Context, q Querier, tenantID st
 	var last int64
 	var void bool
 	var inserted int
+	notify := "pg_notify($3, $4)::text IS NULL"
+	if t.afterCommit {
+		notify = "$3::text IS NULL AND $4::text IS NULL" // the Store notifies after the commit
+	}
 	err = q.QueryRowContext(ctx, t.sql(`WITH s AS (INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
 		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq),
 	e AS (INSERT INTO {p}events (tenant_id, seq, time, kind, user_id, doc)
 		SELECT $1, s.seq - $2 + 1 + v.i, v.time, v.kind, v.uid, ('{"seq":' || (s.seq - $2 + 1 + v.i) || v.rest)::json
 		FROM s, (VALUES `+rows.String()+`) AS v (i, time, kind, uid, rest) RETURNING 1)
-	SELECT s.seq, pg_notify($3, $4)::text IS NULL, (SELECT count(*) FROM e) FROM s`), args...).Scan(&last, &void, &inserted)
+	SELECT s.seq, `+notify+`, (SELECT count(*) FROM e) FROM s`), args...).Scan(&last, &void, &inserted)
 	if err != nil {
 		return true, mapErr("append events", err)
 	}
@@ -400,13 +407,23 @@ func (t *EventTables) Redact(ctx context.Context, q Querier, tenantID, userID st
 
 // AppendEvents implements provision.EventLog: in the transaction when s
 // is an Atomically Store, else in a transaction of its own.
+//
+// On PostgreSQL the tenant is notified on EventsTopic once the transaction
+// has committed (see commitWaker), not by a pg_notify inside it.
 func (s *Store) AppendEvents(ctx context.Context, tenantID string, events []provision.Event) ([]provision.Event, error) {
 	var out []provision.Event
-	err := s.write(ctx, func(q Querier) error {
+	appendIn := func(tx *Store) error {
 		var err error
-		out, err = s.r.ev.Append(ctx, q, tenantID, events)
+		out, err = tx.r.ev.Append(ctx, tx.q, tenantID, events)
+		if err == nil && len(out) > 0 && !slices.Contains(tx.appended, tenantID) {
+			tx.appended = append(tx.appended, tenantID)
+		}
 		return err
-	})
+	}
+	if s.inTx {
+		return out, appendIn(s)
+	}
+	err := s.r.runTx(ctx, appendIn)
 	return out, err
 }
 
@@ -424,7 +441,8 @@ func (s *Store) Backlogs(ctx context.Context, consumer string, tenants []string,
 // WatchCommits implements provision.CommitWatcher: on PostgreSQL with
 // Config.Listen set, every transaction that appends events (through this
 // Store or EventTables.Append, on any replica) notifies the topic
-// EventsTopic with the tenant id at commit, and fn gets it; see
+// EventsTopic with the tenant id once committed (a Store's own within 5ms
+// after its commit, gathered with its other commits), and fn gets it; see
 // Subscribe. Otherwise live is false.
 func (s *Store) WatchCommits(fn func(tenantID string)) (stop func(), live bool) {
 	return s.Subscribe(EventsTopic, func(n Notification) {

@@ -98,6 +98,9 @@ type Store struct {
 	inTx bool
 	// locked: the users this transaction read FOR UPDATE (users.go).
 	locked map[string]lockedEmails
+	// appended: the tenants this transaction appended events of, to
+	// notify once it commits (commitWaker).
+	appended []string
 }
 
 var (
@@ -123,6 +126,7 @@ type root struct {
 	ev          *EventTables
 	listen      ListenFunc
 	nt          notifier
+	waker       commitWaker
 	// writeSem serializes SQLite write transactions of this process, so
 	// they queue in Go instead of polling SQLite's busy handler.
 	writeSem chan struct{}
@@ -192,6 +196,7 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	ev.afterCommit = true // the Store notifies after commit: commitWaker
 	r.ev = ev
 	return &Store{r: r, q: db}, nil
 }
@@ -297,13 +302,15 @@ func (r *root) runTxOnce(ctx context.Context, fn func(tx *Store) error) (err err
 			panic(p)
 		}
 	}()
-	if err := fn(&Store{r: r, q: tx, inTx: true}); err != nil {
+	txs := &Store{r: r, q: tx, inTx: true}
+	if err := fn(txs); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return mapErr("commit", err)
 	}
+	r.waker.committed(r, txs.appended)
 	return nil
 }
 
