@@ -256,10 +256,13 @@ func (v patchValidator) refAttribute(attrPath fp.AttributePath) (*schema.CoreAtt
 			return nil, fmt.Errorf("invalid uri prefix: %s", uri)
 		}
 	}
+	// Index, not range: &attr of a range variable moves every attribute
+	// looked at to the heap (a CoreAttribute is large). The pointer is
+	// only read.
 	var refAttr *schema.CoreAttribute
-	for _, attr := range refSchema.Attributes {
-		if strings.EqualFold(attr.Name(), attrPath.AttributeName) {
-			refAttr = &attr
+	for i := range refSchema.Attributes {
+		if strings.EqualFold(refSchema.Attributes[i].Name(), attrPath.AttributeName) {
+			refAttr = &refSchema.Attributes[i]
 			break
 		}
 	}
@@ -276,9 +279,10 @@ func refSubAttribute(refAttr *schema.CoreAttribute, name string) (*schema.CoreAt
 	if !refAttr.HasSubAttributes() {
 		return nil, fmt.Errorf("the referred attribute has no sub-attributes")
 	}
-	for _, attr := range refAttr.SubAttributes() {
-		if strings.EqualFold(attr.Name(), name) {
-			return &attr, nil
+	subs := refAttr.SubAttributes()
+	for i := range subs {
+		if strings.EqualFold(subs[i].Name(), name) {
+			return &subs[i], nil
 		}
 	}
 	return nil, fmt.Errorf("could not find attribute %s", name)
