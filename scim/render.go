@@ -111,7 +111,7 @@ func (r rendered) MarshalJSON() ([]byte, error) { return r, nil }
 // userJSON renders u, by the fast path when it applies.
 func (h *Handler) userJSON(u *provision.User, p *projection) any {
 	if p == nil && len(u.Attributes) == 0 {
-		return rendered(h.appendUser(nil, u))
+		return rendered(h.appendUser(make([]byte, 0, 1024), u)) // one allocation for a usual user
 	}
 	return h.renderUser(*u, p)
 }
@@ -119,7 +119,11 @@ func (h *Handler) userJSON(u *provision.User, p *projection) any {
 // groupJSON renders g, by the fast path when it applies.
 func (h *Handler) groupJSON(g *provision.Group, members []string, withMembers bool, p *projection) any {
 	if p == nil && len(g.Attributes) == 0 {
-		return rendered(h.appendGroup(nil, g, members, withMembers))
+		size := 512
+		if withMembers {
+			size += 80 * len(members) // {"value":"<uuid>","$ref":...} each
+		}
+		return rendered(h.appendGroup(make([]byte, 0, size), g, members, withMembers))
 	}
 	return h.renderGroup(*g, members, withMembers, p)
 }
