@@ -46,6 +46,14 @@ type cursor struct {
 	// (dirstate.go) this cursor goes with.
 	StateGen     string `json:",omitempty"`
 	StateBuckets int    `json:",omitempty"`
+	// StateBytes is the buckets' size as the full sync wrote them, and
+	// JournalFrom to JournalTo (exclusive) the journal records of the
+	// state, JournalBytes their size: a loader applies them over the
+	// buckets in order.
+	StateBytes   int `json:",omitempty"`
+	JournalFrom  int `json:",omitempty"`
+	JournalTo    int `json:",omitempty"`
+	JournalBytes int `json:",omitempty"`
 	// LastFull is when the last full sync completed.
 	LastFull time.Time
 	// Owned is the number of active users the connection owns, as of
