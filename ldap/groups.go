@@ -26,14 +26,15 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 			return err
 		}
 		g := c.groups[id]
-		members, recs, cycles := c.members(g)
+		list, cycles := c.members(g)
 		r.rep.Groups.Cycles += cycles
-		h := hashIDs(members)
+		h := list.hash()
 		if !full && !changed[id] && g.groupID != "" && h == g.applied {
 			continue
 		}
+		recs := list.recs
 		skipped := r.rep.Groups.Skipped
-		if err := r.applyGroup(ctx, g, members, full); err != nil {
+		if err := r.applyGroup(ctx, g, list.ids(), full); err != nil {
 			return err
 		}
 		r.prog.applied()

@@ -511,7 +511,8 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 	}
 	owned := 0
 	var missing []provision.User
-	applied := r.cache.appliedUsers() // the users applied in this run
+	applied, release := r.cache.appliedUsers() // the users applied in this run
+	defer release()
 	err := provision.AdapterOf(r.s.eng).EachOwnedUser(ctx, r.s.origin, func(u provision.User) error {
 		if !u.Active {
 			return nil
