@@ -22,11 +22,12 @@ import (
 // next to the cursor, in buckets by entry id, so that a restarted
 // process, or another replica, continues from the stored cookie instead
 // of reading the whole directory again. A full sync writes every bucket
-// under a new generation; an incremental sync rewrites the buckets of the
-// entries it changed before it stores the cursor.
+// under a new generation; an incremental sync appends a journal record
+// of the entries it changed (below) before it stores the cursor that
+// names it.
 
 // stateBucketSize is the number of entries per bucket a full sync aims
-// for: an incremental sync rewrites a bucket per change.
+// for: a compaction of the journal rewrites the buckets it touched.
 const stateBucketSize = 1000
 
 // A bucket is stored in a compact binary form (stateVersion first):
@@ -420,7 +421,11 @@ func (s *Syncer) warm(ctx context.Context, cur *cursor) {
 // the journal passes its bound (maxJournalRecords, or journalBound of the
 // buckets' size), a sync writes the buckets the journal touched instead
 // and starts an empty journal; the records before it are deleted once
-// the cursor that no longer names them is stored.
+// the cursor that no longer names them is stored. Either way the cursor
+// is stored last, so it is never ahead of the state: a compaction that
+// stops before its cursor leaves some buckets ahead of the cursor still
+// stored (as an in-place bucket write always could), its journal records
+// still apply over them, and the cookie replays those changes.
 //
 // A record is journalVersion, the generation and the sequence number it
 // was written as, a count of entries, each a kind byte and its state
