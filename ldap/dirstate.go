@@ -346,6 +346,7 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 				ienc, uenc = encodeString(ienc[:0], id), nil
 				if len(userID) > 0 {
 					uenc = encodeString(ubuf[:0], userID)
+					ubuf = uenc
 				}
 				c.putEncoded(ienc, dn, uid, uenc)
 			}
@@ -536,7 +537,7 @@ func (s *Syncer) applyJournal(ctx context.Context, c *dirCache, gen string, seq 
 		return bad(fmt.Sprintf("written as record %d of state %s", q, g))
 	}
 	n := r.count(2)
-	var ienc, uenc []byte
+	var ienc, ubuf, uenc []byte
 	for range n {
 		if len(r.b) == 0 {
 			r.fail()
@@ -556,7 +557,8 @@ func (s *Syncer) applyJournal(ctx context.Context, c *dirCache, gen string, seq 
 			}
 			ienc, uenc = encodeString(ienc[:0], id), nil
 			if len(userID) > 0 {
-				uenc = encodeString(uenc[:0], userID)
+				uenc = encodeString(ubuf[:0], userID)
+				ubuf = uenc
 			}
 			c.mu.Lock()
 			i := c.putEncoded(ienc, dn, uid, uenc)
