@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -103,6 +104,20 @@ func TestJournal(t *testing.T) {
 			t.Fatal(err)
 		}
 		eq(t, fmt.Sprintf("round %d: loaded state", k), cacheDump(loaded), cacheDump(s.cache))
+		// A Syncer from before the journal reads StateGen and the
+		// buckets only: it must find no state (and sync in full), not
+		// the buckets without the journal.
+		raw, err := provision.AdapterOf(e.eng).KVGet(e.ctx, tenant, s.cursorKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var older struct {
+			StateGen     string
+			StateBuckets int
+		}
+		if err := json.Unmarshal(raw, &older); err != nil || older.StateGen != "" {
+			t.Fatalf("round %d: a cursor with a journal shows StateGen %q to older versions (%v)", k, older.StateGen, err)
+		}
 	}
 	eq(t, "eng after 3 rounds", e.members(engID), []string{"renamed1", "renamed2", "renamed3", "u00", "u04", "u05", "u06", "u07", "u08", "u09", "u26", "u27", "u28"})
 
