@@ -82,7 +82,7 @@
 // journal and continues from the stored cookie; only a state it cannot
 // read (a bucket or journal record missing, cut or damaged) runs a full
 // sync. At 100,000 users its first sync after 1,000 changes took 1.4 to
-// 3.8 % of a full sync.
+// 4.0 % of a full sync (six runs of TestMeasure).
 // In memory, a sync holds a page of entries and compact per-entry state,
 // never entries: a 24-byte record per user (64-bit hashes of its DN and
 // uid, references to its id and engine id in a byte arena, where a UUID
@@ -93,8 +93,8 @@
 // mmap where the platform has it), so that the collector, which lets
 // garbage grow to as much as is live before it runs, does not double
 // them: a full sync of 300,000 users into a store that discards peaked
-// at 53 to 65 MB resident, 36 to 40 MB at 30,000 (1.5x to 1.7x), next to 35 to
-// 48 and 28 to 34 MB for a bare go-ldap read of the same entries
+// at 53 to 65 MB resident, 34 to 42 MB at 30,000 (1.4x to 1.6x), next to 32 to
+// 69 and 26 to 34 MB for a bare go-ldap read of the same entries
 // (TestMeasure); with the state on the heap it was 72 and 35 MB (2.1x).
 // The cost is more frequent collections: 40 % more process CPU at
 // 300,000 users, 25 % at 100,000.
