@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/fnv"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // dirCache is the Syncer's view of the directory as of its last sync: it
@@ -28,8 +28,7 @@ type dirCache struct {
 	token string
 
 	mu    sync.Mutex
-	mem   *offheap // where recs, strs, byID and byDN keep their memory
-	recs  recList  // every user record; its index names it
+	recs  recList // every user record; its index names it
 	strs  arena
 	byID  table             // live records by id
 	byDN  table             // records by their current DN
@@ -99,26 +98,18 @@ func uidHash(uid string) uint64 {
 }
 
 func newDirCache() *dirCache {
-	mem := &offheap{}
-	c := &dirCache{
-		mem:       mem,
-		recs:      recList{mem: mem},
-		strs:      newArena(mem),
-		byID:      table{mem: mem},
-		byDN:      table{mem: mem},
+	return &dirCache{
+		strs:      newArena(),
 		alias:     map[uint64]uint32{},
 		groups:    map[string]*groupRec{},
 		gByDN:     map[uint64]*groupRec{},
 		journaled: map[int]bool{},
 	}
-	runtime.AddCleanup(c, (*offheap).free, mem)
-	return c
 }
 
 // recList holds user records in fixed chunks: growing never copies (a
 // slice grown by append would hold the old and the new array at once).
 type recList struct {
-	mem    *offheap
 	chunks [][]userRec
 	n      int
 }
@@ -133,7 +124,7 @@ func (l *recList) at(i uint32) *userRec { return &l.chunks[i/recChunk][i%recChun
 // add appends r and returns its index.
 func (l *recList) add(r userRec) uint32 {
 	if l.n%recChunk == 0 {
-		l.chunks = append(l.chunks, offSlice[userRec](l.mem, recChunk)[:0])
+		l.chunks = append(l.chunks, make([]userRec, 0, recChunk))
 	}
 	last := len(l.chunks) - 1
 	l.chunks[last] = append(l.chunks[last], r)
@@ -145,24 +136,18 @@ func (l *recList) add(r userRec) uint32 {
 // header and its bytes: header 0 is a lower-case 8-4-4-4-12 UUID stored
 // as its 16 bytes, any other header is the uvarint of the length plus
 // one. A reference is a chunk number (11 bits) and an offset in the chunk
-// (20 bits); a string longer than a chunk gets a chunk of its own. The
-// chunks are off the Go heap (offheap): str copies.
-type arena struct {
-	mem    *offheap
-	chunks [][]byte
-}
+// (20 bits); a string longer than a chunk gets a chunk of its own. Chunks
+// are never grown or written again once a string is in them, so strings
+// handed out by str point into them and stay valid.
+type arena struct{ chunks [][]byte }
 
 const (
 	arenaChunkBits = 20
 	arenaChunk     = 1 << arenaChunkBits
 )
 
-func newArena(mem *offheap) arena {
-	size := 4096 // grown to a chunk when on the Go heap
-	if offheapMapped {
-		size = arenaChunk // its pages are resident only once written
-	}
-	return arena{mem: mem, chunks: [][]byte{offSlice[byte](mem, size)[:1]}} // reference 0 is "no string"
+func newArena() arena {
+	return arena{chunks: [][]byte{make([]byte, 1, 4096)}} // reference 0 is "no string"
 }
 
 // encodeString appends s's arena encoding to dst.
@@ -216,13 +201,13 @@ func (a *arena) add(enc []byte) uint32 {
 	if len(c)+len(enc) > cap(c) {
 		if len(c)+len(enc) <= arenaChunk {
 			// Grow the chunk up to its full size while it is small (a
-			// small directory does not pay for a whole chunk).
-			nc := offSlice[byte](a.mem, min(arenaChunk, max(2*cap(c), len(c)+len(enc))))[:len(c)]
+			// small directory does not pay for a whole chunk); its
+			// strings already handed out keep the old array.
+			nc := make([]byte, len(c), min(arenaChunk, max(2*cap(c), len(c)+len(enc))))
 			copy(nc, c)
-			releaseSlice(a.mem, c)
 			c = nc
 		} else {
-			c = offSlice[byte](a.mem, max(arenaChunk, len(enc)))[:0]
+			c = make([]byte, 0, max(arenaChunk, len(enc)))
 			a.chunks = append(a.chunks, c)
 			last++
 		}
@@ -270,7 +255,7 @@ func formatUUID(out *[36]byte, u []byte) {
 	hex.Encode(out[24:36], u[10:16])
 }
 
-// str returns a copy of the string stored at ref ("" for 0).
+// str returns the string stored at ref ("" for 0).
 func (a *arena) str(ref uint32) string {
 	if ref == 0 {
 		return ""
@@ -285,7 +270,7 @@ func (a *arena) str(ref uint32) string {
 	if n <= 1 {
 		return ""
 	}
-	return string(b[k : k+int(n)-1])
+	return unsafe.String(&b[k], int(n)-1)
 }
 
 func hashBytes(b []byte) uint64 {
@@ -298,7 +283,6 @@ func hashBytes(b []byte) uint64 {
 // indexes: a slot is 0 (empty), tomb (deleted) or an index plus one. The
 // key of a slot is derived from its record, so that a slot costs 4 bytes.
 type table struct {
-	mem   *offheap // nil: the Go heap
 	slots []uint32
 	n     int // live slots
 	used  int // live slots and tombs
@@ -389,8 +373,7 @@ func (t *table) resize(n int, k tkey) {
 		size *= 2
 	}
 	old := t.slots
-	defer releaseSlice(t.mem, old)
-	t.slots = offSlice[uint32](t.mem, size)
+	t.slots = make([]uint32, size)
 	t.n, t.used = 0, 0
 	mask := uint64(size - 1)
 	for _, v := range old {
@@ -621,54 +604,14 @@ func (c *dirCache) indexUIDs() {
 	}
 }
 
-// memberList is the flattened members of a group: their user ids back
-// to back in one buffer, sorted and without duplicates, and their
-// records. The ids become strings only when a group is applied (ids), so
-// that checking every group for a change (hash) allocates a buffer per
-// group, not a string per member.
-type memberList struct {
-	keys []byte   // the user ids, back to back
-	ends []uint32 // where each id ends in keys
-	recs []uint32
-}
-
-func (m *memberList) key(k int) []byte {
-	start := uint32(0)
-	if k > 0 {
-		start = m.ends[k-1]
-	}
-	return m.keys[start:m.ends[k]]
-}
-
-// hash is hashIDs of the ids.
-func (m *memberList) hash() uint64 {
-	h := fnv.New64a()
-	for k := range m.recs {
-		h.Write(m.key(k))
-		h.Write([]byte{0})
-	}
-	return h.Sum64()
-}
-
-// ids returns the user ids as strings, sorted.
-func (m *memberList) ids() []string {
-	ids := make([]string, len(m.recs))
-	for k := range ids {
-		ids[k] = string(m.key(k))
-	}
-	return ids
-}
-
 // members returns the user ids of g's direct and nested members, sorted,
 // with their records, and how many nesting cycles it broke. Users that
 // were skipped (no user id) and DNs outside the scope are left out.
-func (c *dirCache) members(g *groupRec) (memberList, int) {
-	var found []uint32
-	seen := map[uint32]bool{}
+func (c *dirCache) members(g *groupRec) ([]string, []uint32, int) {
+	set := map[string]uint32{}
 	add := func(i uint32) {
-		if r := c.recs.at(i); r.userID != 0 && !r.dropped() && !seen[i] {
-			seen[i] = true
-			found = append(found, i)
+		if r := c.recs.at(i); r.userID != 0 && !r.dropped() {
+			set[c.strs.str(r.userID)] = i
 		}
 	}
 	visited := map[*groupRec]bool{}
@@ -706,41 +649,23 @@ func (c *dirCache) members(g *groupRec) (memberList, int) {
 		onPath[g] = false
 	}
 	walk(g)
-	// The ids of the records found, then their order.
-	var keys []byte
-	ends := make([]uint32, len(found))
-	for k, i := range found {
-		keys = c.strs.appendStr(keys, c.recs.at(i).userID)
-		ends[k] = uint32(len(keys))
+	ids := make([]string, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
 	}
-	key := func(k int) []byte {
-		if k == 0 {
-			return keys[:ends[0]]
-		}
-		return keys[ends[k-1]:ends[k]]
+	slices.Sort(ids)
+	recs := make([]uint32, len(ids))
+	for k, id := range ids {
+		recs[k] = set[id]
 	}
-	order := make([]int, len(found))
-	for k := range order {
-		order[k] = k
-	}
-	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(key(a), key(b)) })
-	m := memberList{keys: make([]byte, 0, len(keys)), ends: make([]uint32, 0, len(found)), recs: make([]uint32, 0, len(found))}
-	for n, k := range order {
-		if n > 0 && bytes.Equal(key(k), key(order[n-1])) {
-			continue // two entries of one user
-		}
-		m.keys = append(m.keys, key(k)...)
-		m.ends = append(m.ends, uint32(len(m.keys)))
-		m.recs = append(m.recs, found[k])
-	}
-	return m, cycles
+	return ids, recs, cycles
 }
 
 // appliedUsers returns a test of whether an engine user id is the user
 // of a live record, through a table built for it (4 to 8 bytes a user):
 // the sweep's set of the users a full sync applied.
-func (c *dirCache) appliedUsers() (test func(userID string) bool, release func()) {
-	t := table{mem: c.mem}
+func (c *dirCache) appliedUsers() func(userID string) bool {
+	var t table
 	c.mu.Lock()
 	for i := range uint32(c.recs.len()) {
 		if r := c.recs.at(i); r.userID != 0 && !r.dropped() {
@@ -749,7 +674,7 @@ func (c *dirCache) appliedUsers() (test func(userID string) bool, release func()
 		}
 	}
 	c.mu.Unlock()
-	test = func(userID string) bool {
+	return func(userID string) bool {
 		var buf [64]byte
 		enc := encodeString(buf[:0], userID)
 		c.mu.Lock()
@@ -757,13 +682,6 @@ func (c *dirCache) appliedUsers() (test func(userID string) bool, release func()
 		_, ok := t.get(hashBytes(enc), c.userIDKey(enc))
 		return ok
 	}
-	release = func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		releaseSlice(t.mem, t.slots)
-		t = table{}
-	}
-	return test, release
 }
 
 // appliedIDs returns the user ids last applied to g, sorted; false when

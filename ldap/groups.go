@@ -26,15 +26,14 @@ func (r *run) applyGroups(ctx context.Context, changed map[string]bool, full boo
 			return err
 		}
 		g := c.groups[id]
-		list, cycles := c.members(g)
+		members, recs, cycles := c.members(g)
 		r.rep.Groups.Cycles += cycles
-		h := list.hash()
+		h := hashIDs(members)
 		if !full && !changed[id] && g.groupID != "" && h == g.applied {
 			continue
 		}
-		recs := list.recs
 		skipped := r.rep.Groups.Skipped
-		if err := r.applyGroup(ctx, g, list.ids(), full); err != nil {
+		if err := r.applyGroup(ctx, g, members, full); err != nil {
 			return err
 		}
 		r.prog.applied()

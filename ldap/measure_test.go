@@ -38,8 +38,7 @@ import (
 //	IDPROV_LDAP_BENCH=100000 go test ./ldap -run 'TestMeasure$' -v -timeout 30m
 //
 // IDPROV_LDAP_BENCH_PROFILE=dir writes each contender's CPU and memory
-// profiles there (for memstore, the CPU profile of the restarted
-// Syncer's first sync only, restart.prof); IDPROV_LDAP_BENCH_ONLY=bare,discard runs those only
+// profiles there; IDPROV_LDAP_BENCH_ONLY=bare,discard runs those only
 // (of bare, discard, memstore).
 func TestMeasure(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("IDPROV_LDAP_BENCH"))
@@ -78,10 +77,7 @@ func TestMeasure(t *testing.T) {
 	child := func(mode string) measurement {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestMeasureChild$", "-test.v")
 		if dir := os.Getenv("IDPROV_LDAP_BENCH_PROFILE"); dir != "" {
-			cmd.Args = append(cmd.Args, "-test.memprofile="+filepath.Join(dir, mode+".mem"))
-			if mode != "memstore" { // it profiles its restart alone
-				cmd.Args = append(cmd.Args, "-test.cpuprofile="+filepath.Join(dir, mode+".prof"))
-			}
+			cmd.Args = append(cmd.Args, "-test.cpuprofile="+filepath.Join(dir, mode+".prof"), "-test.memprofile="+filepath.Join(dir, mode+".mem"))
 		}
 		cmd.Env = append(append(os.Environ(), env...), "IDPROV_LDAP_BENCH_CHILD="+mode)
 		out, err := cmd.CombinedOutput()
@@ -365,19 +361,7 @@ func TestMeasureChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if dir := os.Getenv("IDPROV_LDAP_BENCH_PROFILE"); dir != "" {
-			f, err := os.Create(filepath.Join(dir, "restart.prof"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				t.Fatal(err)
-			}
-		}
 		m.Restart, rep = timed(restarted)
-		if os.Getenv("IDPROV_LDAP_BENCH_PROFILE") != "" {
-			pprof.StopCPUProfile()
-		}
 		m.RestartReport = rep.String()
 		if rep.Mode == ModeFull {
 			t.Fatalf("the restarted Syncer ran a full sync: %s", rep.FullReason)

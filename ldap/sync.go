@@ -511,8 +511,7 @@ func (r *run) sweep(ctx context.Context) (int, error) {
 	}
 	owned := 0
 	var missing []provision.User
-	applied, release := r.cache.appliedUsers() // the users applied in this run
-	defer release()
+	applied := r.cache.appliedUsers() // the users applied in this run
 	err := provision.AdapterOf(r.s.eng).EachOwnedUser(ctx, r.s.origin, func(u provision.User) error {
 		if !u.Active {
 			return nil
