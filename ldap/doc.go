@@ -88,16 +88,12 @@
 // uid, references to its id and engine id in a byte arena, where a UUID
 // takes 17 bytes), found through open-addressing tables of 4-byte record
 // indexes, and per group its member DN hashes and the records of the
-// members last applied: about 75 bytes a user. The records, the arena
-// and the tables are kept outside the Go heap (offheap.go: anonymous
-// mmap where the platform has it), so that the collector, which lets
-// garbage grow to as much as is live before it runs, does not double
-// them: a full sync of 300,000 users into a store that discards peaked
-// at 53 to 65 MB resident, 34 to 42 MB at 30,000 (1.4x to 1.6x), next to 32 to
-// 69 and 26 to 34 MB for a bare go-ldap read of the same entries
-// (TestMeasure); with the state on the heap it was 72 and 35 MB (2.1x).
-// The cost is more frequent collections: 40 % more process CPU at
-// 300,000 users, 25 % at 100,000.
+// members last applied: about 75 bytes a user. A full sync of 300,000
+// users into a store that discards peaked at 72 MB resident, 35 MB at
+// 30,000 (2.06x), next to 32 to 69 and 26 to 34 MB for a bare go-ldap
+// read of the same entries (TestMeasure): the state is live heap, and
+// the collector lets about as much garbage again accumulate before it
+// runs.
 //
 // # Active Directory
 //
