@@ -40,9 +40,11 @@ type dirCache struct {
 	gByDN  map[uint64]*groupRec
 
 	// buckets is the number of buckets of the stored state (0 before it
-	// is first stored), dirty the ids of the records changed since.
-	buckets int
-	dirty   map[string]bool
+	// is first stored), dirty the ids of the records changed since, and
+	// journaled the buckets whose records the state's journal changes.
+	buckets   int
+	dirty     map[string]bool
+	journaled map[int]bool
 }
 
 // touch marks the record id changed; the caller holds c.mu.
@@ -97,10 +99,11 @@ func uidHash(uid string) uint64 {
 
 func newDirCache() *dirCache {
 	return &dirCache{
-		strs:   newArena(),
-		alias:  map[uint64]uint32{},
-		groups: map[string]*groupRec{},
-		gByDN:  map[uint64]*groupRec{},
+		strs:      newArena(),
+		alias:     map[uint64]uint32{},
+		groups:    map[string]*groupRec{},
+		gByDN:     map[uint64]*groupRec{},
+		journaled: map[int]bool{},
 	}
 }
 
@@ -493,7 +496,7 @@ func (c *dirCache) putUserHashed(id string, dn, uid uint64, userID string) {
 
 // putEncoded is putUserHashed with the id and the user id (nil: none) in
 // their arena encoding; the caller holds c.mu and has touched the id.
-func (c *dirCache) putEncoded(enc []byte, dn, uid uint64, uenc []byte) {
+func (c *dirCache) putEncoded(enc []byte, dn, uid uint64, uenc []byte) uint32 {
 	h := hashBytes(enc)
 	i, ok := c.byID.get(h, c.idKey(enc))
 	if !ok {
@@ -526,6 +529,7 @@ func (c *dirCache) putEncoded(enc []byte, dn, uid uint64, uenc []byte) {
 	if uenc != nil && (r.userID == 0 || !bytes.Equal(c.strs.raw(r.userID), uenc)) {
 		r.userID = c.strs.add(uenc)
 	}
+	return i
 }
 
 // reserve sizes the tables for n more records.

@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/idprov/idprov/provision"
@@ -19,11 +22,12 @@ import (
 // next to the cursor, in buckets by entry id, so that a restarted
 // process, or another replica, continues from the stored cookie instead
 // of reading the whole directory again. A full sync writes every bucket
-// under a new generation; an incremental sync rewrites the buckets of the
-// entries it changed before it stores the cursor.
+// under a new generation; an incremental sync appends a journal record
+// of the entries it changed (below) before it stores the cursor that
+// names it.
 
 // stateBucketSize is the number of entries per bucket a full sync aims
-// for: an incremental sync rewrites a bucket per change.
+// for: a compaction of the journal rewrites the buckets it touched.
 const stateBucketSize = 1000
 
 // A bucket is stored in a compact binary form (stateVersion first):
@@ -149,7 +153,7 @@ func bucketOfBytes(id []byte, n int) int {
 // is the set of buckets to write (nil: all). The records are indexed by
 // bucket first and each bucket is encoded and stored on its own, so that
 // what is held beyond the cache is a pointer per record and one bucket.
-func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n int, only map[int]bool) error {
+func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n int, only map[int]bool) (int, error) {
 	type index struct {
 		users   []uint32 // records
 		aliases []aliasState
@@ -200,6 +204,7 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 		}
 	}
 	var w stateWriter
+	size := 0
 	for b, x := range idx {
 		w.b = append(w.b[:0], stateVersion)
 		w.uvarint(uint64(len(x.users)))
@@ -228,68 +233,97 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 			w.u64s(g.memberUIDs)
 		}
 		if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.stateKey(gen, b), w.b, 0); err != nil {
-			return fmt.Errorf("ldap: store directory state: %w", err)
+			return 0, fmt.Errorf("ldap: store directory state: %w", err)
 		}
+		size += len(w.b)
 		delete(idx, b)
 	}
-	return nil
+	return size, nil
 }
 
 // saveState writes the whole cache under a new generation, which it
-// records in cur.
+// records in cur (with an empty journal).
 func (s *Syncer) saveState(ctx context.Context, c *dirCache, cur *cursor) error {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	gen := hex.EncodeToString(b[:])
 	n := 1 + (c.live+len(c.groups))/stateBucketSize
-	if err := s.writeBuckets(ctx, c, gen, n, nil); err != nil {
+	size, err := s.writeBuckets(ctx, c, gen, n, nil)
+	if err != nil {
 		return err
 	}
-	cur.StateGen, cur.StateBuckets = gen, n
+	cur.StateGen, cur.StateBuckets, cur.StateBytes = gen, n, size
+	cur.JournalFrom, cur.JournalTo, cur.JournalBytes = 0, 0, 0
 	c.mu.Lock()
-	c.buckets, c.dirty = n, map[string]bool{}
+	c.buckets, c.dirty, c.journaled = n, map[string]bool{}, map[int]bool{}
 	c.mu.Unlock()
 	return nil
 }
 
-// saveDirty rewrites the buckets of the records changed since the state
-// was last written (all of them when cur has no state yet).
-func (s *Syncer) saveDirty(ctx context.Context, c *dirCache, cur *cursor) error {
+// saveDirty stores the records changed since the state was last written
+// (all of them when cur has no state yet), as a journal record appended
+// to the state, or, once the journal has grown past its bound, by
+// rewriting the buckets the journal and these changes touched
+// (compaction). It updates cur, which the caller stores next; after
+// that, the caller calls the returned function (never nil), which
+// deletes the journal records a compaction made obsolete.
+func (s *Syncer) saveDirty(ctx context.Context, c *dirCache, cur *cursor) (func(), error) {
+	done := func() {}
 	if cur.StateGen == "" || c.buckets != cur.StateBuckets {
-		return s.saveState(ctx, c, cur)
+		return done, s.saveState(ctx, c, cur)
+	}
+	c.mu.Lock()
+	changed := len(c.dirty)
+	c.mu.Unlock()
+	if changed == 0 {
+		return done, nil
+	}
+	if cur.JournalTo-cur.JournalFrom < maxJournalRecords && cur.JournalBytes < journalBound(cur.StateBytes) {
+		size, err := s.writeJournal(ctx, c, cur.StateGen, cur.JournalTo)
+		if err != nil {
+			return done, err
+		}
+		cur.JournalTo++
+		cur.JournalBytes += size
+		return done, nil
 	}
 	c.mu.Lock()
 	only := map[int]bool{}
+	maps.Copy(only, c.journaled)
 	for id := range c.dirty {
 		only[bucketOf(id, c.buckets)] = true
 	}
 	c.mu.Unlock()
-	if len(only) == 0 {
-		return nil
-	}
-	if err := s.writeBuckets(ctx, c, cur.StateGen, c.buckets, only); err != nil {
-		return err
+	if _, err := s.writeBuckets(ctx, c, cur.StateGen, c.buckets, only); err != nil {
+		return done, err
 	}
 	c.mu.Lock()
-	c.dirty = map[string]bool{}
+	c.dirty, c.journaled = map[string]bool{}, map[int]bool{}
 	c.mu.Unlock()
-	return nil
+	gen, from, to := cur.StateGen, cur.JournalFrom, cur.JournalTo
+	cur.JournalFrom, cur.JournalBytes = cur.JournalTo, 0
+	return func() { s.dropJournal(ctx, gen, from, to) }, nil
 }
 
-// dropState deletes the buckets of a generation no cursor names any more.
-func (s *Syncer) dropState(ctx context.Context, gen string, n int) {
-	for b := range n {
-		if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.stateKey(gen, b)); err != nil && !errors.Is(err, provision.ErrNotFound) {
+// dropState deletes the buckets and the journal of a generation no
+// cursor names any more.
+func (s *Syncer) dropState(ctx context.Context, cur *cursor) {
+	for b := range cur.StateBuckets {
+		if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.stateKey(cur.StateGen, b)); err != nil && !errors.Is(err, provision.ErrNotFound) {
 			s.log().WarnContext(ctx, "ldap: delete old directory state", "error", err)
 			return
 		}
 	}
+	// JournalTo too: a record written by a sync that stopped before it
+	// stored its cursor.
+	s.dropJournal(ctx, cur.StateGen, cur.JournalFrom, cur.JournalTo+1)
 }
 
-// loadState rebuilds the cache from the state cur names.
+// loadState rebuilds the cache from the state cur names: its buckets,
+// then its journal records in order.
 func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) {
 	c := newDirCache()
-	var aliases []aliasState
+	aliases := map[string][]uint64{} // by user id
 	var ienc, ubuf []byte
 	var uenc []byte
 	for b := range cur.StateBuckets {
@@ -312,14 +346,15 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 				ienc, uenc = encodeString(ienc[:0], id), nil
 				if len(userID) > 0 {
 					uenc = encodeString(ubuf[:0], userID)
+					ubuf = uenc
 				}
 				c.putEncoded(ienc, dn, uid, uenc)
 			}
 		}
 		c.mu.Unlock()
 		for range r.count(9) {
-			a := aliasState{dn: r.u64(), id: r.str()}
-			aliases = append(aliases, a)
+			dn, id := r.u64(), r.str()
+			aliases[id] = append(aliases[id], dn)
 		}
 		for range r.count(14) {
 			g := &groupRec{id: r.str(), dn: r.str(), name: r.str(), groupID: r.str(), applied: r.u64()}
@@ -335,14 +370,28 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 			return nil, fmt.Errorf("ldap: directory state bucket %d: %w", b, r.err)
 		}
 	}
-	for _, a := range aliases {
-		if i, ok := c.lookupID(a.id); ok {
-			if _, taken := c.userByDN(a.dn); !taken {
-				c.alias[a.dn] = i
+	c.journaled = map[int]bool{}
+	c.buckets = cur.StateBuckets
+	for seq := cur.JournalFrom; seq < cur.JournalTo; seq++ {
+		if err := s.applyJournal(ctx, c, cur.StateGen, seq, aliases); err != nil {
+			return nil, err
+		}
+	}
+	c.mu.Lock()
+	clear(c.alias) // a journal's renames made some; the stored ones follow
+	for id, dns := range aliases {
+		i, ok := c.lookupID(id)
+		if !ok {
+			continue
+		}
+		for _, dn := range dns {
+			if _, taken := c.userByDN(dn); !taken {
+				c.alias[dn] = i
 			}
 		}
 	}
-	c.token, c.buckets, c.dirty = cur.Token, cur.StateBuckets, map[string]bool{}
+	c.mu.Unlock()
+	c.token, c.dirty = cur.Token, map[string]bool{}
 	return c, nil
 }
 
@@ -360,4 +409,209 @@ func (s *Syncer) warm(ctx context.Context, cur *cursor) {
 		return
 	}
 	s.cache = c
+}
+
+// An incremental sync does not rewrite the buckets of what it changed:
+// it appends a journal record of those entries to the state (key
+// state/<gen>/j<seq>), and the cursor it stores next names the journal
+// records that belong to the state, JournalFrom to JournalTo, so that
+// what an incremental sync writes is in proportion to its changes, not
+// to the directory. A loader applies the records over the buckets in
+// order. A record written by a sync that stopped before it stored its
+// cursor is not named by any cursor: the next sync writes over it. Once
+// the journal passes its bound (maxJournalRecords, or journalBound of the
+// buckets' size), a sync writes the buckets the journal touched instead
+// and starts an empty journal; the records before it are deleted once
+// the cursor that no longer names them is stored. Either way the cursor
+// is stored last, so it is never ahead of the state: a compaction that
+// stops before its cursor leaves some buckets ahead of the cursor still
+// stored (as an in-place bucket write always could), its journal records
+// still apply over them, and the cookie replays those changes.
+//
+// A record is journalVersion, the generation and the sequence number it
+// was written as, a count of entries, each a kind byte and its state
+// (journalUser: id, DN hash, uid hash, engine id, the DN hashes of its
+// aliases; journalGroup: as in a bucket; journalGone: id), and a CRC-32
+// (IEEE) of all that: a torn, cut or misplaced record is refused and the
+// next sync is full.
+const (
+	journalVersion = 2
+
+	journalUser  = 'u'
+	journalGroup = 'g'
+	journalGone  = 'd'
+)
+
+// maxJournalRecords bounds the journal's length (a push writes a record
+// a change); a variable for the tests.
+var maxJournalRecords = 256
+
+// journalBound is the size the journal may reach before it is compacted
+// into the buckets: an eighth of the buckets' size (so that a load reads
+// at most 1/8 more), at least 256 KiB.
+func journalBound(stateBytes int) int { return max(stateBytes/8, 256<<10) }
+
+func (s *Syncer) journalKey(gen string, seq int) string {
+	return "ldap/" + s.cfg.ConnectionID + "/state/" + gen + "/j" + strconv.Itoa(seq)
+}
+
+// writeJournal stores the records changed since the state was last
+// written as journal record seq of gen, and returns its size.
+func (s *Syncer) writeJournal(ctx context.Context, c *dirCache, gen string, seq int) (int, error) {
+	c.mu.Lock()
+	ids := slices.Sorted(maps.Keys(c.dirty))
+	recs := make(map[uint32]bool, len(ids))
+	for _, id := range ids {
+		if i, ok := c.lookupID(id); ok {
+			recs[i] = true
+		}
+	}
+	aliases := map[uint32][]uint64{}
+	for dn, i := range c.alias {
+		if recs[i] && c.recs.at(i).dn != dn {
+			aliases[i] = append(aliases[i], dn)
+		}
+	}
+	w := stateWriter{b: []byte{journalVersion}}
+	w.str(gen)
+	w.uvarint(uint64(seq))
+	w.uvarint(uint64(len(ids)))
+	var buf []byte
+	for _, id := range ids {
+		if i, ok := c.lookupID(id); ok {
+			u := c.recs.at(i)
+			w.b = append(w.b, journalUser)
+			w.str(id)
+			w.u64(u.dn)
+			w.u64(u.uid)
+			buf = c.strs.appendStr(buf[:0], u.userID)
+			w.bytes(buf)
+			dns := aliases[i]
+			slices.Sort(dns)
+			w.u64s(dns)
+		} else if g, ok := c.groups[id]; ok {
+			w.b = append(w.b, journalGroup)
+			w.str(g.id)
+			w.str(g.dn)
+			w.str(g.name)
+			w.str(g.groupID)
+			w.u64(g.applied)
+			w.u64s(g.memberDNs)
+			w.u64s(g.memberUIDs)
+		} else {
+			w.b = append(w.b, journalGone)
+			w.str(id)
+		}
+		c.journaled[bucketOf(id, c.buckets)] = true
+	}
+	c.mu.Unlock()
+	w.b = binary.LittleEndian.AppendUint32(w.b, crc32.ChecksumIEEE(w.b))
+	if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.journalKey(gen, seq), w.b, 0); err != nil {
+		return 0, fmt.Errorf("ldap: store directory state journal: %w", err)
+	}
+	c.mu.Lock()
+	for _, id := range ids {
+		delete(c.dirty, id)
+	}
+	c.mu.Unlock()
+	return len(w.b), nil
+}
+
+// applyJournal applies journal record seq of gen to c, which is being
+// loaded (aliases are its users' old DNs, by id, applied at the end).
+func (s *Syncer) applyJournal(ctx context.Context, c *dirCache, gen string, seq int, aliases map[string][]uint64) error {
+	raw, err := provision.AdapterOf(s.eng).KVGet(ctx, s.cfg.TenantID, s.journalKey(gen, seq))
+	if err != nil {
+		return fmt.Errorf("ldap: read directory state journal record %d: %w", seq, err)
+	}
+	bad := func(why string) error { return fmt.Errorf("ldap: directory state journal record %d: %s", seq, why) }
+	if len(raw) < 5 || raw[0] != journalVersion {
+		return bad("unknown format")
+	}
+	body := raw[:len(raw)-4]
+	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(raw[len(raw)-4:]) {
+		return bad("checksum mismatch (torn or damaged)")
+	}
+	r := &stateReader{b: body[1:]}
+	if g, q := r.str(), r.uvarint(); r.err == nil && (g != gen || q != uint64(seq)) {
+		return bad(fmt.Sprintf("written as record %d of state %s", q, g))
+	}
+	n := r.count(2)
+	var ienc, ubuf, uenc []byte
+	for range n {
+		if len(r.b) == 0 {
+			r.fail()
+			break
+		}
+		kind := r.b[0]
+		r.b = r.b[1:]
+		var id string
+		switch kind {
+		case journalUser:
+			var dn, uid uint64
+			var userID []byte
+			id, dn, uid, userID = r.str(), r.u64(), r.u64(), r.raw()
+			dns := r.u64s()
+			if r.err != nil {
+				break
+			}
+			ienc, uenc = encodeString(ienc[:0], id), nil
+			if len(userID) > 0 {
+				uenc = encodeString(ubuf[:0], userID)
+				ubuf = uenc
+			}
+			c.mu.Lock()
+			i := c.putEncoded(ienc, dn, uid, uenc)
+			if uenc == nil {
+				c.recs.at(i).userID = 0
+			}
+			c.mu.Unlock()
+			if dns == nil {
+				delete(aliases, id)
+			} else {
+				aliases[id] = dns
+			}
+		case journalGroup:
+			g := &groupRec{id: r.str(), dn: r.str(), name: r.str(), groupID: r.str(), applied: r.u64()}
+			g.memberDNs, g.memberUIDs = r.u64s(), r.u64s()
+			if r.err != nil {
+				break
+			}
+			groupID, applied := g.groupID, g.applied
+			c.putGroup(g) // keeps the old group's engine id: the record's is the one
+			g.groupID, g.applied, g.appliedMembers = groupID, applied, nil
+			id = g.id
+		case journalGone:
+			id = r.str()
+			if r.err != nil {
+				break
+			}
+			c.dropUser(id)
+			c.dropGroup(id)
+			delete(aliases, id)
+		default:
+			r.fail()
+		}
+		if r.err != nil {
+			break
+		}
+		c.journaled[bucketOf(id, c.buckets)] = true
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return bad(r.err.Error())
+	}
+	return nil
+}
+
+// dropJournal deletes the journal records from to to (exclusive) of gen.
+func (s *Syncer) dropJournal(ctx context.Context, gen string, from, to int) {
+	for seq := from; seq < to; seq++ {
+		if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.journalKey(gen, seq)); err != nil && !errors.Is(err, provision.ErrNotFound) {
+			s.log().WarnContext(ctx, "ldap: delete old directory state journal", "error", err)
+			return
+		}
+	}
 }

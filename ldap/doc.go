@@ -75,18 +75,25 @@
 // flattening nested groups, the engine ids, a hash of the members last
 // applied) is kept in the Engine's KV in buckets by entry id: a full
 // sync writes them all under a new generation, an incremental sync
-// rewrites the buckets it changed before storing the cursor. A new
-// Syncer (a restarted process, another replica) loads them and continues
-// from the stored cookie; only a state it cannot read runs a full sync.
+// appends a journal record of the entries it changed (checksummed; the
+// cursor stored after it names it), and once the journal passes a bound
+// a sync compacts it into the buckets it touched. A new Syncer (a
+// restarted process, another replica) loads the buckets, applies the
+// journal and continues from the stored cookie; only a state it cannot
+// read (a bucket or journal record missing, cut or damaged) runs a full
+// sync. At 100,000 users its first sync after 1,000 changes took 1.4 to
+// 4.0 % of a full sync (six runs of TestMeasure).
 // In memory, a sync holds a page of entries and compact per-entry state,
 // never entries: a 24-byte record per user (64-bit hashes of its DN and
 // uid, references to its id and engine id in a byte arena, where a UUID
 // takes 17 bytes), found through open-addressing tables of 4-byte record
 // indexes, and per group its member DN hashes and the records of the
 // members last applied: about 75 bytes a user. A full sync of 300,000
-// users into a store that discards peaked at 71 MB resident, 33 MB at
-// 30,000, next to 47 and 26 MB for a bare go-ldap read of the same
-// entries (TestMeasure).
+// users into a store that discards peaked at 72 MB resident, 35 MB at
+// 30,000 (2.06x), next to 32 to 69 and 26 to 34 MB for a bare go-ldap
+// read of the same entries (TestMeasure): the state is live heap, and
+// the collector lets about as much garbage again accumulate before it
+// runs.
 //
 // # Active Directory
 //

@@ -69,6 +69,7 @@ func TestMeasure(t *testing.T) {
 		cpus     []time.Duration
 		walls    []time.Duration
 		rss      int64
+		rsss     []int64 // each run's
 		extra    string
 		wallOnly bool
 	}
@@ -141,6 +142,7 @@ func TestMeasure(t *testing.T) {
 			r.walls = append(r.walls, m.Wall)
 			r.cpus = append(r.cpus, m.CPU)
 			r.rss = max(r.rss, m.RSS)
+			r.rsss = append(r.rsss, m.RSS>>20)
 			if m.LiveHeap > 0 {
 				r.extra = fmt.Sprintf("live heap after the sync %d MB, peak heap in use %d MB", m.LiveHeap>>20, m.PeakHeap>>20)
 			}
@@ -172,6 +174,9 @@ func TestMeasure(t *testing.T) {
 		rss := "-"
 		if !r.wallOnly {
 			rss = fmt.Sprintf("%d MB", r.rss>>20)
+		}
+		if len(r.rsss) > 1 {
+			rss += fmt.Sprintf(" (runs %v MB)", r.rsss)
 		}
 		cpu := "-"
 		if len(r.cpus) > 0 {

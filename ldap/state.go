@@ -46,6 +46,20 @@ type cursor struct {
 	// (dirstate.go) this cursor goes with.
 	StateGen     string `json:",omitempty"`
 	StateBuckets int    `json:",omitempty"`
+	// StateBytes is the buckets' size as the full sync wrote them, and
+	// JournalFrom to JournalTo (exclusive) the journal records of the
+	// state, JournalBytes their size: a loader applies them over the
+	// buckets in order.
+	StateBytes   int `json:",omitempty"`
+	JournalFrom  int `json:",omitempty"`
+	JournalTo    int `json:",omitempty"`
+	JournalBytes int `json:",omitempty"`
+	// JournalGen is StateGen as stored while the state has journal
+	// records (StateGen is then stored empty): a Syncer of a version
+	// before the journal (a replica not yet upgraded) would load the
+	// buckets without the journal, a state behind the cookie. It finds
+	// no state instead, and runs a full sync.
+	JournalGen string `json:",omitempty"`
 	// LastFull is when the last full sync completed.
 	LastFull time.Time
 	// Owned is the number of active users the connection owns, as of
@@ -68,6 +82,10 @@ func (s *Syncer) loadCursor(ctx context.Context) (*cursor, error) {
 		s.log().WarnContext(ctx, "ldap: unreadable cursor; running a full sync", "error", err)
 		return nil, nil
 	}
+	if c.StateGen == "" {
+		c.StateGen = c.JournalGen
+	}
+	c.JournalGen = ""
 	return &c, nil
 }
 
@@ -77,7 +95,11 @@ func (s *Syncer) saveCursor(ctx context.Context, c *cursor) (string, error) {
 	_, _ = rand.Read(b[:])
 	c.Token = hex.EncodeToString(b[:])
 	c.Fingerprint = s.fingerprint
-	raw, err := json.Marshal(c)
+	stored := *c
+	if stored.JournalTo > stored.JournalFrom {
+		stored.JournalGen, stored.StateGen = stored.StateGen, ""
+	}
+	raw, err := json.Marshal(&stored)
 	if err != nil {
 		return "", err
 	}

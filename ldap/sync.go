@@ -303,7 +303,7 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 		return rep, err
 	}
 	if prev != nil && prev.StateGen != "" {
-		s.dropState(ctx, prev.StateGen, prev.StateBuckets)
+		s.dropState(ctx, prev)
 	}
 	r.cache.token = token
 	s.cache = r.cache
