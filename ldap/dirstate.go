@@ -58,6 +58,17 @@ func (w *stateWriter) u64s(vs []uint64) {
 	}
 }
 
+// group appends a group's state, as buckets and journal records hold it.
+func (w *stateWriter) group(g *groupRec) {
+	w.str(g.id)
+	w.str(g.dn)
+	w.str(g.name)
+	w.str(g.groupID)
+	w.u64(g.applied)
+	w.u64s(g.memberDNs)
+	w.u64s(g.memberUIDs)
+}
+
 // stateReader decodes a bucket; the first malformed read sets err.
 type stateReader struct {
 	b   []byte
@@ -135,6 +146,13 @@ func (r *stateReader) u64s() []uint64 {
 		out[i] = r.u64()
 	}
 	return out
+}
+
+// group reads a group's state as stateWriter.group wrote it.
+func (r *stateReader) group() *groupRec {
+	g := &groupRec{id: r.str(), dn: r.str(), name: r.str(), groupID: r.str(), applied: r.u64()}
+	g.memberDNs, g.memberUIDs = r.u64s(), r.u64s()
+	return g
 }
 
 func (s *Syncer) stateKey(gen string, bucket int) string {
@@ -224,13 +242,7 @@ func (s *Syncer) writeBuckets(ctx context.Context, c *dirCache, gen string, n in
 		}
 		w.uvarint(uint64(len(x.groups)))
 		for _, g := range x.groups {
-			w.str(g.id)
-			w.str(g.dn)
-			w.str(g.name)
-			w.str(g.groupID)
-			w.u64(g.applied)
-			w.u64s(g.memberDNs)
-			w.u64s(g.memberUIDs)
+			w.group(g)
 		}
 		if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.stateKey(gen, b), w.b, 0); err != nil {
 			return 0, fmt.Errorf("ldap: store directory state: %w", err)
@@ -357,8 +369,7 @@ func (s *Syncer) loadState(ctx context.Context, cur *cursor) (*dirCache, error) 
 			aliases[id] = append(aliases[id], dn)
 		}
 		for range r.count(14) {
-			g := &groupRec{id: r.str(), dn: r.str(), name: r.str(), groupID: r.str(), applied: r.u64()}
-			g.memberDNs, g.memberUIDs = r.u64s(), r.u64s()
+			g := r.group()
 			if r.err == nil {
 				c.putGroup(g)
 			}
@@ -491,13 +502,7 @@ func (s *Syncer) writeJournal(ctx context.Context, c *dirCache, gen string, seq 
 			w.u64s(dns)
 		} else if g, ok := c.groups[id]; ok {
 			w.b = append(w.b, journalGroup)
-			w.str(g.id)
-			w.str(g.dn)
-			w.str(g.name)
-			w.str(g.groupID)
-			w.u64(g.applied)
-			w.u64s(g.memberDNs)
-			w.u64s(g.memberUIDs)
+			w.group(g)
 		} else {
 			w.b = append(w.b, journalGone)
 			w.str(id)
@@ -572,8 +577,7 @@ func (s *Syncer) applyJournal(ctx context.Context, c *dirCache, gen string, seq 
 				aliases[id] = dns
 			}
 		case journalGroup:
-			g := &groupRec{id: r.str(), dn: r.str(), name: r.str(), groupID: r.str(), applied: r.u64()}
-			g.memberDNs, g.memberUIDs = r.u64s(), r.u64s()
+			g := r.group()
 			if r.err != nil {
 				break
 			}
