@@ -184,19 +184,8 @@ func testConcurrency(t *testing.T, s *suite) {
 		errs := make([]error, workers)
 		together(workers, func(w int) {
 			for i := range perWorker {
-				errs[w] = st.Atomically(t.Context(), func(ctx context.Context, tx provision.Store) error {
-					cur, err := tx.GetUser(ctx, tenantA, u.ID)
-					if err != nil {
-						return err
-					}
-					n, err := strconv.Atoi(string(cur.Attributes["n"]))
-					if err != nil {
-						return fmt.Errorf("counter %q: %w", cur.Attributes["n"], err)
-					}
-					next := cur
-					next.Attributes = map[string]json.RawMessage{"n": json.RawMessage(strconv.Itoa(n + 1))}
-					_, err = tx.UpdateUser(ctx, next, cur.Version)
-					return err
+				errs[w] = incrementUser(t.Context(), st, func(ctx context.Context, tx provision.Store) (provision.User, error) {
+					return tx.GetUser(ctx, tenantA, u.ID)
 				})
 				if errs[w] != nil {
 					errs[w] = fmt.Errorf("user, increment %d: %w", i, errs[w])
@@ -233,5 +222,26 @@ func testConcurrency(t *testing.T, s *suite) {
 		if gg.Version != g.Version+workers*perWorker {
 			t.Errorf("group at version %d after %d changes from %d", gg.Version, workers*perWorker, g.Version)
 		}
+	})
+}
+
+// incrementUser adds one to the counter attribute "n" of a user in one
+// read-modify-write transaction, the user read through read (a read that
+// must lock it, so that concurrent increments queue instead of meeting a
+// version conflict).
+func incrementUser(ctx context.Context, st provision.Store, read func(ctx context.Context, tx provision.Store) (provision.User, error)) error {
+	return st.Atomically(ctx, func(ctx context.Context, tx provision.Store) error {
+		cur, err := read(ctx, tx)
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(string(cur.Attributes["n"]))
+		if err != nil {
+			return fmt.Errorf("counter %q: %w", cur.Attributes["n"], err)
+		}
+		next := cur
+		next.Attributes = map[string]json.RawMessage{"n": json.RawMessage(strconv.Itoa(n + 1))}
+		_, err = tx.UpdateUser(ctx, next, cur.Version)
+		return err
 	})
 }

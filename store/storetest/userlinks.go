@@ -105,19 +105,9 @@ func testUserLinksGetter(t *testing.T, s *suite) {
 		errs := make([]error, workers)
 		together(workers, func(w int) {
 			for i := range perWorker {
-				errs[w] = st.Atomically(t.Context(), func(ctx context.Context, tx provision.Store) error {
+				errs[w] = incrementUser(t.Context(), st, func(ctx context.Context, tx provision.Store) (provision.User, error) {
 					cur, _, err := tx.(provision.UserLinksGetter).GetUserLinks(ctx, tenantA, u.ID)
-					if err != nil {
-						return err
-					}
-					n, err := strconv.Atoi(string(cur.Attributes["n"]))
-					if err != nil {
-						return fmt.Errorf("counter %q: %w", cur.Attributes["n"], err)
-					}
-					next := cur
-					next.Attributes = map[string]json.RawMessage{"n": json.RawMessage(strconv.Itoa(n + 1))}
-					_, err = tx.UpdateUser(ctx, next, cur.Version)
-					return err
+					return cur, err
 				})
 				if errs[w] != nil {
 					errs[w] = fmt.Errorf("increment %d: %w", i, errs[w])
