@@ -156,13 +156,11 @@ func (s *Store) CreateUser(ctx context.Context, u provision.User) (provision.Use
 			// One round trip: the e-mail rows are inserted by the same
 			// statement, from the user row it inserted (none when the
 			// insert met a conflict).
-			values := make([]string, len(emails))
-			for i, e := range emails {
+			for _, e := range emails {
 				args = append(args, e)
-				values[i] = fmt.Sprintf("($%d::text)", 13+i)
 			}
 			insert = "WITH u AS (" + insert + "), e AS (INSERT INTO {p}user_emails (tenant_id, user_id, email_lower) SELECT $1, u.id, v.x FROM u, (VALUES " +
-				strings.Join(values, ", ") + ") AS v (x)) SELECT id FROM u"
+				placeholders(13, len(emails), 1) + ") AS v (x)) SELECT id FROM u"
 		}
 		var id string
 		err := q.QueryRowContext(ctx, s.r.sql(insert), args...).Scan(&id)
@@ -249,12 +247,12 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 	if err != nil {
 		return provision.User{}, err
 	}
-	// The userName check runs even when the name did not change: a
-	// parameter that skips it in most executions keeps PostgreSQL from
-	// settling on the statement's generic plan, and planning every
-	// execution cost more (12% of an update's throughput) than the check.
-	prev, wasLocked := s.locked[u.TenantID+"\x00"+u.ID]
 	err = s.write(ctx, func(q Querier) error {
+		// $14 skips the userName check only for a tombstone. It runs even
+		// when the name did not change: a parameter that skipped it in
+		// most executions kept PostgreSQL from settling on the statement's
+		// generic plan, and planning every execution cost more (12% of an
+		// update's throughput) than the check.
 		var id string
 		err := q.QueryRowContext(ctx, s.r.sql(`UPDATE {p}users SET
 			user_name = $3, user_name_lower = $4, display_name_lower = $5, owner = $6, active = $7,
@@ -281,7 +279,8 @@ func (s *Store) UpdateUser(ctx context.Context, u provision.User, expectedVersio
 		if err != nil {
 			return mapErr("update user", err)
 		}
-		if wasLocked && prev.version == expectedVersion && slices.Equal(prev.emails, emailKeys(u)) {
+		key := u.TenantID + "\x00" + u.ID
+		if prev, ok := s.locked[key]; ok && prev.version == expectedVersion && slices.Equal(prev.emails, emailKeys(u)) {
 			return nil // the row is locked since it was read: its e-mail rows are these
 		}
 		return s.writeEmails(ctx, q, u, true)

@@ -2,8 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -97,14 +95,9 @@ func (w *commitWaker) send(r *root, tenants []string) error {
 	defer cancel()
 	args := make([]any, 0, 1+len(tenants))
 	args = append(args, r.prefix+EventsTopic)
-	var values strings.Builder
-	for i, t := range tenants {
-		if i > 0 {
-			values.WriteString(", ")
-		}
-		values.WriteString("($" + strconv.Itoa(i+2) + "::text)")
+	for _, t := range tenants {
 		args = append(args, t)
 	}
-	_, err := r.db.ExecContext(ctx, "SELECT pg_notify($1, v.t) FROM (VALUES "+values.String()+") AS v (t)", args...)
+	_, err := r.db.ExecContext(ctx, "SELECT pg_notify($1, v.t) FROM (VALUES "+placeholders(2, len(tenants), 1)+") AS v (t)", args...)
 	return err
 }
