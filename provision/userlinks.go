@@ -20,24 +20,17 @@ type UserLinksGetter interface {
 
 // userAndLinks reads user id and its links through st, in one call when st
 // is a UserLinksGetter.
-func userAndLinks(ctx context.Context, st Store, tenantID, id string) (User, []Link, error) {
+func userAndLinks(ctx context.Context, st Store, tenantID, id string) (u User, links []Link, err error) {
 	if g, ok := st.(UserLinksGetter); ok {
-		u, links, err := g.GetUserLinks(ctx, tenantID, id)
-		if err == nil && links == nil {
-			links = []Link{}
-		}
-		return u, links, err
+		u, links, err = g.GetUserLinks(ctx, tenantID, id)
+	} else if u, err = st.GetUser(ctx, tenantID, id); err == nil {
+		links, err = st.LinksOf(ctx, tenantID, ResourceUser, id)
 	}
-	u, err := st.GetUser(ctx, tenantID, id)
-	if err != nil {
-		return User{}, nil, err
-	}
-	links, err := st.LinksOf(ctx, tenantID, ResourceUser, id)
 	if err != nil {
 		return User{}, nil, err
 	}
 	if links == nil {
-		links = []Link{}
+		links = []Link{} // writeUser reads nil as "not read"
 	}
 	return u, links, nil
 }
