@@ -160,7 +160,12 @@ const seqPrefix = `{"seq":0`
 func (t *EventTables) appendPostgres(ctx context.Context, q Querier, tenantID string, out []provision.Event) (done bool, err error) {
 	n := len(out)
 	args := make([]any, 0, 4+5*n)
-	args = append(args, tenantID, int64(n), t.prefix+EventsTopic, eventsPayload(tenantID))
+	args = append(args, tenantID, int64(n))
+	notify := "true" // a Store notifies after the commit (commitWaker)
+	if !t.afterCommit {
+		args = append(args, t.prefix+EventsTopic, eventsPayload(tenantID))
+		notify = "pg_notify($3, $4)::text IS NULL"
+	}
 	var rows strings.Builder
 	for i, ev := range out {
 		ev.Seq = 0
@@ -188,10 +193,6 @@ func (t *EventTables) appendPostgres(ctx context.Context, q Querier, tenantID st
 	var last int64
 	var void bool
 	var inserted int
-	notify := "pg_notify($3, $4)::text IS NULL"
-	if t.afterCommit {
-		notify = "$3::text IS NULL AND $4::text IS NULL" // the Store notifies after the commit
-	}
 	err = q.QueryRowContext(ctx, t.sql(`WITH s AS (INSERT INTO {p}event_seq (tenant_id, seq) VALUES ($1, $2)
 		ON CONFLICT (tenant_id) DO UPDATE SET seq = {p}event_seq.seq + excluded.seq RETURNING seq),
 	e AS (INSERT INTO {p}events (tenant_id, seq, time, kind, user_id, doc)

@@ -77,3 +77,48 @@ func TestCommitWaker(t *testing.T) {
 		t.Errorf("%d notifications for %d commits", n-1, writers+1)
 	}
 }
+
+// TestEventTablesNotifyInHostTx: EventTables.Append in a host's own
+// transaction (no Store commit to follow) still notifies EventsTopic,
+// inside the transaction: heard after its commit, never after a rollback.
+func TestEventTablesNotifyInHostTx(t *testing.T) {
+	postgresDSN(t)
+	ctx := t.Context()
+	prefix := randomPrefix()
+	db := openPostgresDB(t)
+	s := newPostgresOn(t, db, Config{TablePrefix: prefix, Listen: pgxListen(db, nil)})
+	rec := newRecorder()
+	stop, live := s.Subscribe(EventsTopic, rec.fn)
+	defer stop()
+	if !live {
+		t.Fatal("Subscribe with Config.Listen is not live")
+	}
+	rec.wait(t, "the first Missed", func(ns []Notification) bool { return missedCount(ns) == 1 })
+	ev, err := NewEventTables(Postgres, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendIn := func(tenant string, commit bool) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := ev.Append(ctx, tx, tenant, []provision.Event{{Kind: provision.UserCreated, Time: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendIn("host-rolled-back", false)
+	appendIn("host-committed", true)
+	rec.wait(t, "the host's committed append", hasPayload("host-committed"))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if hasPayload("host-rolled-back")(rec.got) {
+		t.Error("a rolled-back host append was notified")
+	}
+}
