@@ -144,7 +144,10 @@ func TestMeasure(t *testing.T) {
 			r.rss = max(r.rss, m.RSS)
 			r.rsss = append(r.rsss, m.RSS>>20)
 			if m.LiveHeap > 0 {
-				r.extra = fmt.Sprintf("live heap after the sync %d MB, peak heap in use %d MB", m.LiveHeap>>20, m.PeakHeap>>20)
+				if r.extra == "" {
+					r.extra = fmt.Sprintf("live heap after the sync %d MB; peak heap in use (phase):", m.LiveHeap>>20)
+				}
+				r.extra += fmt.Sprintf(" %d MB (%s)", m.PeakHeap>>20, m.PeakPhase)
 			}
 		}
 		rows = append(rows, r)
@@ -200,6 +203,7 @@ type measurement struct {
 	CPU               time.Duration // user + system time of the whole process
 	LiveHeap          uint64        // heap after GC at the end of the sync, syncer alive
 	PeakHeap          uint64        // highest HeapInuse sampled every 50 ms during the sync
+	PeakPhase         string        // the sync's Phase when PeakHeap was sampled
 	Wall              time.Duration
 	Wall2             time.Duration
 	RSS               int64
@@ -283,7 +287,12 @@ func TestMeasureChild(t *testing.T) {
 			defer tick.Stop()
 			for {
 				runtime.ReadMemStats(&ms)
-				peak = max(peak, ms.HeapInuse)
+				if ms.HeapInuse > peak {
+					peak = ms.HeapInuse
+					if p, ok := s.Progress(); ok {
+						m.PeakPhase = string(p.Phase)
+					}
+				}
 				select {
 				case <-stop:
 					sampled <- peak
