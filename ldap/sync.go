@@ -237,6 +237,13 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 		}
 	}
 	start := s.cfg.Now()
+	if !dry {
+		// The new cache replaces the old one when the sync is stored;
+		// letting go of the old one now keeps one directory's state in
+		// memory, not two. The empty one matches no cursor, so after a
+		// failed sync the next incremental one loads the stored state.
+		s.cache = newDirCache()
+	}
 	r := s.newRun(rep, newDirCache())
 	userQuery := search{base: s.cfg.UserBaseDN, scope: s.cfg.scope, filter: s.cfg.userFilter, attrs: s.cfg.Mapping.userAttributes()}
 	prog.phase(PhaseUsers)
