@@ -402,42 +402,32 @@ func encodeID(buf []byte, id string) ([]byte, uint64) {
 type tkey struct {
 	c    *dirCache
 	kind uint8
-	enc  []byte // the id's or user id's arena encoding
+	enc  []byte // the id's arena encoding
 	dn   uint64
 }
 
 const (
-	keyID     uint8 = iota // records by id
-	keyDN                  // records by current DN hash
-	keyUserID              // records by engine user id
+	keyID uint8 = iota // records by id
+	keyDN              // records by current DN hash
 )
 
-func (c *dirCache) idKey(enc []byte) tkey     { return tkey{c: c, kind: keyID, enc: enc} }
-func (c *dirCache) dnKey(dn uint64) tkey      { return tkey{c: c, kind: keyDN, dn: dn} }
-func (c *dirCache) userIDKey(enc []byte) tkey { return tkey{c: c, kind: keyUserID, enc: enc} }
+func (c *dirCache) idKey(enc []byte) tkey { return tkey{c: c, kind: keyID, enc: enc} }
+func (c *dirCache) dnKey(dn uint64) tkey  { return tkey{c: c, kind: keyDN, dn: dn} }
 
 func (k tkey) eq(i uint32) bool {
 	r := k.c.recs.at(i)
-	switch k.kind {
-	case keyID:
+	if k.kind == keyID {
 		return bytes.Equal(k.c.strs.raw(r.idRef()), k.enc)
-	case keyDN:
-		return r.dn == k.dn
-	default:
-		return r.userID != 0 && bytes.Equal(k.c.strs.raw(r.userID), k.enc)
 	}
+	return r.dn == k.dn
 }
 
 func (k tkey) hashOf(i uint32) uint64 {
 	r := k.c.recs.at(i)
-	switch k.kind {
-	case keyID:
+	if k.kind == keyID {
 		return hashBytes(k.c.strs.raw(r.idRef()))
-	case keyDN:
-		return r.dn
-	default:
-		return hashBytes(k.c.strs.raw(r.userID))
 	}
+	return r.dn
 }
 
 // lookupID returns the live record of id; the caller holds c.mu (or owns
@@ -662,24 +652,29 @@ func (c *dirCache) members(g *groupRec) ([]string, []uint32, int) {
 }
 
 // appliedUsers returns a test of whether an engine user id is the user
-// of a live record, through a table built for it (4 to 8 bytes a user):
-// the sweep's set of the users a full sync applied.
+// of a live record: the sweep's set of the users a full sync applied, as
+// the records sorted by user id (4 bytes a user; a hash table would take
+// 8 to 16).
 func (c *dirCache) appliedUsers() func(userID string) bool {
-	var t table
 	c.mu.Lock()
+	recs := make([]uint32, 0, c.live)
 	for i := range uint32(c.recs.len()) {
 		if r := c.recs.at(i); r.userID != 0 && !r.dropped() {
-			enc := c.strs.raw(r.userID)
-			t.set(hashBytes(enc), i, c.userIDKey(enc))
+			recs = append(recs, i)
 		}
 	}
+	slices.SortFunc(recs, func(a, b uint32) int {
+		return bytes.Compare(c.strs.raw(c.recs.at(a).userID), c.strs.raw(c.recs.at(b).userID))
+	})
 	c.mu.Unlock()
 	return func(userID string) bool {
 		var buf [64]byte
 		enc := encodeString(buf[:0], userID)
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		_, ok := t.get(hashBytes(enc), c.userIDKey(enc))
+		_, ok := slices.BinarySearchFunc(recs, enc, func(i uint32, enc []byte) int {
+			return bytes.Compare(c.strs.raw(c.recs.at(i).userID), enc)
+		})
 		return ok
 	}
 }

@@ -12,7 +12,8 @@ import (
 // engine id changes) and drops, ids in UUID form and not, and checks
 // after every step that both resolve every id, DN and uid alike: the
 // open-addressing tables grow, reuse tombs and keep renamed DNs as
-// aliases exactly as a map would.
+// aliases exactly as a map would; the sweep's set of applied users holds
+// the engine ids of the live entries.
 func TestDirCacheModel(t *testing.T) {
 	type mrec struct {
 		id, userID string
@@ -66,6 +67,21 @@ func TestDirCacheModel(t *testing.T) {
 		slices.Sort(want)
 		if !slices.Equal(ids, want) {
 			t.Fatalf("step %d: eachUser %v, want %v", step, ids, want)
+		}
+		if step%50 == 0 {
+			applied := c.appliedUsers()
+			wantApplied := map[string]bool{}
+			for _, m := range users {
+				wantApplied[m.userID] = m.userID != ""
+			}
+			for k := range 200 {
+				for v := range 2 {
+					userID := fmt.Sprintf("e%d-%d", k, v)
+					if got := applied(userID); got != wantApplied[userID] {
+						t.Fatalf("step %d: appliedUsers(%s) = %v, want %v", step, userID, got, wantApplied[userID])
+					}
+				}
+			}
 		}
 	}
 	for step := range 5000 {
