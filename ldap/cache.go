@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/fnv"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,9 +24,12 @@ import (
 // takes 17 bytes), found through open-addressing tables of 32-bit record
 // indexes. The hashes are FNV-1a of dnKey and of the lower-cased uid; two
 // of a directory's DNs colliding is a chance of about n²/2⁶⁵, one in ten
-// billion at 300,000 entries. Ids are compared in full.
+// billion at 300,000 entries. Ids are compared in full. Past its first
+// few thousand users, the records, arena and tables live off the Go heap
+// (offheap.go).
 type dirCache struct {
 	token string
+	mem   *offheap // the mappings of recs, strs, byID and byDN
 
 	mu    sync.Mutex
 	recs  recList // every user record; its index names it
@@ -98,20 +102,58 @@ func uidHash(uid string) uint64 {
 }
 
 func newDirCache() *dirCache {
-	return &dirCache{
-		strs:      newArena(),
+	mem := &offheap{}
+	c := &dirCache{
+		mem:       mem,
+		recs:      recList{mem: mem},
+		strs:      arena{chunks: newArena().chunks, mem: mem},
+		byID:      table{mem: mem},
+		byDN:      table{mem: mem},
 		alias:     map[uint64]uint32{},
 		groups:    map[string]*groupRec{},
 		gByDN:     map[uint64]*groupRec{},
 		journaled: map[int]bool{},
 	}
+	runtime.AddCleanup(c, (*offheap).freeAll, mem)
+	return c
 }
 
-// recList holds user records in fixed chunks: growing never copies (a
-// slice grown by append would hold the old and the new array at once).
+// size returns the bytes the cache holds on the Go heap and mapped off
+// it (the maps and group records estimated); the caller holds the
+// Syncer's lock.
+func (c *dirCache) size() (heap, mapped int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var total int64
+	for _, ch := range c.recs.chunks {
+		total += int64(cap(ch)) * int64(unsafe.Sizeof(userRec{}))
+	}
+	for _, ch := range c.strs.chunks {
+		total += int64(cap(ch))
+	}
+	total += 4 * int64(cap(c.byID.slots)+cap(c.byDN.slots))
+	total += 24 * int64(len(c.alias)+len(c.byUID))
+	for _, g := range c.groups {
+		total += 160 + int64(len(g.id)+len(g.dn)+len(g.name)+len(g.groupID))
+		total += 8*int64(cap(g.memberDNs)+cap(g.memberUIDs)) + 4*int64(cap(g.appliedMembers))
+	}
+	c.mem.mu.Lock()
+	for _, b := range c.mem.mapped {
+		mapped += int64(len(b))
+	}
+	c.mem.mu.Unlock()
+	return total - mapped, mapped
+}
+
+// recList holds user records in chunks of recChunk. The first is on the
+// heap and grows by append, so that a small directory takes a few
+// hundred bytes, not a whole chunk; the others are allocated whole, off
+// the heap, so that growing never copies (a slice grown by append holds
+// the old and the new array at once).
 type recList struct {
 	chunks [][]userRec
 	n      int
+	mem    *offheap
 }
 
 const recChunk = 4096
@@ -124,7 +166,11 @@ func (l *recList) at(i uint32) *userRec { return &l.chunks[i/recChunk][i%recChun
 // add appends r and returns its index.
 func (l *recList) add(r userRec) uint32 {
 	if l.n%recChunk == 0 {
-		l.chunks = append(l.chunks, make([]userRec, 0, recChunk))
+		if len(l.chunks) == 0 {
+			l.chunks = append(l.chunks, make([]userRec, 0, 16))
+		} else {
+			l.chunks = append(l.chunks, offheapSlice[userRec](l.mem, recChunk)[:0])
+		}
 	}
 	last := len(l.chunks) - 1
 	l.chunks[last] = append(l.chunks[last], r)
@@ -136,10 +182,15 @@ func (l *recList) add(r userRec) uint32 {
 // header and its bytes: header 0 is a lower-case 8-4-4-4-12 UUID stored
 // as its 16 bytes, any other header is the uvarint of the length plus
 // one. A reference is a chunk number (11 bits) and an offset in the chunk
-// (20 bits); a string longer than a chunk gets a chunk of its own. Chunks
-// are never grown or written again once a string is in them, so strings
-// handed out by str point into them and stay valid.
-type arena struct{ chunks [][]byte }
+// (20 bits); a string longer than a chunk gets a chunk of its own. The
+// first chunk grows on the heap up to offheapMin, so that a small
+// directory takes no mapping; the others are a full chunk each, off the
+// heap, where the kernel backs only the pages written. Nothing handed
+// out points into a chunk (str copies).
+type arena struct {
+	chunks [][]byte
+	mem    *offheap
+}
 
 const (
 	arenaChunkBits = 20
@@ -199,15 +250,12 @@ func (a *arena) add(enc []byte) uint32 {
 	last := len(a.chunks) - 1
 	c := a.chunks[last]
 	if len(c)+len(enc) > cap(c) {
-		if len(c)+len(enc) <= arenaChunk {
-			// Grow the chunk up to its full size while it is small (a
-			// small directory does not pay for a whole chunk); its
-			// strings already handed out keep the old array.
-			nc := make([]byte, len(c), min(arenaChunk, max(2*cap(c), len(c)+len(enc))))
+		if last == 0 && len(c)+len(enc) <= offheapMin {
+			nc := make([]byte, len(c), min(offheapMin, max(2*cap(c), len(c)+len(enc))))
 			copy(nc, c)
 			c = nc
 		} else {
-			c = make([]byte, 0, max(arenaChunk, len(enc)))
+			c = offheapSlice[byte](a.mem, max(arenaChunk, len(enc)))[:0]
 			a.chunks = append(a.chunks, c)
 			last++
 		}
@@ -255,7 +303,7 @@ func formatUUID(out *[36]byte, u []byte) {
 	hex.Encode(out[24:36], u[10:16])
 }
 
-// str returns the string stored at ref ("" for 0).
+// str returns a copy of the string stored at ref ("" for 0).
 func (a *arena) str(ref uint32) string {
 	if ref == 0 {
 		return ""
@@ -270,7 +318,7 @@ func (a *arena) str(ref uint32) string {
 	if n <= 1 {
 		return ""
 	}
-	return unsafe.String(&b[k], int(n)-1)
+	return string(b[k : k+int(n)-1])
 }
 
 func hashBytes(b []byte) uint64 {
@@ -284,8 +332,9 @@ func hashBytes(b []byte) uint64 {
 // key of a slot is derived from its record, so that a slot costs 4 bytes.
 type table struct {
 	slots []uint32
-	n     int // live slots
-	used  int // live slots and tombs
+	n     int      // live slots
+	used  int      // live slots and tombs
+	mem   *offheap // where large slot arrays are kept
 }
 
 const tomb = ^uint32(0)
@@ -373,7 +422,7 @@ func (t *table) resize(n int, k tkey) {
 		size *= 2
 	}
 	old := t.slots
-	t.slots = make([]uint32, size)
+	t.slots = offheapSlice[uint32](t.mem, size)
 	t.n, t.used = 0, 0
 	mask := uint64(size - 1)
 	for _, v := range old {
@@ -389,6 +438,7 @@ func (t *table) resize(n int, k tkey) {
 		t.n++
 		t.used++
 	}
+	offheapFree(t.mem, old)
 }
 
 // encodeID returns id's encoding (in buf) and hash, for the id table.
@@ -455,16 +505,16 @@ func (c *dirCache) eachUser(fn func(id string)) {
 	}
 }
 
-// userByDN returns the record a DN hash names: the entry at that DN, or
-// the entry renamed from it. It may be a dropped record.
-func (c *dirCache) userByDN(dn uint64) (*userRec, bool) {
+// userByDN returns (a copy of) the record a DN hash names: the entry at
+// that DN, or the entry renamed from it. It may be a dropped record.
+func (c *dirCache) userByDN(dn uint64) (userRec, bool) {
 	if i, ok := c.byDN.get(dn, c.dnKey(dn)); ok {
-		return c.recs.at(i), true
+		return *c.recs.at(i), true
 	}
 	if i, ok := c.alias[dn]; ok {
-		return c.recs.at(i), true
+		return *c.recs.at(i), true
 	}
-	return nil, false
+	return userRec{}, false
 }
 
 // putUser records (or moves, on rename) a user entry by its dnKey.

@@ -3,8 +3,10 @@ package ldap
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestDirCacheModel drives the compact cache and a plain map model with
@@ -156,5 +158,67 @@ func TestArenaStrings(t *testing.T) {
 	}
 	if n := len(encodeString(nil, "1c5d7e5e-82ab-1041-930c-ab00fdfbc648")); n != 17 {
 		t.Errorf("a UUID takes %d bytes", n)
+	}
+}
+
+// TestDirCacheOffHeap fills a cache past its heap-held first chunks, so
+// that its records, strings and tables are mapped off the heap, checks
+// that every entry resolves after the tables grew and after drops, and
+// that the mappings are released once the cache is collected.
+func TestDirCacheOffHeap(t *testing.T) {
+	const n = 40000
+	uuid := func(k int) string { return fmt.Sprintf("%08x-82ab-1041-930c-ab00fdfbc648", k) }
+	dn := func(k int) string { return fmt.Sprintf("uid=u%d,ou=people,dc=example,dc=com", k) }
+	c := newDirCache()
+	mem := c.mem
+	for k := range n {
+		c.putUser(uuid(k), dn(k), fmt.Sprintf("u%d", k), fmt.Sprintf("engine-%d", k))
+	}
+	for k := 0; k < n; k += 2 {
+		c.dropUser(uuid(k))
+	}
+	mem.mu.Lock()
+	mapped := len(mem.mapped)
+	mem.mu.Unlock()
+	if mapped == 0 && !offheapUnsupported() {
+		t.Fatal("a cache of 40,000 users mapped nothing off the heap")
+	}
+	// 24-byte records, 17-byte ids, 9-byte engine ids and two tables.
+	if heap, mapped := c.size(); heap+mapped < n*(24+17+9+8) || mapped == 0 && !offheapUnsupported() || heap > mapped {
+		t.Fatalf("size() = %d on the heap, %d mapped", heap, mapped)
+	}
+	for k := range n {
+		live := k%2 == 1
+		if got := c.hasUser(uuid(k)); got != live {
+			t.Fatalf("hasUser(%d) = %v, want %v", k, got, live)
+		}
+		r, ok := c.userByDN(dnHash(dnKey(dn(k))))
+		if ok != live || live && (r.dropped() || c.strs.str(r.userID) != fmt.Sprintf("engine-%d", k) || c.strs.str(r.idRef()) != uuid(k)) {
+			t.Fatalf("userByDN(%d) = %+v %v, want live %v", k, r, ok, live)
+		}
+	}
+	count := 0
+	c.eachUser(func(string) { count++ })
+	if count != n/2 {
+		t.Fatalf("eachUser saw %d users, want %d", count, n/2)
+	}
+	applied := c.appliedUsers()
+	if !applied("engine-1") || applied("engine-2") {
+		t.Fatal("appliedUsers is wrong off the heap")
+	}
+	c, applied = nil, nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		mem.mu.Lock()
+		mapped = len(mem.mapped)
+		mem.mu.Unlock()
+		if mapped == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mappings still there after the cache was collected", mapped)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
