@@ -15,6 +15,10 @@ import (
 //
 //	idprov.ldap.sync.duration  histogram, s: one sync (full or incremental), per
 //	                           tenant, connection, mode and outcome (ok, held, error)
+//	idprov.ldap.state.size     gauge, By: the Syncer's compact directory state
+//	                           after a sync, per tenant, connection and memory:
+//	                           "heap" (Go heap) or "mapped" (kept off the heap,
+//	                           so not in runtime.MemStats; see Config)
 //
 // Held deactivation plans count in the engine's idprov.plans.held (kind
 // "deactivations").
@@ -51,5 +55,17 @@ func (s *Syncer) observe(ctx context.Context, start time.Time, rep *Report, err 
 		metric.WithDescription("How long one LDAP sync (full or incremental) took."),
 		metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)); e == nil {
 		h.Record(ctx, d.Seconds(), attrs)
+	}
+	s.mu.Lock()
+	var heap, mapped int64
+	if s.cache != nil {
+		heap, mapped = s.cache.size()
+	}
+	s.mu.Unlock()
+	if g, e := meter.Int64Gauge("idprov.ldap.state.size", metric.WithUnit("By"),
+		metric.WithDescription("The LDAP Syncer's directory state, on the Go heap and mapped off it.")); e == nil {
+		conn := []attribute.KeyValue{attribute.String("tenant", s.cfg.TenantID), attribute.String("connection", s.cfg.ConnectionID)}
+		g.Record(ctx, heap, metric.WithAttributes(append(conn, attribute.String("memory", "heap"))...))
+		g.Record(ctx, mapped, metric.WithAttributes(append(conn, attribute.String("memory", "mapped"))...))
 	}
 }

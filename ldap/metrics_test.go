@@ -54,4 +54,19 @@ func TestSyncDurationMetric(t *testing.T) {
 	if got[full] != 1 || len(got) != 2 {
 		t.Fatalf("idprov.ldap.sync.duration points = %v, want one full sync and one incremental", got)
 	}
+	state := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "idprov.ldap.state.size" {
+				for _, p := range g.DataPoints {
+					where, _ := p.Attributes.Value("memory")
+					state[where.AsString()] = p.Value
+				}
+			}
+		}
+	}
+	// One user and no groups: a few kilobytes on the heap, nothing mapped.
+	if len(state) != 2 || state["heap"] < 1000 || state["heap"] > 32<<10 || state["mapped"] != 0 {
+		t.Fatalf("idprov.ldap.state.size = %v, want the heap's share and none mapped", state)
+	}
 }
