@@ -39,7 +39,11 @@ import (
 //
 // IDPROV_LDAP_BENCH_PROFILE=dir writes each contender's CPU and memory
 // profiles there; IDPROV_LDAP_BENCH_ONLY=bare,discard runs those only
-// (of bare, discard, memstore).
+// (of bare, discard, discard-heap, memstore; discard-heap is discard with
+// the cache's state on the Go heap, as before offheap.go).
+// IDPROV_LDAP_BENCH_HOSTHEAP=MB gives every contender a live heap of its
+// own of that size first, the way a host process has one: the collector
+// paces by the whole heap, so what the state costs depends on it.
 func TestMeasure(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("IDPROV_LDAP_BENCH"))
 	if n <= 0 {
@@ -132,11 +136,15 @@ func TestMeasure(t *testing.T) {
 		}
 		rows = append(rows, r)
 	}
-	for _, mode := range []string{"bare", "discard"} {
-		if !runs(mode) {
+	for _, mode := range []string{"bare", "discard", "discard-heap"} {
+		if !runs(mode) || mode == "discard-heap" && only == "" {
 			continue
 		}
-		r := &row{name: map[string]string{"bare": "bare go-ldap SearchAsync + paging (users and groups)", "discard": "Syncer.Sync, full, store that discards"}[mode]}
+		r := &row{name: map[string]string{
+			"bare":         "bare go-ldap SearchAsync + paging (users and groups)",
+			"discard":      "Syncer.Sync, full, store that discards",
+			"discard-heap": "the same, the cache's state on the Go heap",
+		}[mode]}
 		for range 3 {
 			m := child(mode)
 			r.walls = append(r.walls, m.Wall)
@@ -173,6 +181,9 @@ func TestMeasure(t *testing.T) {
 	var b strings.Builder
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(&b, "\n%d users in %d groups, %s/%s, GOMAXPROCS %d, load average %s\n", n, groups, runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), strings.TrimSpace(string(load)))
+	if mb := os.Getenv("IDPROV_LDAP_BENCH_HOSTHEAP"); mb != "" {
+		fmt.Fprintf(&b, "each process holds a live host heap of %s MB\n", mb)
+	}
 	for _, r := range rows {
 		rss := "-"
 		if !r.wallOnly {
@@ -245,6 +256,12 @@ func TestMeasureChild(t *testing.T) {
 		Incremental: IncrementalSyncrepl,
 	}
 	var m measurement
+	hostHeap := newHostHeap(os.Getenv("IDPROV_LDAP_BENCH_HOSTHEAP"))
+	defer runtime.KeepAlive(hostHeap)
+	if mode == "discard-heap" {
+		offheapOff = true
+		mode = "discard"
+	}
 	switch mode {
 	case "bare":
 		c, err := goldap.DialURL(cfg.URL)
@@ -387,6 +404,25 @@ func newBenchEngine(t testing.TB, st provision.Store) *provision.Engine {
 		t.Fatal(err)
 	}
 	return eng
+}
+
+// hostObj is a piece of a host's own live heap: pointers to scan and
+// bytes to keep.
+type hostObj struct {
+	next *hostObj
+	data [120]byte
+}
+
+// newHostHeap allocates mb megabytes of linked hostObjs ("" for none).
+func newHostHeap(mb string) *hostObj {
+	n, _ := strconv.Atoi(mb)
+	var head *hostObj
+	for range n << 20 / 128 {
+		o := &hostObj{next: head}
+		o.data[0] = 1
+		head = o
+	}
+	return head
 }
 
 // bareRead streams a paged search and counts the entries: the least a
