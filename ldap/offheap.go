@@ -2,7 +2,6 @@ package ldap
 
 import (
 	"sync"
-	"sync/atomic"
 	"unsafe"
 )
 
@@ -21,7 +20,9 @@ import (
 //
 // Only what is read and written through the cache's own methods lives
 // there: no string or slice handed out by the cache points into it
-// (arena.str copies), so nothing can outlive the mapping. Arrays smaller
+// (arena.str copies), so nothing can outlive the mapping; a cache is
+// always reached through the Syncer or the sync that holds it, so it
+// stays reachable, and mapped, while its methods run. Arrays smaller
 // than offheapMin, and every array on a platform without anonymous
 // mappings or when a mapping fails, are ordinary heap memory: a small
 // directory takes no mappings (Linux allows a process 65,530 by
@@ -36,10 +37,6 @@ const offheapMin = 64 << 10
 
 // offheapOff keeps every array on the heap (for measurements).
 var offheapOff bool
-
-// offheapBytes is the size of all live mappings of all caches (for tests
-// and measurements).
-var offheapBytes atomic.Int64
 
 // offheapSlice returns n zero values of a pointer-free T, off the heap
 // when m is not nil and the array is large enough.
@@ -60,7 +57,6 @@ func offheapSlice[T userRec | uint32 | byte](m *offheap, n int) []T {
 	}
 	m.mapped[p] = b
 	m.mu.Unlock()
-	offheapBytes.Add(int64(size))
 	return unsafe.Slice((*T)(p), n)
 }
 
@@ -77,7 +73,6 @@ func offheapFree[T userRec | uint32 | byte](m *offheap, s []T) {
 	m.mu.Unlock()
 	if ok {
 		unmapAnon(b)
-		offheapBytes.Add(-int64(len(b)))
 	}
 }
 
@@ -89,6 +84,5 @@ func (m *offheap) freeAll() {
 	m.mu.Unlock()
 	for _, b := range mapped {
 		unmapAnon(b)
-		offheapBytes.Add(-int64(len(b)))
 	}
 }
