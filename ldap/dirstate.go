@@ -264,6 +264,9 @@ func (s *Syncer) saveState(ctx context.Context, c *dirCache, cur *cursor) error 
 	if err != nil {
 		return err
 	}
+	if cur.StateGen != "" {
+		cur.Stale = append(slices.Clone(cur.Stale), staleOf(cur))
+	}
 	cur.StateGen, cur.StateBuckets, cur.StateBytes = gen, n, size
 	cur.JournalFrom, cur.JournalTo, cur.JournalBytes = 0, 0, 0
 	c.mu.Lock()
@@ -276,28 +279,27 @@ func (s *Syncer) saveState(ctx context.Context, c *dirCache, cur *cursor) error 
 // (all of them when cur has no state yet), as a journal record appended
 // to the state, or, once the journal has grown past its bound, by
 // rewriting the buckets the journal and these changes touched
-// (compaction). It updates cur, which the caller stores next; after
-// that, the caller calls the returned function (never nil), which
-// deletes the journal records a compaction made obsolete.
-func (s *Syncer) saveDirty(ctx context.Context, c *dirCache, cur *cursor) (func(), error) {
-	done := func() {}
+// (compaction). It updates cur, which the caller stores next (the
+// journal records a compaction made obsolete, and a state it replaced,
+// in cur.Stale).
+func (s *Syncer) saveDirty(ctx context.Context, c *dirCache, cur *cursor) error {
 	if cur.StateGen == "" || c.buckets != cur.StateBuckets {
-		return done, s.saveState(ctx, c, cur)
+		return s.saveState(ctx, c, cur)
 	}
 	c.mu.Lock()
 	changed := len(c.dirty)
 	c.mu.Unlock()
 	if changed == 0 {
-		return done, nil
+		return nil
 	}
 	if cur.JournalTo-cur.JournalFrom < maxJournalRecords && cur.JournalBytes < journalBound(cur.StateBytes) {
 		size, err := s.writeJournal(ctx, c, cur.StateGen, cur.JournalTo)
 		if err != nil {
-			return done, err
+			return err
 		}
 		cur.JournalTo++
 		cur.JournalBytes += size
-		return done, nil
+		return nil
 	}
 	c.mu.Lock()
 	only := map[int]bool{}
@@ -307,28 +309,14 @@ func (s *Syncer) saveDirty(ctx context.Context, c *dirCache, cur *cursor) (func(
 	}
 	c.mu.Unlock()
 	if _, err := s.writeBuckets(ctx, c, cur.StateGen, c.buckets, only); err != nil {
-		return done, err
+		return err
 	}
 	c.mu.Lock()
 	c.dirty, c.journaled = map[string]bool{}, map[int]bool{}
 	c.mu.Unlock()
-	gen, from, to := cur.StateGen, cur.JournalFrom, cur.JournalTo
+	cur.Stale = append(slices.Clone(cur.Stale), staleState{Gen: cur.StateGen, From: cur.JournalFrom, To: cur.JournalTo})
 	cur.JournalFrom, cur.JournalBytes = cur.JournalTo, 0
-	return func() { s.dropJournal(ctx, gen, from, to) }, nil
-}
-
-// dropState deletes the buckets and the journal of a generation no
-// cursor names any more.
-func (s *Syncer) dropState(ctx context.Context, cur *cursor) {
-	for b := range cur.StateBuckets {
-		if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.stateKey(cur.StateGen, b)); err != nil && !errors.Is(err, provision.ErrNotFound) {
-			s.log().WarnContext(ctx, "ldap: delete old directory state", "error", err)
-			return
-		}
-	}
-	// JournalTo too: a record written by a sync that stopped before it
-	// stored its cursor.
-	s.dropJournal(ctx, cur.StateGen, cur.JournalFrom, cur.JournalTo+1)
+	return nil
 }
 
 // loadState rebuilds the cache from the state cur names: its buckets,
@@ -608,14 +596,4 @@ func (s *Syncer) applyJournal(ctx context.Context, c *dirCache, gen string, seq 
 		return bad(r.err.Error())
 	}
 	return nil
-}
-
-// dropJournal deletes the journal records from to to (exclusive) of gen.
-func (s *Syncer) dropJournal(ctx context.Context, gen string, from, to int) {
-	for seq := from; seq < to; seq++ {
-		if err := provision.AdapterOf(s.eng).KVDelete(ctx, s.cfg.TenantID, s.journalKey(gen, seq)); err != nil && !errors.Is(err, provision.ErrNotFound) {
-			s.log().WarnContext(ctx, "ldap: delete old directory state journal", "error", err)
-			return
-		}
-	}
 }

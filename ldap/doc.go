@@ -77,7 +77,10 @@
 // sync writes them all under a new generation, an incremental sync
 // appends a journal record of the entries it changed (checksummed; the
 // cursor stored after it names it), and once the journal passes a bound
-// a sync compacts it into the buckets it touched. A new Syncer (a
+// a sync compacts it into the buckets it touched. What a full sync or a
+// compaction replaced is deleted once the new cursor is stored; the
+// cursor lists it until then, so a delete the store refused is tried
+// again at the next sync, and the state a cursor names is never deleted. A new Syncer (a
 // restarted process, another replica) loads the buckets, applies the
 // journal and continues from the stored cookie; only a state it cannot
 // read (a bucket or journal record missing, cut or damaged) runs a full

@@ -408,15 +408,13 @@ func (s *Syncer) commit(ctx context.Context, r *run, cur, next *cursor, gone, go
 		return err
 	}
 	next.Owned = max(0, cur.Owned+rep.Created+rep.Reactivated-rep.Deactivated)
-	compacted, err := s.saveDirty(ctx, s.cache, next)
-	if err != nil {
+	if err := s.saveDirty(ctx, s.cache, next); err != nil {
 		return err
 	}
 	token, err := s.saveCursor(ctx, next)
 	if err != nil {
 		return err
 	}
-	compacted()
 	s.cache.token = token
 	rep.Duration = s.cfg.Now().Sub(rep.Started)
 	s.log().InfoContext(ctx, rep.String())

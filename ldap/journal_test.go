@@ -3,13 +3,17 @@ package ldap
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/idprov/idprov/ldap/ldaptest"
 	"github.com/idprov/idprov/provision"
+	"github.com/idprov/idprov/store/memstore"
 )
 
 // cacheDump is a dirCache as comparable text: its live users (id, DN
@@ -250,4 +254,128 @@ func TestJournalDamaged(t *testing.T) {
 		t.Fatalf("FullReason %q", rep.FullReason)
 	}
 	eq(t, "after", e.changes(e.syncer(nil)).Mode, ModeSyncrepl)
+}
+
+// refusingKV is memstore whose KVDelete fails while refuse is set (a
+// store that was unavailable for a moment), and whose store of a cursor
+// fails while cursorFails is set: before storing it, or after it when
+// cursorStored is set too (a timeout after the commit).
+type refusingKV struct {
+	*memstore.Store
+	refuse, cursorFails, cursorStored atomic.Bool
+}
+
+func (r *refusingKV) KVSet(ctx context.Context, tenantID, key string, value []byte, ttl time.Duration) error {
+	if !strings.HasSuffix(key, "/cursor") || !r.cursorFails.Load() {
+		return r.Store.KVSet(ctx, tenantID, key, value, ttl)
+	}
+	if r.cursorStored.Load() {
+		if err := r.Store.KVSet(ctx, tenantID, key, value, ttl); err != nil {
+			return err
+		}
+	}
+	return errors.New("store unavailable")
+}
+
+func (r *refusingKV) KVDelete(ctx context.Context, tenantID, key string) error {
+	if r.refuse.Load() {
+		return errors.New("store unavailable")
+	}
+	return r.Store.KVDelete(ctx, tenantID, key)
+}
+
+// TestStaleStateRetried: the state a full sync replaced, and the journal
+// records a compaction folded in, are deleted after the cursor is
+// stored; when the store refuses the deletes, the cursor lists them and
+// the next sync deletes them, never the state the cursor names.
+func TestStaleStateRetried(t *testing.T) {
+	e := newEnv(t, ldaptest.Options{})
+	st := &refusingKV{Store: memstore.New()}
+	eng, err := provision.NewEngine(provision.Config{Store: st,
+		Tenants: []provision.Tenant{{ID: tenant, Connections: []provision.Connection{{ID: ldapConn, Kind: provision.KindLDAP}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.eng = eng
+	kv := provision.AdapterOf(eng)
+	a := e.addUser("a", "A", "A", nil)
+	e.addGroup("g", a)
+	s := e.syncer(nil)
+	e.sync(s)
+	first := mustCursor(t, s)
+	present := func(what, key string, want bool) {
+		t.Helper()
+		_, err := kv.KVGet(e.ctx, tenant, key)
+		if got := err == nil; got != want || err != nil && !errors.Is(err, provision.ErrNotFound) {
+			t.Fatalf("%s: stored %v (%v), want %v", what, got, err, want)
+		}
+	}
+
+	st.refuse.Store(true)
+	e.sync(s)
+	second := mustCursor(t, s)
+	if second.StateGen == first.StateGen {
+		t.Fatal("the full sync kept the state's generation")
+	}
+	present("replaced state, delete refused", s.stateKey(first.StateGen, 0), true)
+	eq(t, "stale", second.Stale, []staleState{staleOf(first)})
+
+	st.refuse.Store(false)
+	e.addUser("b", "B", "B", nil)
+	e.changes(s)
+	present("replaced state, next sync", s.stateKey(first.StateGen, 0), false)
+	present("live state", s.stateKey(second.StateGen, 0), true)
+	e.addUser("c", "C", "C", nil)
+	e.changes(s)
+	eq(t, "stale once deleted", len(mustCursor(t, s).Stale), 0)
+
+	// A compaction while deletes are refused: its old journal records
+	// stay listed until a sync can delete them.
+	cur := mustCursor(t, s)
+	if cur.JournalTo-cur.JournalFrom < 1 {
+		t.Fatalf("no journal: %+v", cur)
+	}
+	cur.JournalBytes = 1 << 40 // past the bound: the next sync compacts
+	raw, _ := json.Marshal(cur)
+	if err := kv.KVSet(e.ctx, tenant, s.cursorKey(), raw, 0); err != nil {
+		t.Fatal(err)
+	}
+	s = e.syncer(nil)
+	st.refuse.Store(true)
+	d := e.addUser("d", "D", "D", nil)
+	eq(t, "mode", e.changes(s).Mode, ModeSyncrepl)
+	compacted := mustCursor(t, s)
+	eq(t, "journal compacted", compacted.JournalFrom, cur.JournalTo)
+	eq(t, "stale journal", compacted.Stale, []staleState{{Gen: cur.StateGen, From: cur.JournalFrom, To: cur.JournalTo}})
+	present("folded journal record, delete refused", s.journalKey(cur.StateGen, cur.JournalFrom), true)
+	st.refuse.Store(false)
+	e.changes(s)
+	present("folded journal record, next sync", s.journalKey(cur.StateGen, cur.JournalFrom), false)
+	eq(t, "restarted", e.changes(e.syncer(nil)).Mode, ModeSyncrepl)
+	eq(t, "d active", e.user(d).Active, true)
+
+	// A full sync whose cursor is not stored leaves its state named by
+	// no cursor: the next sync deletes it. One whose cursor was stored
+	// although the store said no keeps it: it is the live state.
+	for _, stored := range []bool{false, true} {
+		before := mustCursor(t, s)
+		st.cursorFails.Store(true)
+		st.cursorStored.Store(stored)
+		if _, err := s.Sync(e.ctx); err == nil {
+			t.Fatal("the cursor's store failed, the sync did not")
+		}
+		st.cursorFails.Store(false)
+		after := mustCursor(t, s)
+		if (after.StateGen != before.StateGen) != stored {
+			t.Fatalf("stored %v: the cursor names %s, before %s", stored, after.StateGen, before.StateGen)
+		}
+		orphans := slices.Clone(s.orphans)
+		if len(orphans) != 1 {
+			t.Fatalf("orphans %v", orphans)
+		}
+		eq(t, "next sync", e.changes(s).Mode, ModeSyncrepl)
+		present(fmt.Sprintf("state of the failed store (stored %v)", stored), s.stateKey(orphans[0].Gen, 0), stored)
+		present("live state", s.stateKey(mustCursor(t, s).StateGen, 0), true)
+	}
+	eq(t, "restarted at last", e.changes(e.syncer(nil)).Mode, ModeSyncrepl)
 }

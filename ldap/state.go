@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,11 +61,32 @@ type cursor struct {
 	// buckets without the journal, a state behind the cookie. It finds
 	// no state instead, and runs a full sync.
 	JournalGen string `json:",omitempty"`
+	// Stale lists stored state no cursor names any more, still to be
+	// deleted: a generation a full sync replaced, the journal records a
+	// compaction folded into the buckets, the state of a cursor whose
+	// store failed. Every store of a cursor deletes what it lists after
+	// it, so a delete that failed (the store was unavailable) is tried
+	// again at the next sync instead of leaving the state behind.
+	Stale []staleState `json:",omitempty"`
 	// LastFull is when the last full sync completed.
 	LastFull time.Time
 	// Owned is the number of active users the connection owns, as of
 	// the last sync: the base of the share threshold between full syncs.
 	Owned int
+}
+
+// staleState is stored directory state to delete: Buckets buckets of
+// generation Gen and its journal records From to To (exclusive).
+type staleState struct {
+	Gen      string
+	Buckets  int `json:",omitempty"`
+	From, To int `json:",omitempty"`
+}
+
+// staleOf is all of the state c names, and the journal record after its
+// last (written by a sync that stopped before it stored its cursor).
+func staleOf(c *cursor) staleState {
+	return staleState{Gen: c.StateGen, Buckets: c.StateBuckets, From: c.JournalFrom, To: c.JournalTo + 1}
 }
 
 func (s *Syncer) cursorKey() string { return "ldap/" + s.cfg.ConnectionID + "/cursor" }
@@ -89,8 +111,10 @@ func (s *Syncer) loadCursor(ctx context.Context) (*cursor, error) {
 	return &c, nil
 }
 
-// saveCursor stores c with a fresh token, which it returns.
+// saveCursor stores c with a fresh token, which it returns, then
+// deletes the stale state c lists; the caller holds s.mu.
 func (s *Syncer) saveCursor(ctx context.Context, c *cursor) (string, error) {
+	c.Stale = s.staleFor(c)
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	c.Token = hex.EncodeToString(b[:])
@@ -104,9 +128,66 @@ func (s *Syncer) saveCursor(ctx context.Context, c *cursor) (string, error) {
 		return "", err
 	}
 	if err := provision.AdapterOf(s.eng).KVSet(ctx, s.cfg.TenantID, s.cursorKey(), raw, 0); err != nil {
+		// c's state may now be named by no cursor: the next store
+		// deletes it, unless its cursor names it (the store did happen).
+		if c.StateGen != "" {
+			s.orphans = append(s.orphans, staleOf(c))
+		}
 		return "", fmt.Errorf("ldap: store cursor: %w", err)
 	}
+	s.orphans = nil
+	s.dropStale(ctx, c)
 	return c.Token, nil
+}
+
+// staleFor is the stale state c is to list: what it lists and this
+// Syncer's orphans, less what was deleted since and anything of the
+// state c names, which is never stale.
+func (s *Syncer) staleFor(c *cursor) []staleState {
+	var out []staleState
+	seen := map[staleState]bool{}
+	for _, st := range append(slices.Clone(c.Stale), s.orphans...) {
+		live := st.Gen == c.StateGen && (st.Buckets > 0 || st.To > c.JournalFrom)
+		if st.Gen == "" || live || seen[st] || s.deleted[st] {
+			continue
+		}
+		seen[st] = true
+		out = append(out, st)
+	}
+	s.deleted = nil
+	return out
+}
+
+// dropStale deletes the stale state c lists, until a delete fails (the
+// next store of a cursor tries again), and notes what it deleted for
+// that store to leave out.
+func (s *Syncer) dropStale(ctx context.Context, c *cursor) {
+	kv := provision.AdapterOf(s.eng)
+	del := func(key string) bool {
+		err := kv.KVDelete(ctx, s.cfg.TenantID, key)
+		if err != nil && !errors.Is(err, provision.ErrNotFound) {
+			s.log().WarnContext(ctx, "ldap: delete old directory state (tried again at the next sync)",
+				"tenant", s.cfg.TenantID, "connection", s.cfg.ConnectionID, "error", err)
+			return false
+		}
+		return true
+	}
+	for _, st := range c.Stale {
+		for b := range st.Buckets {
+			if !del(s.stateKey(st.Gen, b)) {
+				return
+			}
+		}
+		for seq := st.From; seq < st.To; seq++ {
+			if !del(s.journalKey(st.Gen, seq)) {
+				return
+			}
+		}
+		if s.deleted == nil {
+			s.deleted = map[staleState]bool{}
+		}
+		s.deleted[st] = true
+	}
 }
 
 // fingerprintOf digests the settings that decide which entries are in

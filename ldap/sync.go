@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,11 @@ type Syncer struct {
 
 	mu    sync.Mutex
 	cache *dirCache // the directory as of the stored cursor; nil when cold
+	// deleted is the stale state deleted since the cursor was last
+	// stored, orphans the state of cursors whose store failed (under
+	// mu; see cursor.Stale).
+	deleted map[staleState]bool
+	orphans []staleState
 
 	// status is what Run does; sess the persistent search it holds
 	// open, which callers (of Sync, SyncChanges, Confirm) end.
@@ -302,15 +308,19 @@ func (s *Syncer) full(ctx context.Context, dry bool, why string) (*Report, error
 	if err != nil {
 		return rep, err
 	}
+	if prev != nil {
+		// The state prev names is stale once cur is stored.
+		cur.Stale = slices.Clone(prev.Stale)
+		if prev.StateGen != "" {
+			cur.Stale = append(cur.Stale, staleOf(prev))
+		}
+	}
 	if err := s.saveState(ctx, r.cache, &cur); err != nil {
 		return rep, err
 	}
 	token, err := s.saveCursor(ctx, &cur)
 	if err != nil {
 		return rep, err
-	}
-	if prev != nil && prev.StateGen != "" {
-		s.dropState(ctx, prev)
 	}
 	r.cache.token = token
 	s.cache = r.cache
