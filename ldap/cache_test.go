@@ -222,3 +222,43 @@ func TestDirCacheOffHeap(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// BenchmarkDirCacheTenants measures what a Syncer's directory state
+// costs per tenant when a host serves many small directories: the heap
+// (and mapped memory) of 1,000 caches of 10 or 1,000 users each, per cache.
+//
+//	go test ./ldap -run '^$' -bench DirCacheTenants -benchtime 3x
+func BenchmarkDirCacheTenants(b *testing.B) {
+	for _, users := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
+			const tenants = 1000
+			var perCache, mappedPer float64
+			for range b.N {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				caches := make([]*dirCache, tenants)
+				for i := range caches {
+					c := newDirCache()
+					for k := range users {
+						c.putUser(fmt.Sprintf("%08x-82ab-1041-930c-%012x", k, i), fmt.Sprintf("uid=u%d,ou=people,dc=t%d", k, i), fmt.Sprintf("u%d", k), fmt.Sprintf("%08x-0000-4000-8000-%012x", k, i))
+					}
+					caches[i] = c
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				var mapped int64
+				for _, c := range caches {
+					_, m := c.size()
+					mapped += m
+				}
+				perCache = float64(after.HeapAlloc-before.HeapAlloc) / tenants
+				mappedPer = float64(mapped) / tenants
+				runtime.KeepAlive(caches)
+			}
+			b.ReportMetric(perCache, "heap-B/tenant")
+			b.ReportMetric(mappedPer, "mapped-B/tenant")
+			b.ReportMetric(perCache/float64(users), "heap-B/user")
+		})
+	}
+}
