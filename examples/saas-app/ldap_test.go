@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,7 +13,8 @@ import (
 )
 
 // TestLDAPSync: users and groups of a real slapd, synced in the
-// background, show through SCIM GET like any other.
+// background, show through SCIM GET like any other, and the syncs and
+// the Syncer's state show in /metrics.
 func TestLDAPSync(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.Options{})
 	for _, uid := range []string{"ada", "bob"} {
@@ -21,7 +23,7 @@ func TestLDAPSync(t *testing.T) {
 		})
 	}
 	srv.Add(t, "cn=eng,"+srv.GroupsDN, map[string][]string{"objectClass": {"groupOfNames"}, "cn": {"eng"}, "member": {"uid=ada," + srv.PeopleDN}})
-	lines := startApp(t, "-scim-token", "SECRET",
+	lines := startAppLines(t, []string{"scim", "metrics"}, "-scim-token", "SECRET",
 		"-ldap-url", srv.URL, "-ldap-bind-dn", srv.SyncDN, "-ldap-bind-password", srv.SyncPassword,
 		"-ldap-base-dn", srv.BaseDN, "-ldap-interval", "100ms")
 	base := lines["scim"]
@@ -30,10 +32,36 @@ func TestLDAPSync(t *testing.T) {
 		_, users := do(t, "GET", base+"/Users?filter="+`userName%20eq%20%22bob%22`, "SECRET", "")
 		_, groups := do(t, "GET", base+"/Groups", "SECRET", "")
 		if users["totalResults"] == float64(1) && strings.Contains(strings.ToLower(ldapTestJSON(groups)), `"eng"`) {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("LDAP users not visible through SCIM: users %v groups %v", users, groups)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	want := []string{
+		`idprov_ldap_sync_duration_seconds_count{connection="ldap",mode="full",outcome="ok",tenant="acme"}`,
+		`idprov_ldap_state_size{connection="ldap",memory="heap",tenant="acme"}`,
+		`idprov_ldap_state_size{connection="ldap",memory="mapped",tenant="acme"} 0`,
+	}
+	for {
+		resp, err := http.Get(lines["metrics"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(string(b), w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %s:\n%s", missing, b)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
