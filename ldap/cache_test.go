@@ -164,8 +164,18 @@ func TestArenaStrings(t *testing.T) {
 // TestDirCacheOffHeap fills a cache past its heap-held first chunks, so
 // that its records, strings and tables are mapped off the heap, checks
 // that every entry resolves after the tables grew and after drops, and
-// that the mappings are released once the cache is collected.
+// that the mappings are released once the cache is collected; and that
+// the same cache works on the heap alone (no mappings to be had).
 func TestDirCacheOffHeap(t *testing.T) {
+	t.Run("mapped", testDirCacheLarge)
+	t.Run("heap only", func(t *testing.T) {
+		offheapOff.Store(true)
+		defer offheapOff.Store(false)
+		testDirCacheLarge(t)
+	})
+}
+
+func testDirCacheLarge(t *testing.T) {
 	const n = 40000
 	uuid := func(k int) string { return fmt.Sprintf("%08x-82ab-1041-930c-ab00fdfbc648", k) }
 	dn := func(k int) string { return fmt.Sprintf("uid=u%d,ou=people,dc=example,dc=com", k) }
@@ -180,11 +190,12 @@ func TestDirCacheOffHeap(t *testing.T) {
 	mem.mu.Lock()
 	mapped := len(mem.mapped)
 	mem.mu.Unlock()
-	if mapped == 0 && !offheapUnsupported() {
-		t.Fatal("a cache of 40,000 users mapped nothing off the heap")
+	wantMapped := !offheapUnsupported() && !offheapOff.Load()
+	if (mapped > 0) != wantMapped {
+		t.Fatalf("a cache of 40,000 users has %d mappings", mapped)
 	}
 	// 24-byte records, 17-byte ids, 9-byte engine ids and two tables.
-	if heap, mapped := c.size(); heap+mapped < n*(24+17+9+8) || mapped == 0 && !offheapUnsupported() || heap > mapped {
+	if heap, mapped := c.size(); heap+mapped < n*(24+17+9+8) || (mapped > heap) != wantMapped {
 		t.Fatalf("size() = %d on the heap, %d mapped", heap, mapped)
 	}
 	for k := range n {

@@ -259,7 +259,7 @@ func TestMeasureChild(t *testing.T) {
 	hostHeap := newHostHeap(os.Getenv("IDPROV_LDAP_BENCH_HOSTHEAP"))
 	defer runtime.KeepAlive(hostHeap)
 	if mode == "discard-heap" {
-		offheapOff = true
+		offheapOff.Store(true)
 		mode = "discard"
 	}
 	switch mode {

@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -35,15 +36,15 @@ type offheap struct {
 // offheapMin is the size of the smallest array kept off the heap.
 const offheapMin = 64 << 10
 
-// offheapOff keeps every array on the heap (for measurements).
-var offheapOff bool
+// offheapOff keeps every array on the heap (for tests and measurements).
+var offheapOff atomic.Bool
 
 // offheapSlice returns n zero values of a pointer-free T, off the heap
 // when m is not nil and the array is large enough.
 func offheapSlice[T userRec | uint32 | byte](m *offheap, n int) []T {
 	var zero T
 	size := n * int(unsafe.Sizeof(zero))
-	if m == nil || size < offheapMin || offheapOff {
+	if m == nil || size < offheapMin || offheapOff.Load() {
 		return make([]T, n)
 	}
 	b, err := mapAnon(size)
