@@ -184,9 +184,11 @@ func (l *recList) add(r userRec) uint32 {
 // one. A reference is a chunk number (11 bits) and an offset in the chunk
 // (20 bits); a string longer than a chunk gets a chunk of its own. The
 // first chunk grows on the heap up to offheapMin, so that a small
-// directory takes no mapping; the others are a full chunk each, off the
-// heap, where the kernel backs only the pages written. Nothing handed
-// out points into a chunk (str copies).
+// directory takes no mapping; each next one is twice the one before, up
+// to arenaChunk, off the heap (where the kernel backs only the pages
+// written, and on the heap where it cannot be mapped, so that a chunk
+// there is never more than twice what the directory has used). Nothing
+// handed out points into a chunk (str copies).
 type arena struct {
 	chunks [][]byte
 	mem    *offheap
@@ -255,7 +257,7 @@ func (a *arena) add(enc []byte) uint32 {
 			copy(nc, c)
 			c = nc
 		} else {
-			c = offheapSlice[byte](a.mem, max(arenaChunk, len(enc)))[:0]
+			c = offheapSlice[byte](a.mem, max(min(arenaChunk, 2*cap(c)), len(enc)))[:0]
 			a.chunks = append(a.chunks, c)
 			last++
 		}

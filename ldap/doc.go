@@ -80,8 +80,8 @@
 // a sync compacts it into the buckets it touched. What a full sync or a
 // compaction replaced is deleted once the new cursor is stored; the
 // cursor lists it until then, so a delete the store refused is tried
-// again at the next sync, and the state a cursor names is never deleted. A new Syncer (a
-// restarted process, another replica) loads the buckets, applies the
+// again at the next sync, and the state a cursor names is never
+// deleted. A new Syncer (a restarted process, another replica) loads the buckets, applies the
 // journal and continues from the stored cookie; only a state it cannot
 // read (a bucket or journal record missing, cut or damaged) runs a full
 // sync. At 100,000 users its first sync after 1,000 changes took 1.4 to

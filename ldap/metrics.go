@@ -18,8 +18,8 @@ import (
 //	idprov.ldap.state.size     gauge, By: the Syncer's compact directory state
 //	                           after a sync, per tenant, connection and memory:
 //	                           "heap" (Go heap) or "mapped" (kept off the heap,
-//	                           so not in runtime.MemStats: see offheap in the
-//	                           package doc)
+//	                           so not in runtime.MemStats: see the package
+//	                           doc on the memory a sync holds)
 //
 // Held deactivation plans count in the engine's idprov.plans.held (kind
 // "deactivations").

@@ -61,8 +61,8 @@ func offheapSlice[T userRec | uint32 | byte](m *offheap, n int) []T {
 	return unsafe.Slice((*T)(p), n)
 }
 
-// free unmaps the array s if it is one of m's mappings; a heap array is
-// left to the collector. Nothing may use s afterwards.
+// offheapFree unmaps the array s if it is one of m's mappings; a heap
+// array is left to the collector. Nothing may use s afterwards.
 func offheapFree[T userRec | uint32 | byte](m *offheap, s []T) {
 	if m == nil || cap(s) == 0 {
 		return

@@ -9,4 +9,6 @@ func mapAnon(int) ([]byte, error) { return nil, errors.New("no anonymous mapping
 
 func unmapAnon([]byte) {}
 
+// offheapUnsupported reports whether this platform keeps every array on
+// the heap (for tests).
 func offheapUnsupported() bool { return true }

@@ -13,4 +13,6 @@ func mapAnon(n int) ([]byte, error) {
 // unmapAnon unmaps b, a mapping mapAnon returned.
 func unmapAnon(b []byte) { _ = syscall.Munmap(b) }
 
+// offheapUnsupported reports whether this platform keeps every array on
+// the heap (for tests).
 func offheapUnsupported() bool { return false }
